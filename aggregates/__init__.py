@@ -1,0 +1,1 @@
+"""The domain: eventsourcing aggregates and their events, with no I/O."""

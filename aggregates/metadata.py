@@ -1,0 +1,22 @@
+"""What every event records beside what happened: the channel, device and actor."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+Channel = Literal["web", "app", "chat", "email", "phone", "store", "agent", "system"]
+ActorType = Literal["customer", "agent", "bot", "system"]
+
+CHANNELS: frozenset[str] = frozenset(get_args(Channel))
+ACTOR_TYPES: frozenset[str] = frozenset(get_args(ActorType))
+
+
+@dataclass(frozen=True, slots=True)
+class EventMeta:
+    """Who did it, where. The device and actor id are personal: they are stored encrypted."""
+
+    channel: Channel
+    device: str | None = None
+    actor_type: ActorType = "customer"
+    actor_id: str | None = None

@@ -1,0 +1,1 @@
+"""Continuity: the application layer wiring domain, privacy and projections to PostgreSQL."""

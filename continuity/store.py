@@ -1,0 +1,425 @@
+"""The event store: an async recorder on asyncpg over the append-only `events` table.
+
+Method names follow `eventsourcing`'s recorders where the meaning is the same (`select_events`,
+`select_notifications`, `max_notification_id`, `subscribe`, `insert_tracking`,
+`max_tracking_id`); `append` is `insert_events` with per-stream expected versions and
+idempotent retries. The store sees only ciphertext: encryption happens in the mapper above it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from datetime import datetime
+from uuid import UUID
+
+import asyncpg
+import msgspec
+from asyncpg.pool import PoolConnectionProxy
+
+from continuity.db import Conn
+from continuity.errors import ConcurrencyConflict, DuplicateEvent, EventIdReused
+
+WRONG_EXPECTED_VERSION = "CY409"
+
+
+class NewEvent(msgspec.Struct, frozen=True):
+    """A row to append: everything but the position, the transaction and the time."""
+
+    stream_id: UUID
+    version: int
+    event_id: UUID
+    subject_id: UUID
+    topic: str
+    channel: str
+    key_version: int
+    digest: bytes
+    payload: bytes
+
+
+class RecordedEvent(msgspec.Struct, frozen=True):
+    """A row of the log as read back."""
+
+    position: int
+    stream_id: UUID
+    version: int
+    event_id: UUID
+    subject_id: UUID
+    topic: str
+    channel: str
+    recorded_at: datetime
+    key_version: int
+    payload: bytes
+
+
+class TrackingConflict(Exception):
+    """A consumer's tracked position may only move forward."""
+
+    def __init__(self, name: str, position: int) -> None:
+        super().__init__(f"tracking for {name!r} is already at or beyond {position}")
+        self.name = name
+        self.position = position
+
+
+_COLUMNS = (
+    "position, stream_id, version, event_id, subject_id, topic, channel, recorded_at,"
+    " key_version, payload"
+)
+# Only rows of transactions below the oldest one still in flight: every event that could still
+# commit has a higher position than anything this returns (see append_events in 0001).
+_SETTLED = "tx_id < pg_snapshot_xmin(pg_current_snapshot())"
+
+Project = Callable[[Conn, list[int]], Awaitable[None]]
+
+
+def _record(row: asyncpg.Record) -> RecordedEvent:
+    return RecordedEvent(
+        position=row[0],
+        stream_id=row[1],
+        version=row[2],
+        event_id=row[3],
+        subject_id=row[4],
+        topic=row[5],
+        channel=row[6],
+        recorded_at=row[7],
+        key_version=row[8],
+        payload=row[9],
+    )
+
+
+class EventStore:
+    """Appends and reads events; one instance per pool and schema."""
+
+    def __init__(self, pool: asyncpg.Pool, schema: str) -> None:
+        self.pool = pool
+        self.schema = schema
+        self.channel = f"{schema}_events"
+        self._wake = asyncio.Event()
+        self._notifier: asyncio.Task[None] | None = None
+
+    # -- writing -----------------------------------------------------------------------------
+
+    async def append(
+        self,
+        events: Sequence[NewEvent],
+        expected: Mapping[UUID, int] | None = None,
+        *,
+        project: Project | None = None,
+    ) -> list[int]:
+        """Append `events` atomically and return their positions.
+
+        `expected` maps each stream to the version it must be at (0: the stream must not
+        exist). `project`, if given, runs in the same transaction after the insert, so a
+        projection is never behind its own writes. A batch whose event_ids are all recorded
+        already, with the same content, returns the original positions and writes nothing.
+        """
+        if not events:
+            return []
+        try:
+            if project is None:
+                async with self.pool.acquire() as conn:
+                    positions = await self._insert(conn, events, expected)
+            else:
+                async with self.pool.acquire() as conn, conn.transaction():
+                    positions = await self._insert(conn, events, expected)
+                    await project(conn, positions)
+        except (ConcurrencyConflict, DuplicateEvent):
+            original = await self._original_positions(events)
+            if original is None:
+                raise
+            return original
+        self._notify()
+        return positions
+
+    async def _insert(
+        self,
+        conn: Conn,
+        events: Sequence[NewEvent],
+        expected: Mapping[UUID, int] | None,
+    ) -> list[int]:
+        expected = expected or {}
+        try:
+            rows = await conn.fetch(
+                "SELECT * FROM append_events($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                [e.stream_id for e in events],
+                [e.version for e in events],
+                [e.event_id for e in events],
+                [e.subject_id for e in events],
+                [e.topic for e in events],
+                [e.channel for e in events],
+                [e.key_version for e in events],
+                [e.digest for e in events],
+                [e.payload for e in events],
+                list(expected.keys()),
+                list(expected.values()),
+            )
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name == "events_event_id_key":
+                raise DuplicateEvent([e.event_id for e in events]) from None
+            stream_id = _stream_in_conflict(exc, events)
+            raise await self._conflict(stream_id, events, expected) from None
+        except asyncpg.PostgresError as exc:
+            if exc.sqlstate == WRONG_EXPECTED_VERSION:
+                stream_id = UUID(str(exc.detail))
+                raise await self._conflict(stream_id, events, expected) from None
+            raise
+        return [row[0] for row in rows]
+
+    async def _conflict(
+        self, stream_id: UUID, events: Sequence[NewEvent], expected: Mapping[UUID, int]
+    ) -> ConcurrencyConflict:
+        if stream_id in expected:
+            wanted = expected[stream_id]
+        else:
+            wanted = min(e.version for e in events if e.stream_id == stream_id) - 1
+        return ConcurrencyConflict(stream_id, wanted, await self.stream_version(stream_id))
+
+    async def _original_positions(self, events: Sequence[NewEvent]) -> list[int] | None:
+        """The positions of an identical earlier append, None if there was none, and
+        EventIdReused if some of the event_ids were used for something else."""
+        ids = [e.event_id for e in events]
+        rows = await self.pool.fetch(
+            "SELECT event_id, position, stream_id, topic, digest FROM events"
+            " WHERE event_id = ANY($1::uuid[])",
+            ids,
+        )
+        if not rows:
+            return None
+        found = {row["event_id"]: row for row in rows}
+        for event in events:
+            row = found.get(event.event_id)
+            if row is None or (row["stream_id"], row["topic"], bytes(row["digest"])) != (
+                event.stream_id,
+                event.topic,
+                event.digest,
+            ):
+                reused = event.event_id if row is not None else rows[0]["event_id"]
+                raise EventIdReused(reused)
+        return [found[event_id]["position"] for event_id in ids]
+
+    # -- reading -----------------------------------------------------------------------------
+
+    async def stream_version(self, stream_id: UUID) -> int:
+        version: int | None = await self.pool.fetchval(
+            "SELECT max(version) FROM events WHERE stream_id = $1", stream_id
+        )
+        return version or 0
+
+    async def select_events(
+        self,
+        stream_id: UUID,
+        *,
+        gt: int | None = None,
+        lte: int | None = None,
+        desc: bool = False,
+        limit: int | None = None,
+        conn: Conn | None = None,
+    ) -> list[RecordedEvent]:
+        """One stream's events by version, like eventsourcing's `select_events`."""
+        sql = f"SELECT {_COLUMNS} FROM events WHERE stream_id = $1"
+        args: list[object] = [stream_id]
+        if gt is not None:
+            args.append(gt)
+            sql += f" AND version > ${len(args)}"
+        if lte is not None:
+            args.append(lte)
+            sql += f" AND version <= ${len(args)}"
+        sql += " ORDER BY version DESC" if desc else " ORDER BY version"
+        if limit is not None:
+            args.append(limit)
+            sql += f" LIMIT ${len(args)}"
+        rows = await (conn or self.pool).fetch(sql, *args)
+        return [_record(row) for row in rows]
+
+    async def select_notifications(
+        self,
+        start: int | None,
+        limit: int,
+        stop: int | None = None,
+        topics: Sequence[str] = (),
+        *,
+        inclusive_of_start: bool = True,
+    ) -> list[RecordedEvent]:
+        """A page of the global log in position order, settled events only (see `_SETTLED`)."""
+        args: list[object] = []
+        where = [_SETTLED]
+        if start is not None:
+            args.append(start)
+            where.append(f"position {'>=' if inclusive_of_start else '>'} ${len(args)}")
+        if stop is not None:
+            args.append(stop)
+            where.append(f"position <= ${len(args)}")
+        if topics:
+            args.append(list(topics))
+            where.append(f"topic = ANY(${len(args)}::text[])")
+        args.append(limit)
+        sql = (
+            f"SELECT {_COLUMNS} FROM events WHERE {' AND '.join(where)}"
+            f" ORDER BY position LIMIT ${len(args)}"
+        )
+        rows = await self.pool.fetch(sql, *args)
+        return [_record(row) for row in rows]
+
+    async def max_notification_id(self) -> int | None:
+        position: int | None = await self.pool.fetchval("SELECT max(position) FROM events")
+        return position
+
+    async def subject_event_count(self, subject_id: UUID) -> int:
+        count: int = await self.pool.fetchval(
+            "SELECT count(*) FROM events WHERE subject_id = $1", subject_id
+        )
+        return count
+
+    # -- following ---------------------------------------------------------------------------
+
+    def subscribe(
+        self,
+        gt: int | None = None,
+        topics: Sequence[str] = (),
+        *,
+        page_size: int = 500,
+        poll_interval: float = 1.0,
+    ) -> Subscription:
+        return Subscription(self, gt or 0, topics, page_size, poll_interval)
+
+    def _notify(self) -> None:
+        """Wake subscribers after a commit.
+
+        One NOTIFY per commit would serialise every appending transaction on PostgreSQL's
+        notification queue lock, held through the commit. Instead a background task sends one
+        NOTIFY for however many commits happened since its last one.
+        """
+        self._wake.set()
+        if self._notifier is None or self._notifier.done():
+            self._notifier = asyncio.get_running_loop().create_task(self._send_notifications())
+
+    async def _send_notifications(self) -> None:
+        while self._wake.is_set():
+            self._wake.clear()
+            try:
+                await self.pool.execute("SELECT pg_notify($1, '')", self.channel)
+            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError):
+                return  # subscribers also poll; a missed wake-up only delays them
+
+    async def aclose(self) -> None:
+        task = self._notifier
+        if task is not None and not task.done():
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(task), 5)
+
+    # -- tracking ----------------------------------------------------------------------------
+
+    async def insert_tracking(self, name: str, position: int, conn: Conn | None = None) -> None:
+        """Record that consumer `name` has processed up to `position`; only forward."""
+        moved = await (conn or self.pool).fetchval(
+            "INSERT INTO tracking (name, position) VALUES ($1, $2)"
+            " ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at = now()"
+            " WHERE tracking.position < excluded.position RETURNING true",
+            name,
+            position,
+        )
+        if not moved:
+            raise TrackingConflict(name, position)
+
+    async def max_tracking_id(self, name: str) -> int | None:
+        position: int | None = await self.pool.fetchval(
+            "SELECT position FROM tracking WHERE name = $1", name
+        )
+        return position
+
+
+class Subscription:
+    """Catch up from a position, then follow new events, woken by LISTEN/NOTIFY.
+
+    It polls as well (every `poll_interval`, and sooner while newer events wait behind a
+    transaction still in flight), so a lost notification only delays it.
+    """
+
+    def __init__(
+        self,
+        store: EventStore,
+        after: int,
+        topics: Sequence[str],
+        page_size: int,
+        poll_interval: float,
+    ) -> None:
+        self.store = store
+        self.position = after
+        self.topics = list(topics)
+        self.page_size = page_size
+        self.poll_interval = poll_interval
+        self._wake = asyncio.Event()
+        self._stopped = False
+        self._listener: PoolConnectionProxy | None = None
+        self._buffer: list[RecordedEvent] = []
+
+    async def __aenter__(self) -> Subscription:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        if self._listener is None and not self._stopped:
+            self._listener = await self.store.pool.acquire()
+            await self._listener.add_listener(self.store.channel, self._on_notify)
+
+    def _on_notify(self, *args: object) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._wake.set()
+
+    async def close(self) -> None:
+        self.stop()
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            await asyncio.shield(self._release(listener))
+
+    async def _release(self, listener: PoolConnectionProxy) -> None:
+        try:
+            await listener.remove_listener(self.store.channel, self._on_notify)
+        finally:
+            await self.store.pool.release(listener)
+
+    def __aiter__(self) -> AsyncIterator[RecordedEvent]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[RecordedEvent]:
+        await self.start()
+        while not self._stopped:
+            self._wake.clear()
+            page = await self.store.select_notifications(
+                self.position, self.page_size, topics=self.topics, inclusive_of_start=False
+            )
+            for event in page:
+                if self._stopped:
+                    return
+                self.position = event.position
+                yield event
+            if len(page) == self.page_size:
+                continue
+            timeout = self.poll_interval
+            if await self._waiting_behind_in_flight():
+                timeout = min(timeout, 0.02)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def _waiting_behind_in_flight(self) -> bool:
+        """True if committed events exist past our position that are not settled yet."""
+        newer: bool = await self.store.pool.fetchval(
+            f"SELECT EXISTS (SELECT 1 FROM events WHERE position > $1 AND NOT ({_SETTLED}))",
+            self.position,
+        )
+        return newer
+
+
+def _stream_in_conflict(exc: asyncpg.UniqueViolationError, events: Sequence[NewEvent]) -> UUID:
+    detail = str(exc.detail or "")
+    for event in events:
+        if str(event.stream_id) in detail:
+            return event.stream_id
+    return events[0].stream_id

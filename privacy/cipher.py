@@ -1,0 +1,74 @@
+"""AES-256-GCM under a subject's data key, with associated data binding a ciphertext to its row."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from dataclasses import dataclass, field
+from uuid import UUID
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+NONCE_BYTES = 12
+DIGEST_BYTES = 16
+
+
+class DecryptionFailed(Exception):
+    """The tag did not verify: wrong key, wrong row, or altered bytes."""
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectKey:
+    """An unwrapped data key, ready to use. The AESGCM object is built once and cached with it."""
+
+    subject_id: UUID
+    version: int
+    aead: AESGCM = field(repr=False)
+    mac_key: bytes = field(repr=False)
+
+    @classmethod
+    def from_bytes(cls, subject_id: UUID, version: int, key: bytes) -> SubjectKey:
+        mac_key = hmac.digest(key, b"continuity-digest-key", hashlib.sha256)
+        return cls(subject_id, version, AESGCM(key), mac_key)
+
+
+def seal(key: SubjectKey, plaintext: bytes, aad: bytes) -> bytes:
+    """nonce || ciphertext || tag, with a fresh random 96-bit nonce."""
+    nonce = os.urandom(NONCE_BYTES)
+    return nonce + key.aead.encrypt(nonce, plaintext, aad)
+
+
+def unseal(key: SubjectKey, sealed: bytes, aad: bytes) -> bytes:
+    try:
+        return key.aead.decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], aad)
+    except InvalidTag:
+        raise DecryptionFailed from None
+
+
+def keyed_digest(key: SubjectKey, data: bytes) -> bytes:
+    """A fingerprint of content that reveals nothing without the subject's key (and nothing at
+    all once it is shredded): used to tell an idempotent retry from a reused event_id."""
+    return hmac.digest(key.mac_key, data, hashlib.sha256)[:DIGEST_BYTES]
+
+
+def event_aad(event_id: UUID, stream_id: UUID, version: int, topic: str, subject_id: UUID) -> bytes:
+    """Associated data for an event payload: a payload copied to another row fails to open."""
+    return b"".join(
+        (
+            b"continuity-event-v1",
+            event_id.bytes,
+            stream_id.bytes,
+            version.to_bytes(8, "big", signed=True),
+            subject_id.bytes,
+            topic.encode("utf-8"),
+        )
+    )
+
+
+def row_aad(table: str, subject_id: UUID, row_key: str = "") -> bytes:
+    """Associated data for a projection row."""
+    return b"\x00".join(
+        (b"continuity-row-v1", table.encode(), subject_id.bytes, row_key.encode("utf-8"))
+    )

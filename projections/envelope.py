@@ -1,0 +1,31 @@
+"""The input of every fold: a decrypted event with its place in the log, or a placeholder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+from eventsourcing.domain import DomainEvent
+
+from aggregates.metadata import EventMeta
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """`event` and `meta` are None when the subject has been erased: only the non-personal
+    facts (topic, channel, time, position) survive, and projections skip such events."""
+
+    position: int
+    stream_id: UUID
+    version: int
+    subject_id: UUID
+    topic: str
+    channel: str
+    recorded_at: datetime
+    event: DomainEvent | None
+    meta: EventMeta | None
+
+    @property
+    def erased(self) -> bool:
+        return self.event is None

@@ -1,0 +1,75 @@
+"""Shared fixtures: a real PostgreSQL, a fresh schema per test, and the parts wired on it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from uuid import uuid4
+
+import asyncpg
+import pytest
+
+from continuity.db import close_pool, create_pool, migrate
+from continuity.mapper import EventMapper
+from continuity.store import EventStore
+from privacy.master_key import Keyring, MasterKey
+from privacy.vault import KeyVault
+from tests.database import test_database_url
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    with test_database_url() as url:
+        yield url
+
+
+@pytest.fixture
+async def schema(database_url: str) -> AsyncIterator[str]:
+    name = f"test_{uuid4().hex[:16]}"
+    conn = await asyncpg.connect(database_url)
+    try:
+        await migrate(conn, name)
+    finally:
+        await conn.close()
+    yield name
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(f'DROP SCHEMA "{name}" CASCADE')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def pool(database_url: str, schema: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(database_url, schema, min_size=1, max_size=20)
+    yield pool
+    await close_pool(pool)
+
+
+@pytest.fixture
+async def store(pool: asyncpg.Pool, schema: str) -> AsyncIterator[EventStore]:
+    store = EventStore(pool, schema)
+    yield store
+    await store.aclose()
+
+
+@pytest.fixture
+def keyring() -> Keyring:
+    return Keyring([MasterKey.generate()])
+
+
+@pytest.fixture
+async def vault(pool: asyncpg.Pool, schema: str, keyring: Keyring) -> AsyncIterator[KeyVault]:
+    vault = KeyVault(pool, schema, keyring)
+    await vault.start()
+    yield vault
+    await vault.close()
+
+
+@pytest.fixture
+def mapper(vault: KeyVault) -> EventMapper:
+    return EventMapper(vault)
