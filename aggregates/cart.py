@@ -38,7 +38,26 @@ def _check_quantity(quantity: int) -> None:
 class Cart(Aggregate):
     """A customer's cart. Adding a SKU already in the cart adds to its quantity."""
 
-    @event("Opened")
+    class Opened(Aggregate.Created):
+        subject_id: UUID
+
+    class ItemAdded(Aggregate.Event):
+        sku: str
+        name: str
+        unit_price: Decimal
+        quantity: int
+
+    class QuantityChanged(Aggregate.Event):
+        sku: str
+        quantity: int
+
+    class ItemRemoved(Aggregate.Event):
+        sku: str
+
+    class CheckedOut(Aggregate.Event):
+        total: Decimal
+
+    @event(Opened)
     def __init__(self, subject_id: UUID) -> None:
         self.subject_id = subject_id
         self.lines: dict[str, CartLine] = {}
@@ -54,7 +73,7 @@ class Cart(Aggregate):
             _check_quantity(existing.quantity + quantity)
         self._item_added(sku, name, unit_price, quantity)
 
-    @event("ItemAdded")
+    @event(ItemAdded)
     def _item_added(self, sku: str, name: str, unit_price: Decimal, quantity: int) -> None:
         line = self.lines.get(sku)
         if line is None:
@@ -70,7 +89,7 @@ class Cart(Aggregate):
         _check_quantity(quantity)
         self._quantity_changed(sku, quantity)
 
-    @event("QuantityChanged")
+    @event(QuantityChanged)
     def _quantity_changed(self, sku: str, quantity: int) -> None:
         self.lines[sku].quantity = quantity
 
@@ -79,7 +98,7 @@ class Cart(Aggregate):
         self._line(sku)
         self._item_removed(sku)
 
-    @event("ItemRemoved")
+    @event(ItemRemoved)
     def _item_removed(self, sku: str) -> None:
         del self.lines[sku]
 
@@ -89,7 +108,7 @@ class Cart(Aggregate):
             raise InvalidState("an empty cart cannot be checked out")
         self._checked_out(self.total)
 
-    @event("CheckedOut")
+    @event(CheckedOut)
     def _checked_out(self, total: Decimal) -> None:
         self.checked_out = True
 

@@ -13,6 +13,9 @@ from asyncpg.pool import PoolConnectionProxy
 Conn = asyncpg.Connection | PoolConnectionProxy
 """A connection, pooled or not: what runs SQL inside a caller's transaction."""
 
+Queryable = asyncpg.Pool | asyncpg.Connection | PoolConnectionProxy
+"""Anything with fetch/fetchrow/fetchval/execute: a pool or a connection."""
+
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 _MIGRATIONS_LOCK = 0x636F6E74  # "cont": serialises concurrent migrators

@@ -104,22 +104,40 @@ class EventMapper:
         meta: EventMeta,
         events: Sequence[DomainEvent],
         event_ids: Sequence[UUID],
+        request: bytes | None = None,
     ) -> list[NewEvent]:
+        """Seal `events`. With `request` (a fingerprint of the command that produced them) each
+        row's digest identifies the request, so a retry matches even if the state moved on."""
         key = await self.vault.key_for_writing(subject_id)
         return [
-            self.seal_event(key, meta, event, event_id)
-            for event, event_id in zip(events, event_ids, strict=True)
+            self.seal_event(
+                key,
+                meta,
+                event,
+                event_id,
+                None if request is None else request_digest(key, request, index),
+            )
+            for index, (event, event_id) in enumerate(zip(events, event_ids, strict=True))
         ]
 
     @staticmethod
     def seal_event(
-        key: SubjectKey, meta: EventMeta, event: DomainEvent, event_id: UUID
+        key: SubjectKey,
+        meta: EventMeta,
+        event: DomainEvent,
+        event_id: UUID,
+        digest: bytes | None = None,
     ) -> NewEvent:
+        """One sealed row; `digest` defaults to a keyed digest of the event's content."""
         codec = _codec_for_class(type(event))
         stream_id = event.originator_id
         assert isinstance(stream_id, UUID)
         version = event.originator_version
         aad = event_aad(event_id, stream_id, version, codec.topic, key.subject_id)
+        if digest is None:
+            digest = keyed_digest(
+                key, codec.topic.encode() + stream_id.bytes + codec.content(event)
+            )
         return NewEvent(
             stream_id=stream_id,
             version=version,
@@ -128,7 +146,7 @@ class EventMapper:
             topic=codec.topic,
             channel=meta.channel,
             key_version=key.version,
-            digest=keyed_digest(key, codec.topic.encode() + stream_id.bytes + codec.content(event)),
+            digest=digest,
             payload=seal(key, codec.encode(event, meta), aad),
         )
 
@@ -152,6 +170,11 @@ class EventMapper:
             else:
                 envelopes.append(_open(key, record))
         return envelopes
+
+
+def request_digest(key: SubjectKey, request: bytes, index: int) -> bytes:
+    """The digest of the `index`-th event a request produced: the same for every retry."""
+    return keyed_digest(key, b"request:" + index.to_bytes(4, "big") + request)
 
 
 def _open(key: SubjectKey, record: RecordedEvent) -> Envelope:

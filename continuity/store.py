@@ -51,6 +51,7 @@ class RecordedEvent(msgspec.Struct, frozen=True):
     recorded_at: datetime
     key_version: int
     payload: bytes
+    digest: bytes
 
 
 class TrackingConflict(Exception):
@@ -64,7 +65,7 @@ class TrackingConflict(Exception):
 
 _COLUMNS = (
     "position, stream_id, version, event_id, subject_id, topic, channel, recorded_at,"
-    " key_version, payload"
+    " key_version, payload, digest"
 )
 # Only rows of transactions below the oldest one still in flight: every event that could still
 # commit has a higher position than anything this returns (see append_events in 0001).
@@ -85,6 +86,7 @@ def _record(row: asyncpg.Record) -> RecordedEvent:
         recorded_at=row[7],
         key_version=row[8],
         payload=row[9],
+        digest=row[10],
     )
 
 

@@ -113,7 +113,7 @@ class KeyVault:
         kek_id, wrapped = self.wrapper.wrap(data_key, _wrap_context(subject_id, 1))
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(
-                "SELECT pg_advisory_xact_lock($1, hashtext($2::text))", _KEY_LOCK, subject_id
+                "SELECT pg_advisory_xact_lock($1, hashtext($2::uuid::text))", _KEY_LOCK, subject_id
             )
             if await conn.fetchval(
                 "SELECT true FROM erased_subjects WHERE subject_id = $1", subject_id
@@ -175,7 +175,7 @@ class KeyVault:
 
         Every process drops the key from its cache when the transaction commits (NOTIFY)."""
         await conn.execute(
-            "SELECT pg_advisory_xact_lock($1, hashtext($2::text))", _KEY_LOCK, subject_id
+            "SELECT pg_advisory_xact_lock($1, hashtext($2::uuid::text))", _KEY_LOCK, subject_id
         )
         tomb = await conn.fetchrow(
             "SELECT erased_at, key_versions FROM erased_subjects WHERE subject_id = $1",

@@ -1,0 +1,1 @@
+"""The Litestar app: a thin HTTP adapter over continuity's services."""

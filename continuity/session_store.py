@@ -1,0 +1,84 @@
+"""Stores the session projection: the fold from `projections.session`, sealed with the subject's
+key, in `session_views`. `apply` runs inside the append's transaction."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import msgspec
+
+from continuity.db import Conn, Queryable
+from continuity.errors import IntegrityViolation
+from privacy.cipher import DecryptionFailed, SubjectKey, row_aad, seal, unseal
+from privacy.vault import KeyVault
+from projections import session
+from projections.envelope import Envelope
+
+_ENCODER = msgspec.msgpack.Encoder()
+_DECODER = msgspec.msgpack.Decoder(session.SessionView)
+
+
+class SessionStore:
+    def __init__(self, vault: KeyVault) -> None:
+        self.vault = vault
+
+    async def current_cart_id(self, conn: Queryable, subject_id: UUID) -> UUID | None:
+        cart_id: UUID | None = await conn.fetchval(
+            "SELECT cart_id FROM session_views WHERE subject_id = $1", subject_id
+        )
+        return cart_id
+
+    async def load(self, conn: Queryable, subject_id: UUID) -> session.SessionView | None:
+        row = await conn.fetchrow(
+            "SELECT key_version, body FROM session_views WHERE subject_id = $1", subject_id
+        )
+        if row is None:
+            return None
+        keys = await self.vault.keys_for_reading([(subject_id, row["key_version"])])
+        key = keys.get((subject_id, row["key_version"]))
+        if key is None:
+            return None
+        return self._open(key, subject_id, row["body"])
+
+    async def apply(
+        self, conn: Conn, subject_id: UUID, envelopes: list[Envelope]
+    ) -> session.SessionView:
+        """Fold `envelopes` into the subject's row, locking it against a concurrent fold."""
+        key = await self.vault.key_for_writing(subject_id)
+        row = await conn.fetchrow(
+            "SELECT key_version, body FROM session_views WHERE subject_id = $1 FOR UPDATE",
+            subject_id,
+        )
+        view = session.SessionView()
+        if row is not None:
+            old_keys = await self.vault.keys_for_reading([(subject_id, row["key_version"])])
+            old_key = old_keys.get((subject_id, row["key_version"]))
+            if old_key is not None:
+                view = self._open(old_key, subject_id, row["body"])
+        view = session.fold(view, envelopes)
+        body = seal(key, _ENCODER.encode(view), row_aad(session.TABLE, subject_id))
+        await conn.execute(
+            "INSERT INTO session_views (subject_id, cart_id, key_version, position, body)"
+            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (subject_id) DO UPDATE SET"
+            " cart_id = excluded.cart_id, key_version = excluded.key_version,"
+            " position = excluded.position, body = excluded.body, updated_at = now()",
+            subject_id,
+            view.cart.cart_id if view.cart else None,
+            key.version,
+            view.position,
+            body,
+        )
+        return view
+
+    @staticmethod
+    def _open(key: SubjectKey, subject_id: UUID, body: bytes) -> session.SessionView:
+        try:
+            return _DECODER.decode(unseal(key, body, row_aad(session.TABLE, subject_id)))
+        except DecryptionFailed:
+            raise IntegrityViolation(f"the session view of subject {subject_id}") from None
+
+    @staticmethod
+    async def drop(conn: Conn, subject_id: UUID) -> int:
+        """Delete the subject's rows (erasure); returns how many went."""
+        status = await conn.execute("DELETE FROM session_views WHERE subject_id = $1", subject_id)
+        return int(status.split()[-1])

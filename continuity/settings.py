@@ -1,0 +1,86 @@
+"""Settings from the environment, checked up front with errors that say what to fix."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from continuity.db import check_schema_name
+
+
+class SettingsError(ValueError):
+    """A configuration value is missing or malformed."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything is optional: with nothing set, `continuity run` starts an embedded PostgreSQL
+    under `data_dir`, creates a master key file there, and serves on 127.0.0.1:8000."""
+
+    database_url: str | None = None
+    database_schema: str = "continuity"
+    master_key: str | None = field(default=None, repr=False)
+    jwt_secret: str | None = field(default=None, repr=False)
+    data_dir: Path = Path(".continuity")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    pool_min_size: int = 2
+    pool_max_size: int = 20
+    token_ttl_seconds: int = 30 * 24 * 3600
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+
+        def text(name: str) -> str | None:
+            value = env.get(f"CONTINUITY_{name}")
+            return value.strip() or None if value is not None else None
+
+        def integer(name: str, default: int, low: int, high: int) -> int:
+            raw = text(name)
+            if raw is None:
+                return default
+            try:
+                value = int(raw)
+            except ValueError:
+                raise SettingsError(
+                    f"CONTINUITY_{name} must be a whole number, got {raw!r}"
+                ) from None
+            if not low <= value <= high:
+                raise SettingsError(f"CONTINUITY_{name} must be between {low} and {high}")
+            return value
+
+        schema = text("DATABASE_SCHEMA") or cls.database_schema
+        try:
+            check_schema_name(schema)
+        except ValueError as exc:
+            raise SettingsError(f"CONTINUITY_DATABASE_SCHEMA: {exc}") from None
+        url = text("DATABASE_URL")
+        if url is not None and not url.startswith(("postgresql://", "postgres://")):
+            raise SettingsError("CONTINUITY_DATABASE_URL must start with postgresql://")
+        level = (text("LOG_LEVEL") or cls.log_level).upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise SettingsError("CONTINUITY_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
+        secret = text("JWT_SECRET")
+        if secret is not None and len(secret) < 32:
+            raise SettingsError("CONTINUITY_JWT_SECRET must be at least 32 characters")
+        pool_min = integer("POOL_MIN_SIZE", cls.pool_min_size, 1, 1000)
+        pool_max = integer("POOL_MAX_SIZE", cls.pool_max_size, 1, 1000)
+        if pool_min > pool_max:
+            raise SettingsError("CONTINUITY_POOL_MIN_SIZE must not exceed CONTINUITY_POOL_MAX_SIZE")
+        return cls(
+            database_url=url,
+            database_schema=schema,
+            master_key=text("MASTER_KEY"),
+            jwt_secret=secret,
+            data_dir=Path(text("DATA_DIR") or cls.data_dir),
+            host=text("HOST") or cls.host,
+            port=integer("PORT", cls.port, 1, 65535),
+            pool_min_size=pool_min,
+            pool_max_size=pool_max,
+            token_ttl_seconds=integer("TOKEN_TTL_SECONDS", cls.token_ttl_seconds, 60, 10**8),
+            log_level=level,
+        )

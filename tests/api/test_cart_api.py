@@ -1,0 +1,185 @@
+"""The cart through HTTP: two devices of one customer, isolation, and clear 4xx problems."""
+
+from __future__ import annotations
+
+from uuid import uuid4
+
+import httpx
+import pytest
+
+from tests.api.conftest import TokenFactory
+
+pytestmark = pytest.mark.anyio
+
+MUG = {"sku": "MUG-1", "name": "Blue mug", "unit_price": "12.50", "quantity": 1}
+TEA = {"sku": "TEA-7", "name": "Green tea", "unit_price": "4.20", "quantity": 3}
+
+
+async def test_a_cart_written_on_one_device_resumes_on_another(
+    client: httpx.AsyncClient, auth: TokenFactory
+) -> None:
+    customer = uuid4()
+    phone, laptop = auth(customer, "phone"), auth(customer, "laptop")
+
+    first = await client.post("/v1/me/cart/items", json=MUG, headers=phone)
+    assert first.status_code == 200, first.text
+    assert first.headers["etag"] == '"2"'
+    second = await client.post("/v1/me/cart/items", json=TEA, headers=phone)
+    assert second.headers["etag"] == '"3"'
+    changed = await client.patch(
+        "/v1/me/cart/items/MUG-1", json={"quantity": 2}, headers={**phone, "If-Match": '"3"'}
+    )
+    assert changed.status_code == 200, changed.text
+
+    resumed = await client.get("/v1/me/session", headers=laptop)
+    assert resumed.status_code == 200
+    session = resumed.json()
+    assert session["subject_id"] == str(customer)
+    cart = session["cart"]
+    assert cart["version"] == 4
+    assert cart["status"] == "open"
+    assert [(i["sku"], i["quantity"], i["unit_price"]) for i in cart["items"]] == [
+        ("MUG-1", 2, "12.50"),
+        ("TEA-7", 3, "4.20"),
+    ]
+    assert cart["total"] == "37.60"
+    assert [d["device"] for d in session["devices"]] == ["phone"]
+
+    on_laptop = await client.get("/v1/me/cart", headers=laptop)
+    assert on_laptop.headers["etag"] == '"4"'
+    assert on_laptop.json() == cart
+
+
+async def test_a_stale_if_match_is_412_with_the_current_version(
+    client: httpx.AsyncClient, auth: TokenFactory
+) -> None:
+    customer = uuid4()
+    phone = auth(customer)
+    await client.post("/v1/me/cart/items", json=MUG, headers=phone)
+    await client.post("/v1/me/cart/items", json=TEA, headers=phone)
+    stale = await client.patch(
+        "/v1/me/cart/items/MUG-1", json={"quantity": 5}, headers={**phone, "If-Match": '"2"'}
+    )
+    assert stale.status_code == 412
+    assert stale.headers["content-type"].startswith("application/problem+json")
+    assert stale.headers["etag"] == '"3"'
+    assert stale.json()["current_version"] == 3
+    cart = (await client.get("/v1/me/cart", headers=phone)).json()
+    assert cart["items"][0]["quantity"] == 1
+
+
+async def test_a_retried_request_is_answered_not_repeated(
+    client: httpx.AsyncClient, auth: TokenFactory
+) -> None:
+    customer = uuid4()
+    key = str(uuid4())
+    headers = {**auth(customer), "Idempotency-Key": key}
+    first = await client.post("/v1/me/cart/items", json=MUG, headers=headers)
+    again = await client.post("/v1/me/cart/items", json=MUG, headers=headers)
+    assert first.status_code == again.status_code == 200
+    assert again.json()["items"][0]["quantity"] == 1
+    assert again.json()["version"] == first.json()["version"]
+    reused = await client.post("/v1/me/cart/items", json=TEA, headers=headers)
+    assert reused.status_code == 422
+    assert reused.json()["field"] == "Idempotency-Key"
+
+
+async def test_another_customer_cannot_see_the_cart(
+    client: httpx.AsyncClient, auth: TokenFactory
+) -> None:
+    alice, bob = uuid4(), uuid4()
+    await client.post("/v1/me/cart/items", json=MUG, headers=auth(alice))
+    theirs = await client.get("/v1/me/session", headers=auth(bob))
+    assert theirs.status_code == 200
+    assert theirs.json()["cart"] is None
+    assert (await client.get("/v1/me/cart", headers=auth(bob))).status_code == 404
+    removed = await client.delete("/v1/me/cart/items/MUG-1", headers=auth(bob))
+    assert removed.status_code == 404
+    mine = await client.get("/v1/me/cart", headers=auth(alice))
+    assert mine.json()["items"][0]["sku"] == "MUG-1"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({**MUG, "quantity": "two"}, "quantity"),
+        ({**MUG, "unit_price": "cheap"}, "unit_price"),
+        ({"name": "Blue mug", "unit_price": "1.00"}, "sku"),
+        ({**MUG, "sku": ""}, "sku"),
+        ({**MUG, "colour": "blue"}, "colour"),
+    ],
+)
+async def test_bad_bodies_are_400_problems_naming_the_field(
+    client: httpx.AsyncClient, auth: TokenFactory, body: dict[str, object], field: str
+) -> None:
+    response = await client.post("/v1/me/cart/items", json=body, headers=auth(uuid4()))
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    problem = response.json()
+    assert problem["status"] == 400
+    assert problem["field"] == field
+    assert problem["errors"][0]["field"] == field
+    assert problem["title"] == "Invalid request"
+
+
+async def test_domain_rules_are_4xx_problems(client: httpx.AsyncClient, auth: TokenFactory) -> None:
+    phone = auth(uuid4())
+    zero = await client.post("/v1/me/cart/items", json={**MUG, "quantity": 0}, headers=phone)
+    assert zero.status_code == 422
+    assert zero.json()["field"] == "quantity"
+    await client.post("/v1/me/cart/items", json=MUG, headers=phone)
+    unknown = await client.patch("/v1/me/cart/items/NOPE", json={"quantity": 1}, headers=phone)
+    assert unknown.status_code == 404
+    assert unknown.json()["field"] == "sku"
+    done = await client.post("/v1/me/cart/checkout", headers=phone)
+    assert done.json()["status"] == "checked_out"
+    after = await client.patch("/v1/me/cart/items/MUG-1", json={"quantity": 3}, headers=phone)
+    assert after.status_code == 409
+    assert after.headers["content-type"].startswith("application/problem+json")
+    fresh = await client.post("/v1/me/cart/items", json=TEA, headers=phone)
+    assert fresh.status_code == 200
+    assert fresh.json()["cart_id"] != done.json()["cart_id"]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer not-a-jwt"},
+        {"Authorization": "Basic dXNlcjpwYXNz"},
+    ],
+)
+async def test_bad_tokens_are_401_problems(
+    client: httpx.AsyncClient, headers: dict[str, str]
+) -> None:
+    response = await client.get("/v1/me/session", headers=headers)
+    assert response.status_code == 401
+    assert response.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_a_token_signed_with_another_secret_is_refused(client: httpx.AsyncClient) -> None:
+    from datetime import timedelta
+
+    from api.auth import issue_token
+
+    forged = issue_token(
+        "another-secret-" + "y" * 40, uuid4(), "customer", "phone", timedelta(hours=1)
+    )
+    response = await client.get("/v1/me/session", headers={"Authorization": f"Bearer {forged}"})
+    assert response.status_code == 401
+
+
+async def test_an_agent_token_cannot_use_device_routes(
+    client: httpx.AsyncClient, auth: TokenFactory
+) -> None:
+    response = await client.get("/v1/me/session", headers=auth(uuid4(), None, "agent"))
+    assert response.status_code == 403
+    assert response.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_health_and_openapi_need_no_token(client: httpx.AsyncClient) -> None:
+    health = await client.get("/health")
+    assert health.json() == {"status": "ok", "database": "ok"}
+    schema = await client.get("/schema/openapi.json")
+    assert schema.status_code == 200
+    assert "/v1/me/cart/items" in schema.json()["paths"]
