@@ -13,7 +13,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 
 from api.auth import jwt_auth
-from api.problems import fallback_handlers, problem_details_plugin
+from api.problems import EXPECTED_ERRORS, fallback_handlers, problem_details_plugin
 from api.routes.device import DeviceController
 from api.routes.ops import health
 from continuity.runtime import Runtime, resolve_database, resolve_jwt_secret
@@ -58,7 +58,7 @@ def create_app(
         exception_handlers=fallback_handlers(),
         logging_config=LoggingConfig(
             log_exceptions="always",
-            disable_stack_trace={400, 401, 403, 404, 405, 409, 410, 412, 422},
+            disable_stack_trace={400, 401, 403, 404, 405, 409, 410, 412, 422, *EXPECTED_ERRORS},
         ),
         openapi_config=OpenAPIConfig(
             title="Continuity",

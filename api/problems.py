@@ -146,6 +146,16 @@ def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any
     )
 
 
+EXPECTED_ERRORS: tuple[type[Exception], ...] = (
+    DomainError,
+    ConcurrencyConflict,
+    PreconditionFailed,
+    SubjectErased,
+    EventIdReused,
+)
+"""Answered as 4xx: logged in one line, without a stack trace."""
+
+
 def problem_details_plugin() -> ProblemDetailsPlugin:
     mapping: dict[type[Exception], Any] = {
         HTTPException: _http,

@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from uuid import uuid4
+from datetime import timedelta
+from uuid import UUID, uuid4
 
 import asyncpg
+import httpx
 import pytest
+from litestar import Litestar
 
+from api.app import create_app
+from api.auth import Role, issue_token
 from continuity.db import close_pool, create_pool, migrate
 from continuity.mapper import EventMapper
+from continuity.runtime import Runtime
+from continuity.settings import Settings
 from continuity.store import EventStore
 from privacy.master_key import Keyring, MasterKey
 from privacy.vault import KeyVault
 from tests.database import test_database_url
+from tests.helpers import SECRET, TokenFactory
 
 
 @pytest.fixture(scope="session")
@@ -73,3 +81,37 @@ async def vault(pool: asyncpg.Pool, schema: str, keyring: Keyring) -> AsyncItera
 @pytest.fixture
 def mapper(vault: KeyVault) -> EventMapper:
     return EventMapper(vault)
+
+
+@pytest.fixture
+async def app(database_url: str, schema: str, keyring: Keyring) -> AsyncIterator[Litestar]:
+    settings = Settings(database_schema=schema, jwt_secret=SECRET)
+    app = create_app(settings, database_url=database_url, keyring=keyring)
+    async with app.lifespan():
+        yield app
+
+
+@pytest.fixture
+def runtime(app: Litestar) -> Runtime:
+    runtime: Runtime = app.state.runtime
+    return runtime
+
+
+@pytest.fixture
+async def client(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=transport, base_url="http://continuity.test") as client:
+        yield client
+
+
+@pytest.fixture
+def auth() -> TokenFactory:
+    """Headers with a bearer token: auth(customer_id, device="phone", role="customer")."""
+
+    def headers(
+        subject: UUID, device: str | None = "phone", role: Role = "customer"
+    ) -> dict[str, str]:
+        token = issue_token(SECRET, subject, role, device, timedelta(hours=1))
+        return {"Authorization": f"Bearer {token}"}
+
+    return headers

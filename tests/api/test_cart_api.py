@@ -7,7 +7,7 @@ from uuid import uuid4
 import httpx
 import pytest
 
-from tests.api.conftest import TokenFactory
+from tests.helpers import TokenFactory
 
 pytestmark = pytest.mark.anyio
 

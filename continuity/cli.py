@@ -1,0 +1,203 @@
+"""The `continuity` command: serve, migrate, issue tokens, erase a subject, rotate the master key.
+
+Built on click (already a dependency of uvicorn and Litestar's own CLI)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+import warnings
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any, TypeVar
+from uuid import UUID
+
+import asyncpg
+import click
+import msgspec
+
+from continuity.settings import Settings, SettingsError
+
+T = TypeVar("T")
+
+warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _with_runtime(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
+    """Connect (starting the embedded database if none is configured), run `work`, clean up."""
+    from continuity.runtime import Runtime, resolve_database
+
+    url, server = resolve_database(settings)
+
+    async def main() -> T:
+        runtime = await Runtime.open(settings, url)
+        try:
+            return await work(runtime)
+        finally:
+            await runtime.close()
+
+    try:
+        return asyncio.run(main())
+    finally:
+        if server is not None:
+            server.cleanup()
+
+
+@click.group()
+def main() -> None:
+    """Continuity: one continuous conversation across devices and channels."""
+
+
+@main.command()
+@click.option(
+    "--host", default=None, help="Interface to bind (default CONTINUITY_HOST or 127.0.0.1)."
+)
+@click.option("--port", type=int, default=None, help="Port (default CONTINUITY_PORT or 8000).")
+def run(host: str | None, port: int | None) -> None:
+    """Migrate and serve the API (embedded PostgreSQL unless CONTINUITY_DATABASE_URL is set)."""
+    import uvicorn
+
+    from api.app import create_app
+
+    settings = _settings()
+    host = host or settings.host
+    port = port or settings.port
+    where = (
+        (settings.database_url
+        and "CONTINUITY_DATABASE_URL")
+        or (f"embedded PostgreSQL under {settings.data_dir / 'postgres'}")
+    )
+    click.echo(f"Continuity on http://{host}:{port}  (API docs: http://{host}:{port}/schema)")
+    click.echo(f"database: {where}; schema: {settings.database_schema}")
+    logging.basicConfig(level=settings.log_level)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level.lower())
+
+
+@main.command()
+def migrate() -> None:
+    """Apply pending migrations and exit."""
+    from continuity.db import migrate as apply
+    from continuity.runtime import resolve_database
+
+    settings = _settings()
+    url, server = resolve_database(settings)
+
+    async def go() -> list[str]:
+        conn = await asyncpg.connect(url)
+        try:
+            return await apply(conn, settings.database_schema)
+        finally:
+            await conn.close()
+
+    try:
+        applied = asyncio.run(go())
+    finally:
+        if server is not None:
+            server.cleanup()
+    click.echo("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
+
+
+@main.command()
+@click.option("--customer", "subject", type=click.UUID, help="The customer's id (a UUID).")
+@click.option("--agent", "agent", type=click.UUID, help="An agent's id, for an agent token.")
+@click.option("--role", type=click.Choice(["customer", "agent", "compliance", "service"]))
+@click.option("--device", help="The device name, required for a customer token.")
+@click.option("--ttl", "ttl_seconds", type=int, default=None, help="Lifetime in seconds.")
+def token(
+    subject: UUID | None,
+    agent: UUID | None,
+    role: str | None,
+    device: str | None,
+    ttl_seconds: int | None,
+) -> None:
+    """Print a signed bearer token (JWT)."""
+    from api.auth import issue_token
+    from continuity.runtime import resolve_jwt_secret
+
+    settings = _settings()
+    who = subject or agent
+    if who is None:
+        raise click.UsageError("give --customer UUID (with --device NAME) or --agent UUID")
+    chosen = role or ("customer" if subject else "agent")
+    if chosen == "customer" and not device:
+        raise click.UsageError("a customer token needs --device NAME")
+    ttl = timedelta(seconds=ttl_seconds or settings.token_ttl_seconds)
+    try:
+        text = issue_token(resolve_jwt_secret(settings), who, chosen, device, ttl)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    click.echo(text)
+
+
+@main.command("erase-subject")
+@click.argument("subject", type=click.UUID)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def erase_subject(subject: UUID, yes: bool) -> None:
+    """Crypto-shred a data subject: destroy their keys; print the certificate (JSON)."""
+    from continuity.erasure import shred_subject
+    from continuity.runtime import Runtime
+
+    if not yes:
+        click.confirm(f"Destroy every key of subject {subject}? This cannot be undone", abort=True)
+
+    async def go(runtime: Runtime) -> bytes:
+        certificate = await shred_subject(runtime.store, runtime.vault, subject)
+        return msgspec.json.encode(certificate)
+
+    click.echo(json.dumps(json.loads(_with_runtime(_settings(), go)), indent=2))
+
+
+@main.group()
+def keys() -> None:
+    """Master key operations."""
+
+
+@keys.command("rotate")
+def rotate() -> None:
+    """Generate a new master key (key-file mode) and re-wrap every data key under it."""
+    from continuity.runtime import Runtime, master_key_path
+    from privacy.master_key import Keyring, MasterKey, load_or_create_key_file, write_key_file
+
+    settings = _settings()
+    if settings.master_key:
+        raise click.UsageError(
+            "the master key comes from CONTINUITY_MASTER_KEY: set it to 'NEW,OLD' (base64) and"
+            " run `continuity keys rewrap`, then drop OLD"
+        )
+    path = master_key_path(settings)
+    old = load_or_create_key_file(path)
+    both = Keyring([MasterKey.generate(), *old.keys])
+    write_key_file(path, both)  # both keys on disk first: an interruption loses nothing
+
+    async def go(runtime: Runtime) -> int:
+        runtime.vault.wrapper = both
+        return await runtime.vault.rewrap_all()
+
+    count = _with_runtime(settings, go)
+    write_key_file(path, Keyring([both.current]))
+    click.echo(f"master key {both.current.id} is current; {count} data keys re-wrapped")
+
+
+@keys.command("rewrap")
+def rewrap() -> None:
+    """Re-wrap every data key under the current (first) master key."""
+    from continuity.runtime import Runtime
+
+    async def go(runtime: Runtime) -> int:
+        return await runtime.vault.rewrap_all()
+
+    count = _with_runtime(_settings(), go)
+    click.echo(f"{count} data keys re-wrapped")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

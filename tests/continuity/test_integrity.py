@@ -1,0 +1,99 @@
+"""Tampering with stored ciphertext is detected loudly, never read back as data."""
+
+from __future__ import annotations
+
+from uuid import uuid4
+
+import asyncpg
+import httpx
+import pytest
+
+from continuity.errors import IntegrityViolation
+from continuity.runtime import Runtime
+from tests.helpers import TokenFactory
+
+pytestmark = pytest.mark.anyio
+
+MUG = {"sku": "MUG-1", "name": "Blue mug", "unit_price": "12.50", "quantity": 1}
+TEA = {"sku": "TEA-7", "name": "Green tea", "unit_price": "4.20", "quantity": 3}
+
+
+async def tamper(pool: asyncpg.Pool, sql: str, *args: object) -> None:
+    """What an attacker with write access to the database could do: bypass the append-only
+    trigger and change rows in place."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("ALTER TABLE events DISABLE TRIGGER events_no_update_delete")
+        await conn.execute(sql, *args)
+        await conn.execute("ALTER TABLE events ENABLE TRIGGER events_no_update_delete")
+
+
+async def a_cart(client: httpx.AsyncClient, auth: TokenFactory) -> tuple[str, dict[str, str]]:
+    headers = auth(uuid4())
+    await client.post("/v1/me/cart/items", json=MUG, headers=headers)
+    response = await client.post("/v1/me/cart/items", json=TEA, headers=headers)
+    return response.json()["cart_id"], headers
+
+
+async def test_swapping_two_events_payloads_fails_to_read(
+    client: httpx.AsyncClient, auth: TokenFactory, runtime: Runtime
+) -> None:
+    cart_id, headers = await a_cart(client, auth)
+    await tamper(
+        runtime.pool,
+        "UPDATE events e SET payload = o.payload FROM events o"
+        " WHERE e.stream_id = $1 AND o.stream_id = $1"
+        " AND ((e.version = 2 AND o.version = 3) OR (e.version = 3 AND o.version = 2))",
+        cart_id,
+    )
+    records = await runtime.store.select_events(cart_id)
+    with pytest.raises(IntegrityViolation, match="version 2"):
+        await runtime.mapper.to_envelopes(records)
+    response = await client.post("/v1/me/cart/items", json=MUG, headers=headers)
+    assert response.status_code == 500
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.json()["title"] == "Stored data failed its integrity check"
+
+
+async def test_a_flipped_byte_fails_to_read(
+    client: httpx.AsyncClient, auth: TokenFactory, runtime: Runtime
+) -> None:
+    cart_id, _ = await a_cart(client, auth)
+    await tamper(
+        runtime.pool,
+        "UPDATE events SET payload = set_byte(payload, 20, get_byte(payload, 20) # 1)"
+        " WHERE stream_id = $1 AND version = 3",
+        cart_id,
+    )
+    records = await runtime.store.select_events(cart_id)
+    with pytest.raises(IntegrityViolation, match="version 3"):
+        await runtime.mapper.to_envelopes(records)
+
+
+async def test_an_event_moved_to_another_stream_fails_to_read(
+    client: httpx.AsyncClient, auth: TokenFactory, runtime: Runtime
+) -> None:
+    """The associated data binds a payload to its row: copying ciphertext between customers'
+    rows does not move data between them."""
+    first, _ = await a_cart(client, auth)
+    second, _ = await a_cart(client, auth)
+    await tamper(
+        runtime.pool,
+        "UPDATE events e SET payload = o.payload FROM events o"
+        " WHERE e.stream_id = $2 AND e.version = 2 AND o.stream_id = $1 AND o.version = 2",
+        first,
+        second,
+    )
+    with pytest.raises(IntegrityViolation):
+        await runtime.mapper.to_envelopes(await runtime.store.select_events(second))
+
+
+async def test_a_tampered_session_view_fails_to_read(
+    client: httpx.AsyncClient, auth: TokenFactory, runtime: Runtime
+) -> None:
+    _, headers = await a_cart(client, auth)
+    await runtime.pool.execute(
+        "UPDATE session_views SET body = set_byte(body, 30, get_byte(body, 30) # 1)"
+    )
+    response = await client.get("/v1/me/session", headers=headers)
+    assert response.status_code == 500
+    assert response.json()["type"].endswith("/integrity")
