@@ -71,10 +71,8 @@ def run(host: str | None, port: int | None) -> None:
     settings = _settings()
     host = host or settings.host
     port = port or settings.port
-    where = (
-        (settings.database_url
-        and "CONTINUITY_DATABASE_URL")
-        or (f"embedded PostgreSQL under {settings.data_dir / 'postgres'}")
+    where = (settings.database_url and "CONTINUITY_DATABASE_URL") or (
+        f"embedded PostgreSQL under {settings.data_dir / 'postgres'}"
     )
     click.echo(f"Continuity on http://{host}:{port}  (API docs: http://{host}:{port}/schema)")
     click.echo(f"database: {where}; schema: {settings.database_schema}")

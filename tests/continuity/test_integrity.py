@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import asyncpg
 import httpx
@@ -27,11 +27,11 @@ async def tamper(pool: asyncpg.Pool, sql: str, *args: object) -> None:
         await conn.execute("ALTER TABLE events ENABLE TRIGGER events_no_update_delete")
 
 
-async def a_cart(client: httpx.AsyncClient, auth: TokenFactory) -> tuple[str, dict[str, str]]:
+async def a_cart(client: httpx.AsyncClient, auth: TokenFactory) -> tuple[UUID, dict[str, str]]:
     headers = auth(uuid4())
     await client.post("/v1/me/cart/items", json=MUG, headers=headers)
     response = await client.post("/v1/me/cart/items", json=TEA, headers=headers)
-    return response.json()["cart_id"], headers
+    return UUID(response.json()["cart_id"]), headers
 
 
 async def test_swapping_two_events_payloads_fails_to_read(
