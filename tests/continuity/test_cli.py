@@ -1,0 +1,139 @@
+"""The `continuity` command, in-process with click's runner and as a real server process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from uuid import uuid4
+
+import asyncpg
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from api.auth import ContinuityToken
+from continuity.cli import main
+from privacy.master_key import MasterKey
+from tests.helpers import SECRET
+
+
+def drop_schema(url: str, schema: str) -> None:
+    async def go() -> None:
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await conn.close()
+
+    asyncio.run(go())
+
+
+@pytest.fixture
+def cli_env(database_url: str, tmp_path: Path) -> Iterator[dict[str, str]]:
+    schema = f"test_cli_{uuid4().hex[:12]}"
+    yield {
+        "CONTINUITY_DATABASE_URL": database_url,
+        "CONTINUITY_DATABASE_SCHEMA": schema,
+        "CONTINUITY_MASTER_KEY": MasterKey.generate().to_text(),
+        "CONTINUITY_JWT_SECRET": SECRET,
+        "CONTINUITY_DATA_DIR": str(tmp_path / "data"),
+    }
+    drop_schema(database_url, schema)
+
+
+def test_token_prints_a_signed_device_token(cli_env: dict[str, str]) -> None:
+    customer = uuid4()
+    result = CliRunner().invoke(
+        main, ["token", "--customer", str(customer), "--device", "phone"], env=cli_env
+    )
+    assert result.exit_code == 0, result.output
+    token = ContinuityToken.decode(result.output.strip(), SECRET, "HS256")
+    assert (token.sub, token.role, token.device) == (str(customer), "customer", "phone")
+
+
+def test_a_customer_token_needs_a_device(cli_env: dict[str, str]) -> None:
+    result = CliRunner().invoke(main, ["token", "--customer", str(uuid4())], env=cli_env)
+    assert result.exit_code == 2
+    assert "--device" in result.output
+
+
+def test_bad_settings_are_a_usage_error(cli_env: dict[str, str]) -> None:
+    result = CliRunner().invoke(main, ["migrate"], env={**cli_env, "CONTINUITY_PORT": "x"})
+    assert result.exit_code == 2
+    assert "CONTINUITY_PORT must be a whole number" in result.output
+
+
+def test_migrate_is_safe_to_run_twice(cli_env: dict[str, str]) -> None:
+    first = CliRunner().invoke(main, ["migrate"], env=cli_env)
+    assert first.exit_code == 0, first.output
+    assert "0001_event_log.sql" in first.output
+    second = CliRunner().invoke(main, ["migrate"], env=cli_env)
+    assert "nothing (up to date)" in second.output
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def test_the_server_process_serves_the_tour_and_erases_from_the_cli(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """`continuity run` as a real process: two devices share a cart; then `erase-subject`
+    makes the same requests answer 410."""
+    port = free_port()
+    env = {**os.environ, **cli_env, "CONTINUITY_PORT": str(port)}
+    log = tmp_path / "server.log"
+    with log.open("wb") as sink:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "continuity.cli", "run"],
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert server.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "the server did not come up"
+            time.sleep(0.2)
+        customer = str(uuid4())
+        runner = CliRunner()
+        tokens = [
+            runner.invoke(
+                main, ["token", "--customer", customer, "--device", d], env=cli_env
+            ).output.strip()
+            for d in ("phone", "laptop")
+        ]
+        phone, laptop = ({"Authorization": f"Bearer {t}"} for t in tokens)
+        item = {"sku": "MUG-1", "name": "Blue mug", "unit_price": "12.50", "quantity": 2}
+        added = httpx.post(f"{base}/v1/me/cart/items", json=item, headers=phone)
+        assert added.status_code == 200, added.text
+        session = httpx.get(f"{base}/v1/me/session", headers=laptop).json()
+        assert session["cart"]["items"][0]["quantity"] == 2
+
+        erased = runner.invoke(main, ["erase-subject", customer, "--yes"], env=cli_env)
+        assert erased.exit_code == 0, erased.output
+        certificate = json.loads(erased.output)
+        assert certificate["events_unreadable"] == 2
+        assert certificate["key_versions_destroyed"] == [1]
+        gone = httpx.get(f"{base}/v1/me/session", headers=laptop)
+        assert gone.status_code == 410
+    finally:
+        server.terminate()
+        server.wait(20)

@@ -1,0 +1,93 @@
+"""Crypto-shredding: destroying a subject's keys makes every copy of their data unreadable."""
+
+from __future__ import annotations
+
+import asyncio
+from uuid import UUID, uuid4
+
+import asyncpg
+import httpx
+import pytest
+
+from aggregates.cart import Cart
+from continuity.erasure import shred_subject
+from continuity.errors import SubjectErased
+from continuity.runtime import Runtime
+from privacy.master_key import Keyring
+from privacy.vault import KeyVault
+from tests.helpers import TokenFactory
+
+pytestmark = pytest.mark.anyio
+
+MUG = {"sku": "MUG-1", "name": "Blue mug", "unit_price": "12.50", "quantity": 1}
+
+
+async def test_a_shredded_subject_reads_back_as_placeholders_and_others_are_untouched(
+    client: httpx.AsyncClient, auth: TokenFactory, runtime: Runtime
+) -> None:
+    erased, kept = uuid4(), uuid4()
+    for subject in (erased, kept):
+        response = await client.post(
+            "/v1/me/cart/items", json=MUG, headers={**auth(subject), "X-Channel": "app"}
+        )
+        assert response.status_code == 200
+    erased_cart = UUID((await client.get("/v1/me/cart", headers=auth(erased))).json()["cart_id"])
+
+    certificate = await shred_subject(runtime.store, runtime.vault, erased)
+    assert certificate.subject_id == erased
+    assert certificate.key_versions_destroyed == [1]
+    assert certificate.events_unreadable == 2
+    assert certificate.projection_rows_deleted == 1
+    assert not certificate.already_erased
+
+    records = await runtime.store.select_events(erased_cart)
+    envelopes = await runtime.mapper.to_envelopes(records)
+    assert [e.erased for e in envelopes] == [True, True]
+    assert [e.topic.rsplit(".", 1)[-1] for e in envelopes] == ["Opened", "ItemAdded"]
+    assert {e.channel for e in envelopes} == {"app"}
+    assert all(e.recorded_at is not None and e.meta is None for e in envelopes)
+    with pytest.raises(SubjectErased):
+        await runtime.repository.load(erased_cart, Cart)
+
+    for response in (
+        await client.get("/v1/me/session", headers=auth(erased)),
+        await client.get("/v1/me/cart", headers=auth(erased)),
+        await client.post("/v1/me/cart/items", json=MUG, headers=auth(erased)),
+    ):
+        assert response.status_code == 410, response.text
+        assert response.headers["content-type"].startswith("application/problem+json")
+    assert (
+        await runtime.pool.fetchval(
+            "SELECT count(*) FROM subject_keys WHERE subject_id = $1", erased
+        )
+        == 0
+    ), "a write after erasure must not create a new key"
+
+    theirs = await client.get("/v1/me/cart", headers=auth(kept))
+    assert theirs.status_code == 200
+    assert theirs.json()["items"][0]["name"] == "Blue mug"
+
+    again = await shred_subject(runtime.store, runtime.vault, erased)
+    assert again.already_erased
+    assert again.erased_at == certificate.erased_at
+
+
+async def test_other_processes_drop_the_key_from_their_cache(
+    pool: asyncpg.Pool, schema: str, keyring: Keyring, runtime: Runtime
+) -> None:
+    subject = uuid4()
+    other_process = KeyVault(pool, schema, keyring)
+    await other_process.start()
+    try:
+        key = await other_process.key_for_writing(subject)
+        assert await other_process.keys_for_reading([(subject, key.version)])
+        await shred_subject(runtime.store, runtime.vault, subject)
+        for _ in range(100):
+            if not await other_process.keys_for_reading([(subject, key.version)]):
+                break
+            await asyncio.sleep(0.02)
+        assert await other_process.keys_for_reading([(subject, key.version)]) == {}
+        with pytest.raises(SubjectErased):
+            await other_process.key_for_writing(subject)
+    finally:
+        await other_process.close()
