@@ -191,6 +191,14 @@ def _open(key: SubjectKey, record: RecordedEvent) -> Envelope:
     event, meta = _codec_for_topic(record.topic).decode(
         plaintext, record.stream_id, record.version, record.channel
     )
+    return _envelope(record, event, meta)
+
+
+def _placeholder(record: RecordedEvent) -> Envelope:
+    return _envelope(record, None, None)
+
+
+def _envelope(record: RecordedEvent, event: DomainEvent | None, meta: EventMeta | None) -> Envelope:
     return Envelope(
         position=record.position,
         stream_id=record.stream_id,
@@ -201,18 +209,4 @@ def _open(key: SubjectKey, record: RecordedEvent) -> Envelope:
         recorded_at=record.recorded_at,
         event=event,
         meta=meta,
-    )
-
-
-def _placeholder(record: RecordedEvent) -> Envelope:
-    return Envelope(
-        position=record.position,
-        stream_id=record.stream_id,
-        version=record.version,
-        subject_id=record.subject_id,
-        topic=record.topic,
-        channel=record.channel,
-        recorded_at=record.recorded_at,
-        event=None,
-        meta=None,
     )
