@@ -118,6 +118,8 @@ class EventStore:
         """
         if not events:
             return []
+        if expected:
+            _check_versions(events, expected)
         try:
             if project is None:
                 async with self.pool.acquire() as conn:
@@ -417,6 +419,20 @@ class Subscription:
             self.position,
         )
         return newer
+
+
+def _check_versions(events: Sequence[NewEvent], expected: Mapping[UUID, int]) -> None:
+    """A stream's events in a batch must carry the versions right after its expected one."""
+    following = dict(expected)
+    for event in events:
+        if event.stream_id not in following:
+            continue
+        if event.version != following[event.stream_id] + 1:
+            raise ValueError(
+                f"stream {event.stream_id}: version {event.version} does not follow"
+                f" version {following[event.stream_id]}"
+            )
+        following[event.stream_id] = event.version
 
 
 def _stream_in_conflict(exc: asyncpg.UniqueViolationError, events: Sequence[NewEvent]) -> UUID:

@@ -53,15 +53,23 @@ CREATE FUNCTION append_events(
 DECLARE
     lock_key constant bigint := hashtext('continuity.append:' || current_schema());
     stale uuid;
+    stream uuid;
 BEGIN
     IF pg_current_xact_id_if_assigned() IS NOT NULL THEN
         RAISE EXCEPTION 'append_events must be the first write of its transaction'
             USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
+    -- Writers to the same stream queue here, until the earlier one commits, so that none of
+    -- them waits on the unique index inside the critical section below (which would stall
+    -- every appender). Taken in a fixed order, so two batches cannot deadlock.
+    FOR stream IN SELECT DISTINCT s FROM unnest(p_stream_ids) AS s ORDER BY 1 LOOP
+        PERFORM pg_advisory_xact_lock(1937011301, hashtext(stream::text));  -- class "stre"
+    END LOOP;
     SELECT x.s INTO stale
       FROM unnest(p_expected_streams, p_expected_versions) AS x(s, v)
-     WHERE x.v > 0
-       AND NOT EXISTS (SELECT 1 FROM events e WHERE e.stream_id = x.s AND e.version = x.v)
+     WHERE (x.v > 0
+            AND NOT EXISTS (SELECT 1 FROM events e WHERE e.stream_id = x.s AND e.version = x.v))
+        OR EXISTS (SELECT 1 FROM events e WHERE e.stream_id = x.s AND e.version = x.v + 1)
      LIMIT 1;
     IF stale IS NOT NULL THEN
         RAISE EXCEPTION 'wrong expected version for stream %', stale
@@ -80,7 +88,9 @@ BEGIN
                AS b(stream_id, version, event_id, subject_id, topic, channel, key_version,
                     digest, payload)
         RETURNING position;
-    EXCEPTION WHEN OTHERS THEN
+    EXCEPTION WHEN OTHERS OR query_canceled THEN
+        -- OTHERS does not match a cancelled statement (statement_timeout, a client's cancel):
+        -- name it too, or the session would keep the lock and block every later append.
         PERFORM pg_advisory_unlock(lock_key);
         RAISE;
     END;

@@ -59,6 +59,86 @@ async def test_stale_expected_version_is_a_conflict_naming_the_stream(store: Eve
     assert await store.stream_version(stream) == 2
 
 
+async def test_a_batch_must_follow_its_expected_versions(store: EventStore) -> None:
+    stream = uuid4()
+    await store.append([new_event(stream, 1), new_event(stream, 2)], {stream: 0})
+    with pytest.raises(ValueError, match="does not follow"):
+        await store.append([new_event(stream, 6)], {stream: 1})
+    with pytest.raises(ValueError, match="does not follow"):
+        await store.append([new_event(stream, 3), new_event(stream, 5)], {stream: 2})
+    with pytest.raises(ConcurrencyConflict):
+        await store.append([new_event(stream, 2)], {stream: 1})
+    assert await store.stream_version(stream) == 2
+
+
+async def test_a_cancelled_append_does_not_block_later_ones(
+    store: EventStore, pool: asyncpg.Pool
+) -> None:
+    """A statement cancelled inside the append's critical section must release its lock.
+
+    An open transaction holds an event_id; a second append reusing it waits on the unique
+    index inside the critical section until its statement_timeout cancels it."""
+    taken = new_event(uuid4(), 1)
+    inserted, release = asyncio.Event(), asyncio.Event()
+
+    async def hold_open(conn: Conn, positions: list[int]) -> None:
+        inserted.set()
+        await release.wait()
+
+    holder = asyncio.create_task(store.append([taken], project=hold_open))
+    await inserted.wait()
+    clash = new_event(uuid4(), 1, event_id=taken.event_id)
+    async with pool.acquire() as conn:
+        await conn.execute("SET statement_timeout = 200")
+        with pytest.raises(asyncpg.QueryCanceledError):
+            await conn.fetch(
+                "SELECT * FROM append_events($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                [clash.stream_id],
+                [clash.version],
+                [clash.event_id],
+                [clash.subject_id],
+                [clash.topic],
+                [clash.channel],
+                [clash.key_version],
+                [clash.digest],
+                [clash.payload],
+                [],
+                [],
+            )
+        release.set()
+        await holder
+        other = uuid4()
+        await asyncio.wait_for(store.append([new_event(other, 1)], {other: 0}), 5)
+        await conn.execute("RESET statement_timeout")
+
+
+async def test_a_conflict_on_one_stream_does_not_stall_other_streams(
+    store: EventStore, pool: asyncpg.Pool
+) -> None:
+    """While a writer to stream S holds its transaction open, a second writer to S waits for
+    it, but writers to other streams go straight through."""
+    stream = uuid4()
+    inserted, release = asyncio.Event(), asyncio.Event()
+
+    async def hold_open(conn: Conn, positions: list[int]) -> None:
+        inserted.set()
+        await release.wait()
+
+    first = asyncio.create_task(
+        store.append([new_event(stream, 1)], {stream: 0}, project=hold_open)
+    )
+    await inserted.wait()
+    second = asyncio.create_task(store.append([new_event(stream, 1)], {stream: 0}))
+    await asyncio.sleep(0.1)
+    other = uuid4()
+    await asyncio.wait_for(store.append([new_event(other, 1)], {other: 0}), 2)
+    assert not second.done()
+    release.set()
+    await first
+    with pytest.raises(ConcurrencyConflict):
+        await second
+
+
 async def test_a_batch_over_two_streams_is_atomic(store: EventStore) -> None:
     first, second = uuid4(), uuid4()
     await store.append([new_event(second, 1)], {second: 0})
