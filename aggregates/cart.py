@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from uuid import UUID
+from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
 from aggregates.errors import InvalidState, InvalidValue, NotFound
 
 MAX_QUANTITY = 10_000
+CART_NAMESPACE = UUID("6f0f5a6e-2f44-4d0e-9a52-7d1c3e0c8a11")
 
 
 class CartLine:
@@ -36,10 +37,14 @@ def _check_quantity(quantity: int) -> None:
 
 
 class Cart(Aggregate):
-    """A customer's cart. Adding a SKU already in the cart adds to its quantity."""
+    """A customer's cart. Adding a SKU already in the cart adds to its quantity.
+
+    A customer has one open cart at a time; the n-th has a deterministic id, so two devices
+    opening "the" cart at once collide on the same stream instead of opening two carts."""
 
     class Opened(Aggregate.Created):
         subject_id: UUID
+        generation: int
 
     class ItemAdded(Aggregate.Event):
         sku: str
@@ -57,9 +62,14 @@ class Cart(Aggregate):
     class CheckedOut(Aggregate.Event):
         total: Decimal
 
+    @staticmethod
+    def create_id(subject_id: UUID, generation: int = 1) -> UUID:
+        return uuid5(CART_NAMESPACE, f"{subject_id}/{generation}")
+
     @event(Opened)
-    def __init__(self, subject_id: UUID) -> None:
+    def __init__(self, subject_id: UUID, generation: int = 1) -> None:
         self.subject_id = subject_id
+        self.generation = generation
         self.lines: dict[str, CartLine] = {}
         self.checked_out = False
 

@@ -116,10 +116,12 @@ class CartService:
         if_match: int | None,
         opens_cart: bool,
     ) -> CartView:
-        cart_id = await self.sessions.current_cart_id(self.pool, subject_id)
+        current = await self.sessions.current_cart(self.pool, subject_id)
         loaded: Loaded[Cart] | None = None
-        if cart_id is not None:
-            loaded = await self.repository.load(cart_id, Cart)
+        if current is not None:
+            loaded = await self.repository.load(current[0], Cart)
+        elif await self.vault.erased_among([subject_id]):
+            raise SubjectErased(subject_id)
         if loaded is not None and idempotency_key in loaded.digests:
             key = await self.vault.key_for_writing(subject_id)
             if loaded.digests[idempotency_key] != request_digest(key, command.fingerprint, 0):
@@ -132,7 +134,8 @@ class CartService:
         if cart is None or (cart.checked_out and opens_cart):
             if not opens_cart:
                 raise NotFound("there is no open cart", field=None)
-            cart = Cart(subject_id=subject_id)
+            generation = cart.generation + 1 if cart is not None else 1
+            cart = Cart(subject_id=subject_id, generation=generation)
         command(cart)
 
         written: list[SessionView] = []

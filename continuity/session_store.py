@@ -8,7 +8,7 @@ from uuid import UUID
 import msgspec
 
 from continuity.db import Conn, Queryable
-from continuity.errors import IntegrityViolation
+from continuity.errors import IntegrityViolation, SubjectErased
 from privacy.cipher import DecryptionFailed, SubjectKey, row_aad, seal, unseal
 from privacy.vault import KeyVault
 from projections import session
@@ -22,11 +22,14 @@ class SessionStore:
     def __init__(self, vault: KeyVault) -> None:
         self.vault = vault
 
-    async def current_cart_id(self, conn: Queryable, subject_id: UUID) -> UUID | None:
-        cart_id: UUID | None = await conn.fetchval(
-            "SELECT cart_id FROM session_views WHERE subject_id = $1", subject_id
+    async def current_cart(self, conn: Queryable, subject_id: UUID) -> tuple[UUID, int] | None:
+        """The customer's latest cart as (cart_id, generation): clear, non-personal columns."""
+        row = await conn.fetchrow(
+            "SELECT cart_id, cart_generation FROM session_views"
+            " WHERE subject_id = $1 AND cart_id IS NOT NULL",
+            subject_id,
         )
-        return cart_id
+        return None if row is None else (row["cart_id"], row["cart_generation"])
 
     async def load(self, conn: Queryable, subject_id: UUID) -> session.SessionView | None:
         row = await conn.fetchrow(
@@ -34,11 +37,19 @@ class SessionStore:
         )
         if row is None:
             return None
-        keys = await self.vault.keys_for_reading([(subject_id, row["key_version"])])
-        key = keys.get((subject_id, row["key_version"]))
-        if key is None:
-            return None
+        key = await self._row_key(subject_id, row["key_version"])
         return self._open(key, subject_id, row["body"])
+
+    async def _row_key(self, subject_id: UUID, key_version: int) -> SubjectKey:
+        """The key a row was sealed with: SubjectErased if shredded (the row should be gone
+        too), IntegrityViolation if it vanished any other way."""
+        keys = await self.vault.keys_for_reading([(subject_id, key_version)])
+        key = keys.get((subject_id, key_version))
+        if key is not None:
+            return key
+        if await self.vault.erased_among([subject_id]):
+            raise SubjectErased(subject_id)
+        raise IntegrityViolation(f"the session view of subject {subject_id}: its key is missing")
 
     async def apply(
         self, conn: Conn, subject_id: UUID, envelopes: list[Envelope]
@@ -51,19 +62,20 @@ class SessionStore:
         )
         view = session.SessionView()
         if row is not None:
-            old_keys = await self.vault.keys_for_reading([(subject_id, row["key_version"])])
-            old_key = old_keys.get((subject_id, row["key_version"]))
-            if old_key is not None:
-                view = self._open(old_key, subject_id, row["body"])
+            old_key = await self._row_key(subject_id, row["key_version"])
+            view = self._open(old_key, subject_id, row["body"])
         view = session.fold(view, envelopes)
         body = seal(key, _ENCODER.encode(view), row_aad(session.TABLE, subject_id))
         await conn.execute(
-            "INSERT INTO session_views (subject_id, cart_id, key_version, position, body)"
-            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (subject_id) DO UPDATE SET"
-            " cart_id = excluded.cart_id, key_version = excluded.key_version,"
-            " position = excluded.position, body = excluded.body, updated_at = now()",
+            "INSERT INTO session_views"
+            " (subject_id, cart_id, cart_generation, key_version, position, body)"
+            " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (subject_id) DO UPDATE SET"
+            " cart_id = excluded.cart_id, cart_generation = excluded.cart_generation,"
+            " key_version = excluded.key_version, position = excluded.position,"
+            " body = excluded.body, updated_at = now()",
             subject_id,
             view.cart.cart_id if view.cart else None,
+            view.cart.generation if view.cart else None,
             key.version,
             view.position,
             body,

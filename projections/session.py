@@ -30,6 +30,7 @@ class CartItemView(msgspec.Struct, frozen=True):
 
 class CartView(msgspec.Struct, frozen=True):
     cart_id: UUID
+    generation: int
     version: int
     status: Literal["open", "checked_out"]
     items: list[CartItemView]
@@ -73,7 +74,7 @@ def fold(view: SessionView, envelopes: list[Envelope]) -> SessionView:
 def _apply_cart(cart: CartView | None, envelope: Envelope) -> CartView | None:
     event = envelope.event
     if isinstance(event, Cart.Opened):
-        return _cart(envelope, [], "open")
+        return _cart(envelope, event.generation, [], "open")
     if cart is None or cart.cart_id != envelope.stream_id:
         return cart
     items = {item.sku: item for item in cart.items}
@@ -89,7 +90,7 @@ def _apply_cart(cart: CartView | None, envelope: Envelope) -> CartView | None:
         items.pop(event.sku, None)
     elif isinstance(event, Cart.CheckedOut):
         status = "checked_out"
-    return _cart(envelope, list(items.values()), status)
+    return _cart(envelope, cart.generation, list(items.values()), status)
 
 
 def _item(sku: str, name: str, unit_price: Decimal, quantity: int) -> CartItemView:
@@ -97,10 +98,14 @@ def _item(sku: str, name: str, unit_price: Decimal, quantity: int) -> CartItemVi
 
 
 def _cart(
-    envelope: Envelope, items: list[CartItemView], status: Literal["open", "checked_out"]
+    envelope: Envelope,
+    generation: int,
+    items: list[CartItemView],
+    status: Literal["open", "checked_out"],
 ) -> CartView:
     return CartView(
         cart_id=envelope.stream_id,
+        generation=generation,
         version=envelope.version,
         status=status,
         items=items,

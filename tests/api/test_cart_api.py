@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from uuid import uuid4
 
 import httpx
@@ -183,3 +184,34 @@ async def test_health_and_openapi_need_no_token(client: httpx.AsyncClient) -> No
     schema = await client.get("/schema/openapi.json")
     assert schema.status_code == 200
     assert "/v1/me/cart/items" in schema.json()["paths"]
+
+
+async def test_devices_opening_the_cart_at_once_share_one_cart(
+    client: httpx.AsyncClient, auth: TokenFactory
+) -> None:
+    customer = uuid4()
+    items = [{**MUG, "sku": f"SKU-{n}"} for n in range(4)]
+    answers = await asyncio.gather(
+        *(
+            client.post("/v1/me/cart/items", json=item, headers=auth(customer, f"device-{n}"))
+            for n, item in enumerate(items)
+        )
+    )
+    assert [a.status_code for a in answers] == [200] * 4, [a.text for a in answers]
+    cart = (await client.get("/v1/me/cart", headers=auth(customer))).json()
+    assert sorted(i["sku"] for i in cart["items"]) == [f"SKU-{n}" for n in range(4)]
+    assert cart["version"] == 5
+    assert len({a.json()["cart_id"] for a in answers}) == 1
+
+
+async def test_a_request_sent_twice_at_once_is_recorded_once(
+    client: httpx.AsyncClient, auth: TokenFactory
+) -> None:
+    headers = {**auth(uuid4()), "Idempotency-Key": str(uuid4())}
+    answers = await asyncio.gather(
+        *(client.post("/v1/me/cart/items", json=MUG, headers=headers) for _ in range(3))
+    )
+    assert [a.status_code for a in answers] == [200] * 3, [a.text for a in answers]
+    cart = (await client.get("/v1/me/cart", headers=headers)).json()
+    assert cart["items"][0]["quantity"] == 1
+    assert cart["version"] == 2

@@ -53,6 +53,9 @@ async def test_a_shredded_subject_reads_back_as_placeholders_and_others_are_unto
         await client.get("/v1/me/session", headers=auth(erased)),
         await client.get("/v1/me/cart", headers=auth(erased)),
         await client.post("/v1/me/cart/items", json=MUG, headers=auth(erased)),
+        await client.patch("/v1/me/cart/items/MUG-1", json={"quantity": 2}, headers=auth(erased)),
+        await client.delete("/v1/me/cart/items/MUG-1", headers=auth(erased)),
+        await client.post("/v1/me/cart/checkout", headers=auth(erased)),
     ):
         assert response.status_code == 410, response.text
         assert response.headers["content-type"].startswith("application/problem+json")
