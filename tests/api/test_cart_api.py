@@ -181,6 +181,8 @@ async def test_an_agent_token_cannot_use_device_routes(
 async def test_health_and_openapi_need_no_token(client: httpx.AsyncClient) -> None:
     health = await client.get("/health")
     assert health.json() == {"status": "ok", "database": "ok"}
+    ready = await client.get("/ready")
+    assert ready.json() == {"status": "ready", "pending_migrations": []}
     schema = await client.get("/schema/openapi.json")
     assert schema.status_code == 200
     assert "/v1/me/cart/items" in schema.json()["paths"]
