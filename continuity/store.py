@@ -22,6 +22,8 @@ from continuity.db import Conn
 from continuity.errors import ConcurrencyConflict, DuplicateEvent, EventIdReused
 
 WRONG_EXPECTED_VERSION = "CY409"
+NOTIFY_DEBOUNCE = 0.005
+"""Seconds the notifier waits to gather more commits into one NOTIFY."""
 
 
 class NewEvent(msgspec.Struct, frozen=True):
@@ -292,7 +294,7 @@ class EventStore:
 
         One NOTIFY per commit would serialise every appending transaction on PostgreSQL's
         notification queue lock, held through the commit. Instead a background task sends one
-        NOTIFY for however many commits happened since its last one.
+        NOTIFY for however many commits happened since its last one, after a short debounce.
         """
         self._wake.set()
         if self._notifier is None or self._notifier.done():
@@ -300,6 +302,7 @@ class EventStore:
 
     async def _send_notifications(self) -> None:
         while self._wake.is_set():
+            await asyncio.sleep(NOTIFY_DEBOUNCE)
             self._wake.clear()
             try:
                 await self.pool.execute("SELECT pg_notify($1, '')", self.channel)
