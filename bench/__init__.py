@@ -1,0 +1,1 @@
+"""Benchmarks: throughput and latency, run by hand (`make bench`), never timed assertions."""
