@@ -9,7 +9,7 @@ from uuid import UUID, uuid4
 import asyncpg
 import pytest
 
-from continuity.db import Conn
+from continuity.db import Conn, close_pool, create_pool
 from continuity.errors import ConcurrencyConflict, EventIdReused
 from continuity.store import EventStore, NewEvent
 
@@ -71,15 +71,13 @@ async def test_a_batch_must_follow_its_expected_versions(store: EventStore) -> N
     assert await store.stream_version(stream) == 2
 
 
-async def test_a_cancelled_append_does_not_block_later_ones(
-    store: EventStore, pool: asyncpg.Pool
-) -> None:
-    """A statement cancelled inside the append's critical section must release its lock.
-
-    An open transaction holds an event_id; a second append reusing it waits on the unique
-    index inside the critical section until its statement_timeout cancels it."""
+async def hold_event_id(
+    store: EventStore, release: asyncio.Event
+) -> tuple[NewEvent, asyncio.Task[list[int]]]:
+    """An open transaction that has appended an event: a second append reusing its event_id
+    waits on the unique index inside the critical section until this one ends."""
     taken = new_event(uuid4(), 1)
-    inserted, release = asyncio.Event(), asyncio.Event()
+    inserted = asyncio.Event()
 
     async def hold_open(conn: Conn, positions: list[int]) -> None:
         inserted.set()
@@ -87,29 +85,46 @@ async def test_a_cancelled_append_does_not_block_later_ones(
 
     holder = asyncio.create_task(store.append([taken], project=hold_open))
     await inserted.wait()
-    clash = new_event(uuid4(), 1, event_id=taken.event_id)
-    async with pool.acquire() as conn:
-        await conn.execute("SET statement_timeout = 200")
+    return new_event(uuid4(), 1, event_id=taken.event_id), holder
+
+
+async def test_an_append_cancelled_by_the_server_does_not_block_later_ones(
+    store: EventStore, database_url: str, schema: str
+) -> None:
+    release = asyncio.Event()
+    clash, holder = await hold_event_id(store, release)
+    impatient = await create_pool(
+        database_url, schema, min_size=1, max_size=1, settings={"statement_timeout": "200"}
+    )
+    try:
         with pytest.raises(asyncpg.QueryCanceledError):
-            await conn.fetch(
-                "SELECT * FROM append_events($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-                [clash.stream_id],
-                [clash.version],
-                [clash.event_id],
-                [clash.subject_id],
-                [clash.topic],
-                [clash.channel],
-                [clash.key_version],
-                [clash.digest],
-                [clash.payload],
-                [],
-                [],
-            )
+            await EventStore(impatient, schema).append([clash])
         release.set()
         await holder
         other = uuid4()
         await asyncio.wait_for(store.append([new_event(other, 1)], {other: 0}), 5)
-        await conn.execute("RESET statement_timeout")
+        again = uuid4()
+        await asyncio.wait_for(
+            EventStore(impatient, schema).append([new_event(again, 1)], {again: 0}), 5
+        )
+    finally:
+        await close_pool(impatient)
+
+
+async def test_an_append_cancelled_by_the_client_does_not_block_later_ones(
+    store: EventStore,
+) -> None:
+    release = asyncio.Event()
+    clash, holder = await hold_event_id(store, release)
+    waiting = asyncio.create_task(store.append([clash]))
+    await asyncio.sleep(0.2)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    other = uuid4()
+    await asyncio.wait_for(store.append([new_event(other, 1)], {other: 0}), 5)
+    release.set()
+    await holder
 
 
 async def test_a_conflict_on_one_stream_does_not_stall_other_streams(
