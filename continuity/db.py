@@ -39,7 +39,7 @@ async def create_pool(
     """A pool whose connections all see `schema` first.
 
     The search path goes in server_settings so that no per-checkout reset is needed; the reset
-    on release is almost always skipped (see `_reset`).
+    on release is skipped (see `_keep_session`).
     """
     check_schema_name(schema)
     pool = await asyncpg.create_pool(
@@ -51,7 +51,7 @@ async def create_pool(
             "application_name": "continuity",
             **(settings or {}),
         },
-        reset=_reset,
+        reset=_keep_session,
         **kwargs,
     )
     return pool
@@ -65,25 +65,11 @@ async def close_pool(pool: asyncpg.Pool, grace: float = 10.0) -> None:
         pool.terminate()
 
 
-_UNLOCK_ON_RELEASE: set[int] = set()
-
-
-def unlock_on_release(conn: Conn) -> None:
-    """Have the pool release this connection's session-level advisory locks when it comes
-    back, after any cancelled statement has been waited for (see EventStore.append)."""
-    _UNLOCK_ON_RELEASE.add(conn.get_server_pid())
-
-
-async def _reset(conn: asyncpg.Connection) -> None:
-    """The pool's reset on release. The default (`RESET ALL; UNLISTEN *; ...`) costs about 30%
-    of append throughput and nothing here needs it: settings live in server_settings, LISTEN
-    uses dedicated connections, and the one session-level lock (append_events') is released
-    here only for a connection marked by `unlock_on_release`. asyncpg itself still rolls back a
-    transaction left open."""
-    pid = conn.get_server_pid()
-    if pid in _UNLOCK_ON_RELEASE:
-        _UNLOCK_ON_RELEASE.discard(pid)
-        await conn.execute("SELECT pg_advisory_unlock_all()")
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Release without a reset query: nothing here leaves session state behind (append_events
+    releases its advisory lock itself, LISTEN uses dedicated connections), and the default
+    `RESET ALL; UNLISTEN *; ...` round trip costs about 30% of append throughput. asyncpg
+    still rolls back a transaction left open."""
 
 
 def migrations() -> list[tuple[int, str, str]]:

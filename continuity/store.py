@@ -18,7 +18,7 @@ import asyncpg
 import msgspec
 from asyncpg.pool import PoolConnectionProxy
 
-from continuity.db import Conn, unlock_on_release
+from continuity.db import Conn
 from continuity.errors import ConcurrencyConflict, DuplicateEvent, EventIdReused
 
 WRONG_EXPECTED_VERSION = "CY409"
@@ -123,19 +123,13 @@ class EventStore:
         if expected:
             _check_versions(events, expected)
         try:
-            async with self.pool.acquire() as conn:
-                try:
-                    if project is None:
-                        positions = await self._insert(conn, events, expected)
-                    else:
-                        async with conn.transaction():
-                            positions = await self._insert(conn, events, expected)
-                            await project(conn, positions)
-                except BaseException:
-                    # append_events leaves its lock held when it fails or is cancelled (see
-                    # 0001): the pool releases it before the connection is used again.
-                    unlock_on_release(conn)
-                    raise
+            if project is None:
+                async with self.pool.acquire() as conn:
+                    positions = await self._insert(conn, events, expected)
+            else:
+                async with self.pool.acquire() as conn, conn.transaction():
+                    positions = await self._insert(conn, events, expected)
+                    await project(conn, positions)
         except (ConcurrencyConflict, DuplicateEvent):
             original = await self._original_positions(events)
             if original is None:
