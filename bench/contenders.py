@@ -137,25 +137,13 @@ async def _our_writer(store: EventStore, vault: KeyVault, batch: int) -> AsyncOp
 
 _RAW_TABLE = """
 CREATE SEQUENCE raw_events_position_seq AS bigint;
-CREATE TABLE raw_events (
-    position     bigint      PRIMARY KEY DEFAULT nextval('raw_events_position_seq'),
-    tx_id        xid8        NOT NULL DEFAULT pg_current_xact_id(),
-    stream_id    uuid        NOT NULL,
-    version      integer     NOT NULL CHECK (version >= 0),
-    event_id     uuid        NOT NULL,
-    subject_id   uuid        NOT NULL,
-    topic        text        NOT NULL,
-    channel      text        NOT NULL,
-    recorded_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
-    key_version  integer     NOT NULL,
-    digest       bytea       NOT NULL,
-    payload      bytea       NOT NULL,
-    CONSTRAINT raw_events_stream_version_key UNIQUE (stream_id, version),
-    CONSTRAINT raw_events_event_id_key UNIQUE (event_id)
-);
-CREATE INDEX raw_events_subject_idx ON raw_events (subject_id);
-CREATE INDEX raw_events_topic_position_idx ON raw_events (topic, position);
+CREATE TABLE raw_events (LIKE events INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES);
+ALTER TABLE raw_events
+    ALTER position SET DEFAULT nextval('raw_events_position_seq'),
+    ALTER tx_id SET DEFAULT pg_current_xact_id();
 """
+"""The log's own columns, constraints and indexes (copied from the migrated `events` table),
+without its function, lock or triggers."""
 _RAW_COLUMNS = (
     "stream_id, version, event_id, subject_id, topic, channel, key_version, digest, payload"
 )
@@ -176,7 +164,8 @@ async def raw(dsn: str, writers: int, batch: int) -> AsyncIterator[list[AsyncOp]
     schema = new_schema("raw")
     conn = await asyncpg.connect(dsn)
     try:
-        await conn.execute(f'CREATE SCHEMA "{schema}"; SET search_path TO "{schema}";{_RAW_TABLE}')
+        await migrate(conn, schema)
+        await conn.execute(f'SET search_path TO "{schema}";{_RAW_TABLE}')
     finally:
         await conn.close()
     size = writers + 1

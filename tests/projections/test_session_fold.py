@@ -2,41 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from decimal import Decimal
 from uuid import uuid4
 
 from aggregates.cart import Cart
-from aggregates.metadata import EventMeta
 from projections.envelope import Envelope
 from projections.session import SessionView, fold
-
-
-def envelopes(cart: Cart, device: str, start: int = 1) -> list[Envelope]:
-    return [
-        Envelope(
-            position=start + i,
-            stream_id=cart.id,
-            version=event.originator_version,
-            subject_id=cart.subject_id,
-            topic=type(event).__qualname__,
-            channel="app",
-            recorded_at=datetime.now(UTC),
-            event=event,  # type: ignore[arg-type]
-            meta=EventMeta("app", device),
-        )
-        for i, event in enumerate(cart.collect_events())
-    ]
+from tests.helpers import envelopes_of
 
 
 def test_the_view_follows_the_cart_and_the_devices() -> None:
     cart = Cart(subject_id=uuid4())
     cart.add_item("MUG", "Mug", Decimal("2.50"), 2)
     cart.add_item("TEA", "Tea", Decimal("1.00"), 1)
-    first = envelopes(cart, "phone")
+    first = envelopes_of(cart, "phone")
     cart.remove_item("TEA")
     cart.change_quantity("MUG", 3)
-    second = envelopes(cart, "laptop", start=10)
+    second = envelopes_of(cart, "laptop", start=10)
     view = fold(SessionView(), first + second)
     assert view.cart is not None
     assert view.cart.version == 5
@@ -51,7 +33,7 @@ def test_the_view_follows_the_cart_and_the_devices() -> None:
 
 def test_erased_placeholders_are_skipped() -> None:
     cart = Cart(subject_id=uuid4())
-    [opened] = envelopes(cart, "phone")
+    [opened] = envelopes_of(cart, "phone")
     placeholder = Envelope(
         opened.position,
         opened.stream_id,

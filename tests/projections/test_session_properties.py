@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-from datetime import UTC, datetime
 from decimal import Decimal
 from uuid import uuid4
 
@@ -12,9 +11,8 @@ from hypothesis import strategies as st
 
 from aggregates.cart import Cart
 from aggregates.errors import DomainError
-from aggregates.metadata import EventMeta
-from projections.envelope import Envelope
 from projections.session import SessionView, fold
+from tests.helpers import envelopes_of
 
 SKUS = st.sampled_from(["A", "B", "C"])
 PRICES = st.decimals(min_value=0, max_value=1000, places=2, allow_nan=False, allow_infinity=False)
@@ -47,20 +45,7 @@ def test_the_fold_matches_the_aggregate(commands: list[tuple[object, ...]]) -> N
     for command in commands:
         with contextlib.suppress(DomainError):  # refused commands record nothing
             run(cart, command)
-    envelopes = [
-        Envelope(
-            position=position,
-            stream_id=cart.id,
-            version=event.originator_version,
-            subject_id=cart.subject_id,
-            topic=type(event).__qualname__,
-            channel="web",
-            recorded_at=datetime.now(UTC),
-            event=event,  # type: ignore[arg-type]
-            meta=EventMeta("web", "phone"),
-        )
-        for position, event in enumerate(cart.collect_events(), start=1)
-    ]
+    envelopes = envelopes_of(cart)
     view = fold(SessionView(), envelopes).cart
     assert view is not None
     assert view.version == cart.version
