@@ -186,6 +186,10 @@ async def test_health_and_openapi_need_no_token(client: httpx.AsyncClient) -> No
     schema = await client.get("/schema/openapi.json")
     assert schema.status_code == 200
     assert "/v1/me/cart/items" in schema.json()["paths"]
+    for ui in ("/schema", "/schema/swagger"):
+        page = await client.get(ui)
+        assert page.status_code == 200
+        assert page.headers["content-type"].startswith("text/html")
 
 
 async def test_devices_opening_the_cart_at_once_share_one_cart(
