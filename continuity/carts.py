@@ -19,7 +19,7 @@ from continuity.errors import (
     SubjectErased,
 )
 from continuity.mapper import request_digest
-from continuity.repository import Loaded, Repository
+from continuity.repository import Repository
 from continuity.session_store import SessionStore
 from privacy.vault import KeyVault
 from projections.envelope import Envelope
@@ -117,17 +117,15 @@ class CartService:
         opens_cart: bool,
     ) -> CartView:
         current = await self.sessions.current_cart(self.pool, subject_id)
-        loaded: Loaded[Cart] | None = None
-        if current is not None:
-            loaded = await self.repository.load(current[0], Cart)
-        elif await self.vault.erased_among([subject_id]):
+        if current is None and await self.vault.erased_among([subject_id]):
             raise SubjectErased(subject_id)
-        if loaded is not None and idempotency_key in loaded.digests:
+        recorded = await self.repository.store.recorded_digest(idempotency_key)
+        if recorded is not None:
             key = await self.vault.key_for_writing(subject_id)
-            if loaded.digests[idempotency_key] != request_digest(key, command.fingerprint, 0):
+            if recorded != request_digest(key, command.fingerprint, 0):
                 raise EventIdReused(idempotency_key)
             return await self._current(subject_id)
-        cart = loaded.aggregate if loaded is not None else None
+        cart = await self.repository.load(current[0], Cart) if current is not None else None
         current_version = cart.version if cart is not None else 0
         if if_match is not None and if_match != current_version:
             raise PreconditionFailed(str(if_match), current_version)

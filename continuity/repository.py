@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Generic, TypeVar, cast
+from typing import TypeVar, cast
 from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate, DomainEvent
@@ -22,13 +21,6 @@ A = TypeVar("A", bound=Aggregate)
 ProjectEnvelopes = Callable[[Conn, list[Envelope]], Awaitable[None]]
 
 
-@dataclass(frozen=True)
-class Loaded(Generic[A]):
-    aggregate: A
-    digests: dict[UUID, bytes]
-    """Each event's digest by event_id: how a retried request is recognised."""
-
-
 def event_ids_for(idempotency_key: UUID, count: int) -> list[UUID]:
     """The first event of a command carries the client's key itself; any further events get
     ids derived from it, so a retried command maps to exactly the same event_ids."""
@@ -40,7 +32,7 @@ class Repository:
         self.store = store
         self.mapper = mapper
 
-    async def load(self, stream_id: UUID, cls: type[A]) -> Loaded[A] | None:
+    async def load(self, stream_id: UUID, cls: type[A]) -> A | None:
         """The aggregate as of its last event, None if the stream is empty; SubjectErased if
         its subject's keys were destroyed."""
         records = await self.store.select_events(stream_id)
@@ -54,7 +46,7 @@ class Repository:
             aggregate = cast(Aggregate.Event, envelope.event).mutate(aggregate)
         if not isinstance(aggregate, cls):
             raise TypeError(f"stream {stream_id} is not a {cls.__name__}")
-        return Loaded(aggregate, {r.event_id: r.digest for r in records})
+        return aggregate
 
     async def save(
         self,

@@ -206,6 +206,13 @@ class EventStore:
 
     # -- reading -----------------------------------------------------------------------------
 
+    async def recorded_digest(self, event_id: UUID) -> bytes | None:
+        """The digest stored with `event_id`, None if no event has that id."""
+        digest: bytes | None = await self.pool.fetchval(
+            "SELECT digest FROM events WHERE event_id = $1", event_id
+        )
+        return digest
+
     async def stream_version(self, stream_id: UUID) -> int:
         version: int | None = await self.pool.fetchval(
             "SELECT max(version) FROM events WHERE stream_id = $1", stream_id

@@ -85,6 +85,25 @@ async def test_a_retried_request_is_answered_not_repeated(
     assert reused.json()["field"] == "Idempotency-Key"
 
 
+async def test_a_retry_after_checkout_is_still_answered_not_repeated(
+    client: httpx.AsyncClient, auth: TokenFactory
+) -> None:
+    """An offline queue may replay an action long after the cart it went to was checked out."""
+    phone = auth(uuid4())
+    key = str(uuid4())
+    first = await client.post(
+        "/v1/me/cart/items", json=MUG, headers={**phone, "Idempotency-Key": key}
+    )
+    await client.post("/v1/me/cart/checkout", headers=phone)
+    await client.post("/v1/me/cart/items", json=TEA, headers=phone)
+    replay = await client.post(
+        "/v1/me/cart/items", json=MUG, headers={**phone, "Idempotency-Key": key}
+    )
+    assert replay.status_code == 200, replay.text
+    assert replay.json()["cart_id"] != first.json()["cart_id"]
+    assert [i["sku"] for i in replay.json()["items"]] == ["TEA-7"]
+
+
 async def test_another_customer_cannot_see_the_cart(
     client: httpx.AsyncClient, auth: TokenFactory
 ) -> None:
