@@ -33,7 +33,7 @@ async def shred_subject(store: EventStore, vault: KeyVault, subject_id: UUID) ->
         subject_id=subject_id,
         erased_at=receipt.erased_at,
         key_versions_destroyed=receipt.key_versions,
-        events_unreadable=await store.subject_event_count(subject_id),
+        events_unreadable=receipt.events_unreadable,
         projection_rows_deleted=rows,
         already_erased=receipt.already_erased,
     )

@@ -278,12 +278,6 @@ class EventStore:
         position: int | None = await self.pool.fetchval("SELECT max(position) FROM events")
         return position
 
-    async def subject_event_count(self, subject_id: UUID) -> int:
-        count: int = await self.pool.fetchval(
-            "SELECT count(*) FROM events WHERE subject_id = $1", subject_id
-        )
-        return count
-
     # -- following ---------------------------------------------------------------------------
 
     def subscribe(

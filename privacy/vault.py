@@ -33,6 +33,7 @@ class ShredReceipt:
     subject_id: UUID
     key_versions: list[int]
     erased_at: datetime
+    events_unreadable: int
     already_erased: bool
 
 
@@ -178,11 +179,18 @@ class KeyVault:
             "SELECT pg_advisory_xact_lock($1, hashtext($2::uuid::text))", _KEY_LOCK, subject_id
         )
         tomb = await conn.fetchrow(
-            "SELECT erased_at, key_versions FROM erased_subjects WHERE subject_id = $1",
+            "SELECT erased_at, key_versions, events_unreadable FROM erased_subjects"
+            " WHERE subject_id = $1",
             subject_id,
         )
         if tomb is not None:
-            return ShredReceipt(subject_id, list(tomb["key_versions"]), tomb["erased_at"], True)
+            return ShredReceipt(
+                subject_id,
+                list(tomb["key_versions"]),
+                tomb["erased_at"],
+                tomb["events_unreadable"],
+                already_erased=True,
+            )
         versions = [
             row[0]
             for row in await conn.fetch(
@@ -201,7 +209,7 @@ class KeyVault:
         )
         await conn.execute("SELECT pg_notify($1, $2)", self.channel, str(subject_id))
         self.evict(subject_id)
-        return ShredReceipt(subject_id, sorted(versions), erased_at, False)
+        return ShredReceipt(subject_id, sorted(versions), erased_at, events, already_erased=False)
 
     async def rewrap_all(self, batch: int = 500) -> int:
         """Re-wrap every data key not under the current master key; events are untouched.

@@ -73,6 +73,7 @@ async def test_a_shredded_subject_reads_back_as_placeholders_and_others_are_unto
     again = await shred_subject(runtime.store, runtime.vault, erased)
     assert again.already_erased
     assert again.erased_at == certificate.erased_at
+    assert again.events_unreadable == certificate.events_unreadable
 
 
 async def test_other_processes_drop_the_key_from_their_cache(
