@@ -116,8 +116,8 @@ class CartService:
         if_match: int | None,
         opens_cart: bool,
     ) -> CartView:
-        current = await self.sessions.current_cart(self.pool, subject_id)
-        if current is None and await self.vault.erased_among([subject_id]):
+        cart_id = await self.sessions.current_cart(self.pool, subject_id)
+        if cart_id is None and await self.vault.erased_among([subject_id]):
             raise SubjectErased(subject_id)
         recorded = await self.repository.store.recorded_digest(idempotency_key)
         if recorded is not None:
@@ -125,7 +125,7 @@ class CartService:
             if recorded != request_digest(key, command.fingerprint, 0):
                 raise EventIdReused(idempotency_key)
             return await self._current(subject_id)
-        cart = await self.repository.load(current[0], Cart) if current is not None else None
+        cart = await self.repository.load(cart_id, Cart) if cart_id is not None else None
         current_version = cart.version if cart is not None else 0
         if if_match is not None and if_match != current_version:
             raise PreconditionFailed(str(if_match), current_version)

@@ -22,14 +22,12 @@ class SessionStore:
     def __init__(self, vault: KeyVault) -> None:
         self.vault = vault
 
-    async def current_cart(self, conn: Queryable, subject_id: UUID) -> tuple[UUID, int] | None:
-        """The customer's latest cart as (cart_id, generation): clear, non-personal columns."""
-        row = await conn.fetchrow(
-            "SELECT cart_id, cart_generation FROM session_views"
-            " WHERE subject_id = $1 AND cart_id IS NOT NULL",
-            subject_id,
+    async def current_cart(self, conn: Queryable, subject_id: UUID) -> UUID | None:
+        """The id of the customer's latest cart (a clear, pseudonymous column)."""
+        cart_id: UUID | None = await conn.fetchval(
+            "SELECT cart_id FROM session_views WHERE subject_id = $1", subject_id
         )
-        return None if row is None else (row["cart_id"], row["cart_generation"])
+        return cart_id
 
     async def load(self, conn: Queryable, subject_id: UUID) -> session.SessionView | None:
         row = await conn.fetchrow(
@@ -68,14 +66,13 @@ class SessionStore:
         body = seal(key, _ENCODER.encode(view), row_aad(session.TABLE, subject_id))
         await conn.execute(
             "INSERT INTO session_views"
-            " (subject_id, cart_id, cart_generation, key_version, position, body)"
-            " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (subject_id) DO UPDATE SET"
-            " cart_id = excluded.cart_id, cart_generation = excluded.cart_generation,"
+            " (subject_id, cart_id, key_version, position, body)"
+            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (subject_id) DO UPDATE SET"
+            " cart_id = excluded.cart_id,"
             " key_version = excluded.key_version, position = excluded.position,"
             " body = excluded.body, updated_at = now()",
             subject_id,
             view.cart.cart_id if view.cart else None,
-            view.cart.generation if view.cart else None,
             key.version,
             view.position,
             body,

@@ -3,7 +3,6 @@
 CREATE TABLE session_views (
     subject_id   uuid        PRIMARY KEY,
     cart_id      uuid,
-    cart_generation integer,
     key_version  integer     NOT NULL,
     position     bigint      NOT NULL,
     updated_at   timestamptz NOT NULL DEFAULT now(),
