@@ -1,17 +1,23 @@
 """Domain events to encrypted rows and back.
 
 eventsourcing's own Mapper does `vars(event)` -> JSON -> compress -> encrypt with one key and no
-associated data. Here each event class gets a msgspec codec built from its dataclass fields
-(positional, so field names are not repeated in every row), the payload is sealed with the
-subject's own key, and the associated data binds it to its row. The stream id and version are
-columns, so they are left out of the payload and put back on decoding.
+associated data. Here each event class gets a msgspec codec built from its dataclass fields,
+the payload is sealed with the subject's own key, and the associated data binds it to its row.
+The stream id and version are columns, so they are left out of the payload and put back on
+decoding.
+
+The payload is the msgpack array `[class_version, device, actor_type, actor_id, fields]`, where
+`fields` maps each field's name to its value. Keyed by name, a payload survives fields being
+reordered, added with a default, or removed. The class version says which `upcast_vN_vN+1`
+methods an old payload still needs, exactly as in eventsourcing's Mapper.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import operator
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cache
 from typing import Any
 from uuid import UUID
@@ -28,55 +34,115 @@ from privacy.vault import KeyVault
 from projections.envelope import Envelope
 
 _FROM_COLUMNS = ("originator_id", "originator_version")
-_META_FIELDS = ("channel", "device", "actor_type", "actor_id")
 _NOT_IN_DIGEST = frozenset({"timestamp"})
 
 
+class _Stored(msgspec.Struct, array_like=True, frozen=True):
+    """Any event's payload, its fields not yet typed: what another class version is read as.
+    Each class's own payload struct has the same header and its typed fields."""
+
+    class_version: int
+    device: str | None
+    actor_type: str
+    actor_id: str | None
+    fields: dict[str, Any]
+
+
+_HEADER = [(f.name, f.type) for f in msgspec.structs.fields(_Stored) if f.name != "fields"]
+
+
 class _Codec:
-    """Encodes one event class (plus its metadata) as a msgpack array."""
+    """Encodes one event class (plus its class version and metadata), and decodes it back.
+
+    An event written at the class's current version decodes in one typed msgspec decode. An
+    older one decodes untyped; its state (with `originator_id` and `originator_version`, as
+    eventsourcing gives it) goes through the class's upcasters, and msgspec then converts it
+    to the current field types. Upcasters therefore see values as msgpack holds them: a
+    Decimal or UUID as its string, a datetime as a datetime."""
 
     def __init__(self, cls: type[DomainEvent]) -> None:
         self.cls = cls
         self.topic = get_topic(cls)
+        self.class_version: int = getattr(cls, "class_version", 1)
         hints = typing.get_type_hints(cls)
-        self.fields = [f.name for f in dataclasses.fields(cls) if f.name not in _FROM_COLUMNS]
-        self.digest_fields = [name for name in self.fields if name not in _NOT_IN_DIGEST]
-        meta_types: list[tuple[str, Any]] = [
-            ("m_device", str | None),
-            ("m_actor_type", str),
-            ("m_actor_id", str | None),
-        ]
+        fields = [f for f in dataclasses.fields(cls) if f.name not in _FROM_COLUMNS]
+        self.fields = [f.name for f in fields]
+        self.digest_fields = sorted(name for name in self.fields if name not in _NOT_IN_DIGEST)
+        name = cls.__qualname__.replace(".", "_")
         self.struct: type[msgspec.Struct] = msgspec.defstruct(
-            cls.__qualname__.replace(".", "_"),
-            meta_types + [(name, hints[name]) for name in self.fields],
-            array_like=True,
-            frozen=True,
+            name, [_struct_field(f, hints[f.name]) for f in fields], frozen=True
         )
-        self.decoder = msgspec.msgpack.Decoder(self.struct)
+        payload = msgspec.defstruct(
+            f"{name}_Payload", [*_HEADER, ("fields", self.struct)], array_like=True, frozen=True
+        )
+        self.decoder = msgspec.msgpack.Decoder(payload)
+        self.values = _getter(self.fields)
+        # What a payload at the current version starts with (all but the four nils): msgspec
+        # writes the array's length and the int in their shortest forms, so no other version
+        # starts the same way.
+        self.current = _ENCODER.encode((self.class_version, None, None, None, None))[:-4]
 
     def encode(self, event: DomainEvent, meta: EventMeta) -> bytes:
-        values = [getattr(event, name) for name in self.fields]
-        return _ENCODER.encode(self.struct(meta.device, meta.actor_type, meta.actor_id, *values))
+        fields = self.struct(*self.values(event))
+        return _ENCODER.encode(
+            (self.class_version, meta.device, meta.actor_type, meta.actor_id, fields)
+        )
 
     def content(self, event: DomainEvent) -> bytes:
-        """What an idempotent retry repeats exactly: the fields, less the time."""
-        return _ENCODER.encode([getattr(event, name) for name in self.digest_fields])
+        """What an idempotent retry repeats exactly: the fields by name, in sorted order (so
+        declaring them in another order changes nothing), less the time."""
+        return _ENCODER.encode({name: getattr(event, name) for name in self.digest_fields})
 
     def decode(
         self, data: bytes, stream_id: UUID, version: int, channel: str
     ) -> tuple[DomainEvent, EventMeta]:
-        decoded = self.decoder.decode(data)
-        values = msgspec.structs.astuple(decoded)
-        event = object.__new__(self.cls)
-        state = dict(zip(self.fields, values[3:], strict=True))
+        if data.startswith(self.current):
+            payload: Any = self.decoder.decode(data)
+            state = msgspec.structs.asdict(payload.fields)
+        else:
+            payload = _STORED.decode(data)
+            state = self._upcast(payload, stream_id, version)
         state["originator_id"] = stream_id
         state["originator_version"] = version
-        event.__dict__.update(state)
-        meta = EventMeta(channel, values[0], values[1], values[2])  # type: ignore[arg-type]
+        event = object.__new__(self.cls)
+        object.__setattr__(event, "__dict__", state)
+        meta = EventMeta(channel, payload.device, payload.actor_type, payload.actor_id)  # type: ignore[arg-type]
         return event, meta
+
+    def _upcast(self, payload: _Stored, stream_id: UUID, version: int) -> dict[str, Any]:
+        """The fields of an event written at another class version, at the current one. A
+        newer version than the class knows is read by name, without upcasting."""
+        state = payload.fields
+        state["originator_id"] = stream_id
+        state["originator_version"] = version
+        from_version = payload.class_version
+        while from_version < self.class_version:
+            getattr(self.cls, f"upcast_v{from_version}_v{from_version + 1}")(state)
+            from_version += 1
+        return msgspec.structs.asdict(msgspec.convert(state, self.struct))
+
+
+def _getter(names: Sequence[str]) -> Callable[[object], tuple[Any, ...]]:
+    """The named attributes of an object as a tuple (`attrgetter` of one name returns the bare
+    value instead)."""
+    if len(names) == 1:
+        name = names[0]
+        return lambda obj: (getattr(obj, name),)
+    return operator.attrgetter(*names)
+
+
+def _struct_field(f: dataclasses.Field[Any], hint: Any) -> tuple[str, Any, Any] | tuple[str, Any]:
+    """A msgspec field for a dataclass field, with its default: an added field with a default
+    reads old payloads, which lack it, with that default."""
+    if f.default is not dataclasses.MISSING:
+        return (f.name, hint, f.default)
+    if f.default_factory is not dataclasses.MISSING:
+        return (f.name, hint, msgspec.field(default_factory=f.default_factory))
+    return (f.name, hint)
 
 
 _ENCODER = msgspec.msgpack.Encoder()
+_STORED = msgspec.msgpack.Decoder(_Stored)
 
 
 @cache
@@ -188,9 +254,16 @@ def _open(key: SubjectKey, record: RecordedEvent) -> Envelope:
             f"the event at position {record.position}"
             f" (stream {record.stream_id}, version {record.version})"
         ) from None
-    event, meta = _codec_for_topic(record.topic).decode(
-        plaintext, record.stream_id, record.version, record.channel
-    )
+    try:
+        event, meta = _codec_for_topic(record.topic).decode(
+            plaintext, record.stream_id, record.version, record.channel
+        )
+    except msgspec.MsgspecError as exc:
+        raise IntegrityViolation(
+            f"the event at position {record.position}"
+            f" (stream {record.stream_id}, version {record.version}),"
+            f" whose payload does not decode as {record.topic}: {exc}"
+        ) from None
     return _envelope(record, event, meta)
 
 
