@@ -9,6 +9,8 @@ from pathlib import Path
 
 from continuity.db import check_schema_name
 
+MIN_JWT_SECRET = 32
+
 
 class SettingsError(ValueError):
     """A configuration value is missing or malformed."""
@@ -65,8 +67,10 @@ class Settings:
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise SettingsError("CONTINUITY_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
         secret = text("JWT_SECRET")
-        if secret is not None and len(secret) < 32:
-            raise SettingsError("CONTINUITY_JWT_SECRET must be at least 32 characters")
+        if secret is not None and len(secret) < MIN_JWT_SECRET:
+            raise SettingsError(
+                f"CONTINUITY_JWT_SECRET must be at least {MIN_JWT_SECRET} characters"
+            )
         pool_min = integer("POOL_MIN_SIZE", cls.pool_min_size, 1, 1000)
         pool_max = integer("POOL_MAX_SIZE", cls.pool_max_size, 1, 1000)
         if pool_min > pool_max:
