@@ -76,6 +76,7 @@ def run(host: str | None, port: int | None) -> None:
     )
     click.echo(f"Continuity on http://{host}:{port}  (API docs: http://{host}:{port}/schema)")
     click.echo(f"database: {where}; schema: {settings.database_schema}")
+    click.echo(f"tokens: issuer continuity, audience {settings.jwt_audience}")
     logging.basicConfig(level=settings.log_level)
     try:
         app = create_app(settings)
@@ -135,7 +136,7 @@ def token(
     ttl = timedelta(seconds=ttl_seconds or settings.token_ttl_seconds)
     try:
         secret = resolve_jwt_secret(settings)
-        text = issue_token(secret, who, chosen, device, ttl)  # type: ignore[arg-type]
+        text = issue_token(secret, who, chosen, device, ttl, settings.jwt_audience)  # type: ignore[arg-type]
     except ValueError as exc:  # SettingsError too
         raise click.UsageError(str(exc)) from None
     click.echo(text)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from continuity.db import check_schema_name
 
+BUILT_IN_ISSUER = "continuity"
+"""The `iss` of tokens Continuity signs itself (HS256, `continuity token`)."""
 MIN_JWT_SECRET = 32
 
 
@@ -25,6 +27,7 @@ class Settings:
     database_schema: str = "continuity"
     master_key: str | None = field(default=None, repr=False)
     jwt_secret: str | None = field(default=None, repr=False)
+    jwt_audience: str = "continuity"
     data_dir: Path = Path(".continuity")
     host: str = "127.0.0.1"
     port: int = 8000
@@ -71,6 +74,7 @@ class Settings:
             raise SettingsError(
                 f"CONTINUITY_JWT_SECRET must be at least {MIN_JWT_SECRET} characters"
             )
+        audience = text("JWT_AUDIENCE") or cls.jwt_audience
         pool_min = integer("POOL_MIN_SIZE", cls.pool_min_size, 1, 1000)
         pool_max = integer("POOL_MAX_SIZE", cls.pool_max_size, 1, 1000)
         if pool_min > pool_max:
@@ -80,6 +84,7 @@ class Settings:
             database_schema=schema,
             master_key=text("MASTER_KEY"),
             jwt_secret=secret,
+            jwt_audience=audience,
             data_dir=Path(text("DATA_DIR") or cls.data_dir),
             host=text("HOST") or cls.host,
             port=integer("PORT", cls.port, 1, 65535),

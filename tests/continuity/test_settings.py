@@ -45,3 +45,8 @@ def test_values_are_read() -> None:
 def test_bad_values_are_named(name: str, value: str, message: str) -> None:
     with pytest.raises(SettingsError, match=message.replace("(", r"\(").replace(")", r"\)")):
         Settings.from_env({name: value})
+
+
+def test_the_jwt_audience_defaults_to_continuity_and_is_read() -> None:
+    assert Settings.from_env({}).jwt_audience == "continuity"
+    assert Settings.from_env({"CONTINUITY_JWT_AUDIENCE": "shop-api"}).jwt_audience == "shop-api"
