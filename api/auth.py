@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, get_args
-from uuid import UUID
+from uuid import UUID, uuid5
 
 import msgspec
 from litestar.connection import ASGIConnection
@@ -25,7 +25,14 @@ from litestar.middleware import DefineMiddleware
 from litestar.middleware.authentication import AuthenticationResult
 from litestar.security.jwt import JWTAuth, JWTAuthenticationMiddleware, Token
 
-from api.issuers import BUILT_IN_ALGORITHM, BuiltInIssuer, Issuers
+from api.issuers import (
+    BUILT_IN_ALGORITHM,
+    BuiltInIssuer,
+    IdentityProviderIssuer,
+    Issuers,
+    Verifier,
+)
+from continuity.identity_provider import IdentityProvider
 from continuity.settings import BUILT_IN_ISSUER, Settings
 
 Role = Literal["customer", "agent", "compliance", "service"]
@@ -34,6 +41,10 @@ ALGORITHM = BUILT_IN_ALGORITHM
 ISSUER = BUILT_IN_ISSUER
 AUDIENCE = Settings.jwt_audience
 MAX_DEVICE_NAME = 100
+
+EXTERNAL_SUBJECTS = UUID("6f0b8c5e-3d1a-4c7e-9b2f-5a4d8e1c7b90")
+"""The uuid5 namespace that maps an identity provider's subjects to ours. Never change it: every
+IdP user's data is filed under the id it yields."""
 
 
 @dataclass
@@ -78,6 +89,22 @@ class Principal:
     device: str | None
 
 
+def subject_id_for(issuer: str | None, sub: str) -> UUID:
+    """Our subject id for a verified token's `sub`.
+
+    Continuity's own tokens carry the id itself (a UUID). An identity provider's `sub` is often
+    not a UUID, and must never be able to name one of our subjects: it is mapped to
+    `uuid5(EXTERNAL_SUBJECTS, f"{iss}|{sub}")`, the same id on every request and device, distinct
+    per issuer, and out of reach of an IdP that puts someone's subject id in `sub`.
+    """
+    if issuer == ISSUER:
+        try:
+            return UUID(sub)
+        except ValueError:
+            raise NotAuthorizedException("the token's subject is not a UUID") from None
+    return uuid5(EXTERNAL_SUBJECTS, f"{issuer}|{sub}")
+
+
 def issue_token(
     secret: str,
     subject: UUID,
@@ -112,11 +139,7 @@ async def principal_from_token(
         )
     if token.role == "customer" and not token.device:
         raise NotAuthorizedException("a customer token must name its device")
-    try:
-        subject = UUID(token.sub)
-    except ValueError:
-        raise NotAuthorizedException("the token's subject is not a UUID") from None
-    return Principal(token.role, subject, token.device)
+    return Principal(token.role, subject_id_for(token.iss, token.sub), token.device)
 
 
 class ContinuityAuthenticationMiddleware(JWTAuthenticationMiddleware):
@@ -153,16 +176,24 @@ class ContinuityJWTAuth(JWTAuth[Principal, ContinuityToken]):
         return middleware
 
 
-def jwt_auth(secret: str, audience: str = AUDIENCE) -> ContinuityJWTAuth:
-    """Accept Continuity's own HS256 tokens for `audience`."""
+def jwt_auth(
+    secret: str, audience: str = AUDIENCE, idp: IdentityProvider | None = None
+) -> ContinuityJWTAuth:
+    """Accept Continuity's own HS256 tokens for `audience`, and the IdP's tokens if one is set."""
+    verifiers: list[Verifier] = [BuiltInIssuer(secret, audience)]
+    if idp is not None:
+        verifiers.append(IdentityProviderIssuer(idp))
     return ContinuityJWTAuth(
         token_secret=secret,
         algorithm=ALGORITHM,
         retrieve_user_handler=principal_from_token,
         token_cls=ContinuityToken,
         exclude=["^/health$", "^/ready$", "^/schema"],
-        description="A bearer JWT from `continuity token` (HS256, issuer `continuity`).",
-        issuers=Issuers([BuiltInIssuer(secret, audience)]),
+        description=(
+            "A bearer JWT: from `continuity token` (HS256, issuer `continuity`) or from the"
+            " configured identity provider."
+        ),
+        issuers=Issuers(verifiers),
     )
 
 

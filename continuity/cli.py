@@ -76,7 +76,11 @@ def run(host: str | None, port: int | None) -> None:
     )
     click.echo(f"Continuity on http://{host}:{port}  (API docs: http://{host}:{port}/schema)")
     click.echo(f"database: {where}; schema: {settings.database_schema}")
-    click.echo(f"tokens: issuer continuity, audience {settings.jwt_audience}")
+    idp = settings.idp
+    click.echo(
+        f"tokens: issuer continuity, audience {settings.jwt_audience}"
+        + (f"; identity provider {idp.issuer}, audience {idp.audience}" if idp else "")
+    )
     logging.basicConfig(level=settings.log_level)
     try:
         app = create_app(settings)
