@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.x509.oid import NameOID
 
 from continuity.identity_provider import IdentityProvider, load_public_key
 from continuity.settings import Settings, SettingsError
@@ -177,3 +180,25 @@ def test_a_public_key_must_suit_the_accepted_algorithms(
         env["CONTINUITY_IDP_ALGORITHMS"] = algorithms
     with pytest.raises(SettingsError, match=re.escape(message)):
         Settings.from_env(env)
+
+
+def test_the_public_key_may_be_given_as_a_certificate() -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "idp.example.test")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    pem = certificate.public_bytes(serialization.Encoding.PEM).decode("ascii")
+    idp = Settings.from_env({**IDP, "CONTINUITY_IDP_PUBLIC_KEY": pem}).idp
+    assert idp is not None
+    loaded, algorithm = load_public_key(idp.public_key or "")
+    assert algorithm == "ES256"
+    assert loaded == key.public_key()
