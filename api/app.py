@@ -35,10 +35,11 @@ def create_app(
     """Build the app. The database is `database_url`, else the settings' URL, else an embedded
     PostgreSQL under the data dir; it is connected and migrated at startup."""
     settings = settings or Settings.from_env()
-    auth = jwt_auth(resolve_jwt_secret(settings))
+    auth = jwt_auth(resolve_jwt_secret(settings), settings.jwt_audience, settings.idp)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        await auth.issuers.start()
         url, server = (database_url, None) if database_url else resolve_database(settings)
         runtime = await Runtime.open(settings, url, keyring)
         app.state.runtime = runtime

@@ -1,29 +1,85 @@
-"""Bearer JWTs: the role and the subject (customer) or agent id, and the device."""
+"""Bearer JWTs: the role and the subject (customer) or agent id, and the device.
+
+Which issuers are accepted and how each token is verified is in `api/issuers.py`; this module
+turns verified claims into a `Principal` and plugs that into Litestar's JWT auth.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
-from uuid import UUID
+from typing import Any, Literal, get_args
+from uuid import UUID, uuid5
 
+import msgspec
 from litestar.connection import ASGIConnection
-from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.exceptions import (
+    ImproperlyConfiguredException,
+    NotAuthorizedException,
+    PermissionDeniedException,
+)
 from litestar.handlers.base import BaseRouteHandler
-from litestar.security.jwt import JWTAuth, Token
+from litestar.middleware import DefineMiddleware
+from litestar.middleware.authentication import AuthenticationResult
+from litestar.security.jwt import JWTAuth, JWTAuthenticationMiddleware, Token
+
+from api.issuers import (
+    BUILT_IN_ALGORITHM,
+    BuiltInIssuer,
+    IdentityProviderIssuer,
+    Issuers,
+    Verifier,
+)
+from continuity.identity_provider import IdentityProvider
+from continuity.settings import BUILT_IN_ISSUER, Settings
 
 Role = Literal["customer", "agent", "compliance", "service"]
-ALGORITHM = "HS256"
-ISSUER = "continuity"
+ROLES: frozenset[str] = frozenset(get_args(Role))
+ALGORITHM = BUILT_IN_ALGORITHM
+ISSUER = BUILT_IN_ISSUER
+AUDIENCE = Settings.jwt_audience
 MAX_DEVICE_NAME = 100
+
+EXTERNAL_SUBJECTS = UUID("6f0b8c5e-3d1a-4c7e-9b2f-5a4d8e1c7b90")
+"""The uuid5 namespace that maps an identity provider's subjects to ours. Never change it: every
+IdP user's data is filed under the id it yields."""
 
 
 @dataclass
 class ContinuityToken(Token):
-    """Claims beyond the standard ones: the role, and for a customer the device."""
+    """Claims beyond the standard ones: the role, and for a customer the device. A token without
+    a role is refused, never read as a customer's."""
 
-    role: Role = "customer"
+    role: Role | None = None
     device: str | None = None
+
+    @classmethod
+    def from_claims(cls, claims: Mapping[str, Any]) -> ContinuityToken:
+        """The token for claims an issuer has already verified. (Litestar's `Token.decode`
+        verifies and converts in one step, with one secret; we verify per issuer first.)"""
+        role = claims.get("role")
+        if not isinstance(role, str) or role not in ROLES:
+            raise NotAuthorizedException("the token must carry a role: " + ", ".join(sorted(ROLES)))
+        names = {f.name for f in dataclasses.fields(cls)} - {"extras"}
+        fields = {k: v for k, v in claims.items() if k in names}
+        fields["extras"] = {k: v for k, v in claims.items() if k not in names}
+        try:
+            fields["exp"] = datetime.fromtimestamp(claims["exp"], UTC)
+            if "iat" in claims:
+                fields["iat"] = datetime.fromtimestamp(claims["iat"], UTC)
+            return msgspec.convert(fields, cls)
+        except (
+            KeyError,
+            TypeError,
+            ValueError,
+            OverflowError,
+            OSError,
+            msgspec.ValidationError,
+            ImproperlyConfiguredException,
+        ):
+            raise NotAuthorizedException("the token's claims are malformed") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,13 +89,39 @@ class Principal:
     device: str | None
 
 
-def issue_token(secret: str, subject: UUID, role: Role, device: str | None, ttl: timedelta) -> str:
+def subject_id_for(issuer: str | None, sub: str) -> UUID:
+    """Our subject id for a verified token's `sub`.
+
+    Continuity's own tokens carry the id itself (a UUID). An identity provider's `sub` is often
+    not a UUID, and must never be able to name one of our subjects: it is mapped to
+    `uuid5(EXTERNAL_SUBJECTS, f"{iss}|{sub}")`, the same id on every request and device, distinct
+    per issuer, and out of reach of an IdP that puts someone's subject id in `sub`.
+    """
+    if issuer == ISSUER:
+        try:
+            return UUID(sub)
+        except ValueError:
+            raise NotAuthorizedException("the token's subject is not a UUID") from None
+    return uuid5(EXTERNAL_SUBJECTS, f"{issuer}|{sub}")
+
+
+def issue_token(
+    secret: str,
+    subject: UUID,
+    role: Role,
+    device: str | None,
+    ttl: timedelta,
+    audience: str = AUDIENCE,
+) -> str:
+    if role not in ROLES:
+        raise ValueError(f"a role must be one of {', '.join(sorted(ROLES))}")
     if device is not None and not 0 < len(device) <= MAX_DEVICE_NAME:
         raise ValueError(f"a device name must be 1 to {MAX_DEVICE_NAME} characters")
     token = ContinuityToken(
         sub=str(subject),
         exp=datetime.now(UTC) + ttl,
         iss=ISSUER,
+        aud=audience,
         role=role,
         device=device,
     )
@@ -49,24 +131,69 @@ def issue_token(secret: str, subject: UUID, role: Role, device: str | None, ttl:
 async def principal_from_token(
     token: ContinuityToken, _: ASGIConnection[Any, Any, Any, Any]
 ) -> Principal:
-    try:
-        subject = UUID(token.sub)
-    except ValueError:
-        raise NotAuthorizedException("the token's subject is not a UUID") from None
+    if token.role is None:
+        raise NotAuthorizedException("the token must carry a role")
+    if token.device is not None and not 0 < len(token.device) <= MAX_DEVICE_NAME:
+        raise NotAuthorizedException(
+            f"the token's device must be 1 to {MAX_DEVICE_NAME} characters"
+        )
     if token.role == "customer" and not token.device:
         raise NotAuthorizedException("a customer token must name its device")
-    return Principal(token.role, subject, token.device)
+    return Principal(token.role, subject_id_for(token.iss, token.sub), token.device)
 
 
-def jwt_auth(secret: str) -> JWTAuth[Principal, ContinuityToken]:
-    return JWTAuth[Principal, ContinuityToken](
+class ContinuityAuthenticationMiddleware(JWTAuthenticationMiddleware):
+    """Litestar's JWT middleware with per-issuer verification (`Issuers`) instead of one
+    secret; the rest (header, exclusions, user lookup) is Litestar's."""
+
+    __slots__ = ("issuers",)
+
+    def __init__(self, *, issuers: Issuers, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.issuers = issuers
+
+    async def authenticate_token(
+        self, encoded_token: str, connection: ASGIConnection[Any, Any, Any, Any]
+    ) -> AuthenticationResult:
+        token = ContinuityToken.from_claims(await self.issuers.verify(encoded_token))
+        user = await self.retrieve_user_handler(token, connection)
+        if not user:
+            raise NotAuthorizedException()
+        return AuthenticationResult(user=user, auth=token)
+
+
+@dataclass(kw_only=True)
+class ContinuityJWTAuth(JWTAuth[Principal, ContinuityToken]):
+    issuers: Issuers
+    authentication_middleware_class: type[JWTAuthenticationMiddleware] = (
+        ContinuityAuthenticationMiddleware
+    )
+
+    @property
+    def middleware(self) -> DefineMiddleware:
+        middleware = super().middleware
+        middleware.kwargs["issuers"] = self.issuers
+        return middleware
+
+
+def jwt_auth(
+    secret: str, audience: str = AUDIENCE, idp: IdentityProvider | None = None
+) -> ContinuityJWTAuth:
+    """Accept Continuity's own HS256 tokens for `audience`, and the IdP's tokens if one is set."""
+    verifiers: list[Verifier] = [BuiltInIssuer(secret, audience)]
+    if idp is not None:
+        verifiers.append(IdentityProviderIssuer(idp))
+    return ContinuityJWTAuth(
         token_secret=secret,
         algorithm=ALGORITHM,
-        accepted_issuers=[ISSUER],
         retrieve_user_handler=principal_from_token,
         token_cls=ContinuityToken,
         exclude=["^/health$", "^/ready$", "^/schema"],
-        description="A bearer JWT from `continuity token`.",
+        description=(
+            "A bearer JWT: from `continuity token` (HS256, issuer `continuity`) or from the"
+            " configured identity provider."
+        ),
+        issuers=Issuers(verifiers),
     )
 
 

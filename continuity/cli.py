@@ -76,8 +76,17 @@ def run(host: str | None, port: int | None) -> None:
     )
     click.echo(f"Continuity on http://{host}:{port}  (API docs: http://{host}:{port}/schema)")
     click.echo(f"database: {where}; schema: {settings.database_schema}")
+    idp = settings.idp
+    click.echo(
+        f"tokens: issuer continuity, audience {settings.jwt_audience}"
+        + (f"; identity provider {idp.issuer}, audience {idp.audience}" if idp else "")
+    )
     logging.basicConfig(level=settings.log_level)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level.lower())
+    try:
+        app = create_app(settings)
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from None
+    uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower())
 
 
 @main.command()
@@ -130,8 +139,9 @@ def token(
         raise click.UsageError("a customer token needs --device NAME")
     ttl = timedelta(seconds=ttl_seconds or settings.token_ttl_seconds)
     try:
-        text = issue_token(resolve_jwt_secret(settings), who, chosen, device, ttl)  # type: ignore[arg-type]
-    except ValueError as exc:
+        secret = resolve_jwt_secret(settings)
+        text = issue_token(secret, who, chosen, device, ttl, settings.jwt_audience)  # type: ignore[arg-type]
+    except ValueError as exc:  # SettingsError too
         raise click.UsageError(str(exc)) from None
     click.echo(text)
 

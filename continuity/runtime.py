@@ -16,7 +16,7 @@ from continuity.embedded import start_embedded
 from continuity.mapper import EventMapper
 from continuity.repository import Repository
 from continuity.session_store import SessionStore
-from continuity.settings import Settings
+from continuity.settings import MIN_JWT_SECRET, Settings, SettingsError
 from continuity.store import EventStore
 from privacy.master_key import Keyring, load_or_create_key_file
 from privacy.vault import KeyVault
@@ -33,17 +33,30 @@ def resolve_keyring(settings: Settings) -> Keyring:
     return load_or_create_key_file(master_key_path(settings))
 
 
+def jwt_secret_path(settings: Settings) -> Path:
+    return settings.data_dir / "jwt.secret"
+
+
 def resolve_jwt_secret(settings: Settings) -> str:
-    """CONTINUITY_JWT_SECRET if set, else a secret file under the data dir (created 0600)."""
+    """CONTINUITY_JWT_SECRET if set, else a secret file under the data dir (created 0600).
+
+    Like the master key file, the secret file is refused when its group or others may read it:
+    whoever reads it can sign tokens for any customer."""
     if settings.jwt_secret:
         return settings.jwt_secret
-    path = settings.data_dir / "jwt.secret"
+    path = jwt_secret_path(settings)
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="ascii") as handle:
             handle.write(secrets.token_urlsafe(48))
-    return path.read_text(encoding="ascii").strip()
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        raise SettingsError(f"{path} must not be readable by others (mode {mode:o}; chmod 600)")
+    secret = path.read_text(encoding="ascii").strip()
+    if len(secret) < MIN_JWT_SECRET:
+        raise SettingsError(f"{path} must hold a secret of at least {MIN_JWT_SECRET} characters")
+    return secret
 
 
 def resolve_database(settings: Settings) -> tuple[str, PostgresServer | None]:

@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from continuity.db import check_schema_name
+from continuity.identity_provider import (
+    ALGORITHMS,
+    IdentityProvider,
+    check_jwks_url,
+    load_public_key,
+    parse_algorithms,
+)
+
+BUILT_IN_ISSUER = "continuity"
+"""The `iss` of tokens Continuity signs itself (HS256, `continuity token`)."""
+MIN_JWT_SECRET = 32
 
 
 class SettingsError(ValueError):
@@ -23,6 +34,8 @@ class Settings:
     database_schema: str = "continuity"
     master_key: str | None = field(default=None, repr=False)
     jwt_secret: str | None = field(default=None, repr=False)
+    jwt_audience: str = "continuity"
+    idp: IdentityProvider | None = None
     data_dir: Path = Path(".continuity")
     host: str = "127.0.0.1"
     port: int = 8000
@@ -65,8 +78,11 @@ class Settings:
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise SettingsError("CONTINUITY_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
         secret = text("JWT_SECRET")
-        if secret is not None and len(secret) < 32:
-            raise SettingsError("CONTINUITY_JWT_SECRET must be at least 32 characters")
+        if secret is not None and len(secret) < MIN_JWT_SECRET:
+            raise SettingsError(
+                f"CONTINUITY_JWT_SECRET must be at least {MIN_JWT_SECRET} characters"
+            )
+        audience = text("JWT_AUDIENCE") or cls.jwt_audience
         pool_min = integer("POOL_MIN_SIZE", cls.pool_min_size, 1, 1000)
         pool_max = integer("POOL_MAX_SIZE", cls.pool_max_size, 1, 1000)
         if pool_min > pool_max:
@@ -76,6 +92,8 @@ class Settings:
             database_schema=schema,
             master_key=text("MASTER_KEY"),
             jwt_secret=secret,
+            jwt_audience=audience,
+            idp=_identity_provider(text),
             data_dir=Path(text("DATA_DIR") or cls.data_dir),
             host=text("HOST") or cls.host,
             port=integer("PORT", cls.port, 1, 65535),
@@ -84,3 +102,64 @@ class Settings:
             token_ttl_seconds=integer("TOKEN_TTL_SECONDS", cls.token_ttl_seconds, 60, 10**8),
             log_level=level,
         )
+
+
+def _identity_provider(text: Callable[[str], str | None]) -> IdentityProvider | None:
+    """CONTINUITY_IDP_*: an external issuer of tokens, or None when none of them is set."""
+    issuer = text("IDP_ISSUER")
+    audience = text("IDP_AUDIENCE")
+    jwks_url = text("IDP_JWKS_URL")
+    public_key = text("IDP_PUBLIC_KEY")
+    algorithms = text("IDP_ALGORITHMS")
+    if issuer is None:
+        given = [
+            f"CONTINUITY_IDP_{name}"
+            for name, value in [
+                ("AUDIENCE", audience),
+                ("JWKS_URL", jwks_url),
+                ("PUBLIC_KEY", public_key),
+                ("ALGORITHMS", algorithms),
+            ]
+            if value is not None
+        ]
+        if given:
+            raise SettingsError(
+                f"{given[0]} is set but CONTINUITY_IDP_ISSUER is not: set it to the `iss` your"
+                " identity provider puts in its tokens, or unset the CONTINUITY_IDP_ variables"
+            )
+        return None
+    if issuer == BUILT_IN_ISSUER:
+        raise SettingsError(
+            f"CONTINUITY_IDP_ISSUER must differ from {BUILT_IN_ISSUER!r}, the issuer of"
+            " Continuity's own tokens"
+        )
+    if audience is None:
+        raise SettingsError(
+            "CONTINUITY_IDP_AUDIENCE is required with CONTINUITY_IDP_ISSUER: the `aud` your"
+            " identity provider puts in tokens meant for this API"
+        )
+    if (jwks_url is None) == (public_key is None):
+        raise SettingsError(
+            "set exactly one of CONTINUITY_IDP_JWKS_URL (the identity provider's JWKS URL) and"
+            " CONTINUITY_IDP_PUBLIC_KEY (its public key as PEM text)"
+        )
+    try:
+        chosen = parse_algorithms(algorithms) if algorithms is not None else ALGORITHMS
+    except ValueError as exc:
+        raise SettingsError(f"CONTINUITY_IDP_ALGORITHMS {exc}") from None
+    if jwks_url is not None:
+        try:
+            check_jwks_url(jwks_url)
+        except ValueError as exc:
+            raise SettingsError(f"CONTINUITY_IDP_JWKS_URL {exc}") from None
+    if public_key is not None:
+        try:
+            _, algorithm = load_public_key(public_key)
+        except ValueError as exc:
+            raise SettingsError(f"CONTINUITY_IDP_PUBLIC_KEY {exc}") from None
+        if algorithm not in chosen:
+            raise SettingsError(
+                f"CONTINUITY_IDP_PUBLIC_KEY is a key for {algorithm}, which"
+                f" CONTINUITY_IDP_ALGORITHMS ({', '.join(chosen)}) does not allow"
+            )
+    return IdentityProvider(issuer, audience, jwks_url, public_key, chosen)

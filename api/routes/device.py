@@ -12,6 +12,7 @@ from litestar.params import FromPath, HeaderParameter, JSONBody
 
 from aggregates.metadata import CHANNELS, EventMeta
 from api.auth import Principal, customer_only
+from api.problems import problem
 from api.schemas import AddItem, ChangeQuantity, SessionResponse
 from continuity import carts
 from continuity.runtime import Runtime
@@ -38,11 +39,18 @@ ChannelHeader = Annotated[
     HeaderParameter(
         name="X-Channel",
         required=False,
-        description="web, app, chat, email, phone, store, agent or system (default web).",
+        description=(
+            "web, app, chat, email, phone or store (default web). agent and system are not"
+            " a customer's channels: 403."
+        ),
     ),
 ]
 
 Me = Request[Principal, Any, Any]
+
+CUSTOMER_CHANNELS: frozenset[str] = CHANNELS - {"agent", "system"}
+"""Where a customer's own device may say an action happened; agent and system actions come
+from those actors' routes, so an event's channel can be trusted to say who acted."""
 
 
 def _version_from_if_match(value: str | None) -> int | None:
@@ -73,8 +81,16 @@ def _meta(principal: Principal, channel: str | None) -> EventMeta:
     chosen = channel or "web"
     if chosen not in CHANNELS:
         raise ValidationException(
-            f"X-Channel must be one of {', '.join(sorted(CHANNELS))}",
+            f"X-Channel must be one of {', '.join(sorted(CUSTOMER_CHANNELS))}",
             extra=[{"key": "X-Channel", "source": "header", "message": "unknown channel"}],
+        )
+    if chosen not in CUSTOMER_CHANNELS:
+        raise problem(
+            403,
+            "channel-not-allowed",
+            "Channel not allowed",
+            f"X-Channel {chosen} is for agents and the system, not a customer's device token",
+            field="X-Channel",
         )
     return EventMeta(channel=chosen, device=principal.device, actor_type="customer")  # type: ignore[arg-type]
 

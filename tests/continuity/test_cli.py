@@ -54,8 +54,18 @@ def test_token_prints_a_signed_device_token(cli_env: dict[str, str]) -> None:
         main, ["token", "--customer", str(customer), "--device", "phone"], env=cli_env
     )
     assert result.exit_code == 0, result.output
-    token = ContinuityToken.decode(result.output.strip(), SECRET, "HS256")
+    token = ContinuityToken.decode(
+        result.output.strip(), SECRET, "HS256", audience="continuity", issuer="continuity"
+    )
     assert (token.sub, token.role, token.device) == (str(customer), "customer", "phone")
+
+
+def test_token_is_issued_for_the_configured_audience(cli_env: dict[str, str]) -> None:
+    env = {**cli_env, "CONTINUITY_JWT_AUDIENCE": "shop-api"}
+    result = CliRunner().invoke(main, ["token", "--agent", str(uuid4())], env=env)
+    assert result.exit_code == 0, result.output
+    token = ContinuityToken.decode(result.output.strip(), SECRET, "HS256", audience="shop-api")
+    assert (token.iss, token.aud, token.role) == ("continuity", "shop-api", "agent")
 
 
 def test_a_customer_token_needs_a_device(cli_env: dict[str, str]) -> None:

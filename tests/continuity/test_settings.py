@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.x509.oid import NameOID
 
+from continuity.identity_provider import IdentityProvider, load_public_key
 from continuity.settings import Settings, SettingsError
 
 
@@ -45,3 +54,151 @@ def test_values_are_read() -> None:
 def test_bad_values_are_named(name: str, value: str, message: str) -> None:
     with pytest.raises(SettingsError, match=message.replace("(", r"\(").replace(")", r"\)")):
         Settings.from_env({name: value})
+
+
+def test_the_jwt_audience_defaults_to_continuity_and_is_read() -> None:
+    assert Settings.from_env({}).jwt_audience == "continuity"
+    assert Settings.from_env({"CONTINUITY_JWT_AUDIENCE": "shop-api"}).jwt_audience == "shop-api"
+
+
+IDP = {
+    "CONTINUITY_IDP_ISSUER": "https://idp.example.test/realms/shop",
+    "CONTINUITY_IDP_AUDIENCE": "continuity-api",
+}
+
+
+def public_pem(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | Ed25519PrivateKey) -> str:
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode("ascii")
+    )
+
+
+def test_no_identity_provider_unless_configured() -> None:
+    assert Settings.from_env({}).idp is None
+
+
+def test_an_identity_provider_with_a_jwks_url() -> None:
+    url = "https://idp.example.test/realms/shop/protocol/openid-connect/certs"
+    idp = Settings.from_env({**IDP, "CONTINUITY_IDP_JWKS_URL": url}).idp
+    assert idp == IdentityProvider(
+        "https://idp.example.test/realms/shop",
+        "continuity-api",
+        jwks_url=url,
+        algorithms=("RS256", "ES256", "EdDSA"),
+    )
+
+
+def test_an_identity_provider_with_a_public_key_and_algorithms() -> None:
+    pem = public_pem(Ed25519PrivateKey.generate())
+    env = {
+        **IDP,
+        "CONTINUITY_IDP_PUBLIC_KEY": pem.replace("\n", "\\n"),  # one line, as some envs need
+        "CONTINUITY_IDP_ALGORITHMS": "eddsa, RS256",
+    }
+    idp = Settings.from_env(env).idp
+    assert idp is not None
+    assert idp.algorithms == ("EdDSA", "RS256")
+    assert load_public_key(idp.public_key or "")[1] == "EdDSA"
+
+
+def test_loopback_jwks_urls_may_be_plain_http() -> None:
+    env = {**IDP, "CONTINUITY_IDP_JWKS_URL": "http://127.0.0.1:8080/jwks.json"}
+    assert Settings.from_env(env).idp is not None
+
+
+BAD_IDP = [
+    ({"CONTINUITY_IDP_AUDIENCE": "a"}, "CONTINUITY_IDP_AUDIENCE is set but CONTINUITY_IDP_ISSUER"),
+    ({"CONTINUITY_IDP_JWKS_URL": "https://x.test/j"}, "CONTINUITY_IDP_ISSUER is not"),
+    (
+        {"CONTINUITY_IDP_ISSUER": "https://idp.test", "CONTINUITY_IDP_JWKS_URL": "https://x/j"},
+        "CONTINUITY_IDP_AUDIENCE is required",
+    ),
+    ({**IDP, "CONTINUITY_IDP_ISSUER": "continuity"}, "must differ from 'continuity'"),
+    (IDP, "set exactly one of CONTINUITY_IDP_JWKS_URL"),
+    (
+        {**IDP, "CONTINUITY_IDP_JWKS_URL": "https://x.test/j", "CONTINUITY_IDP_PUBLIC_KEY": "-"},
+        "set exactly one of CONTINUITY_IDP_JWKS_URL",
+    ),
+    ({**IDP, "CONTINUITY_IDP_JWKS_URL": "http://idp.test/j"}, "must be an https:// URL"),
+    ({**IDP, "CONTINUITY_IDP_JWKS_URL": "idp.test/jwks"}, "must be an https:// URL"),
+    (
+        {
+            **IDP,
+            "CONTINUITY_IDP_JWKS_URL": "https://x.test/j",
+            "CONTINUITY_IDP_ALGORITHMS": "HS256",
+        },
+        "never trusted",
+    ),
+    (
+        {**IDP, "CONTINUITY_IDP_JWKS_URL": "https://x.test/j", "CONTINUITY_IDP_ALGORITHMS": "none"},
+        "never trusted",
+    ),
+    (
+        {
+            **IDP,
+            "CONTINUITY_IDP_JWKS_URL": "https://x.test/j",
+            "CONTINUITY_IDP_ALGORITHMS": "PS512",
+        },
+        "CONTINUITY_IDP_ALGORITHMS may list only RS256, ES256, EdDSA",
+    ),
+    (
+        {**IDP, "CONTINUITY_IDP_JWKS_URL": "https://x.test/j", "CONTINUITY_IDP_ALGORITHMS": ","},
+        "must list at least one",
+    ),
+    ({**IDP, "CONTINUITY_IDP_PUBLIC_KEY": "/etc/idp.pem"}, "not a file path"),
+    (
+        {**IDP, "CONTINUITY_IDP_PUBLIC_KEY": "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC"},
+        "CONTINUITY_IDP_PUBLIC_KEY is not a readable PEM public key",
+    ),
+]
+
+
+@pytest.mark.parametrize(("env", "message"), BAD_IDP, ids=[m for _, m in BAD_IDP])
+def test_bad_identity_provider_settings_say_what_to_fix(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=re.escape(message)):
+        Settings.from_env(env)
+
+
+@pytest.mark.parametrize(
+    ("key", "algorithms", "message"),
+    [
+        (lambda: rsa.generate_private_key(65537, 1024), None, "at least 2048"),  # noqa: S505
+        (lambda: ec.generate_private_key(ec.SECP384R1()), None, "needs P-256"),
+        (lambda: Ed25519PrivateKey.generate(), "RS256,ES256", "a key for EdDSA, which"),
+    ],
+    ids=["rsa-1024", "ec-p384", "ed25519-not-allowed"],
+)
+def test_a_public_key_must_suit_the_accepted_algorithms(
+    key: Callable[[], rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | Ed25519PrivateKey],
+    algorithms: str | None,
+    message: str,
+) -> None:
+    env = {**IDP, "CONTINUITY_IDP_PUBLIC_KEY": public_pem(key())}
+    if algorithms:
+        env["CONTINUITY_IDP_ALGORITHMS"] = algorithms
+    with pytest.raises(SettingsError, match=re.escape(message)):
+        Settings.from_env(env)
+
+
+def test_the_public_key_may_be_given_as_a_certificate() -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "idp.example.test")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    pem = certificate.public_bytes(serialization.Encoding.PEM).decode("ascii")
+    idp = Settings.from_env({**IDP, "CONTINUITY_IDP_PUBLIC_KEY": pem}).idp
+    assert idp is not None
+    loaded, algorithm = load_public_key(idp.public_key or "")
+    assert algorithm == "ES256"
+    assert loaded == key.public_key()
