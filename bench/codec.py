@@ -126,24 +126,26 @@ def ours(event: DomainEvent, key: SubjectKey) -> tuple[RoundTrip, int]:
     version = event.originator_version
     event_id = uuid4()
 
+    recorded_at = event.timestamp
+
+    def associated() -> bytes:
+        return event_aad(
+            event_id, stream_id, version, topic, key.subject_id, META.channel, 1, recorded_at
+        )
+
     def round_trip() -> tuple[DomainEvent, EventMeta]:
-        aad = event_aad(event_id, stream_id, version, topic, key.subject_id)
-        sealed = seal(key, codec.encode(event, META), aad)
-        aad = event_aad(event_id, stream_id, version, topic, key.subject_id)
+        sealed = seal(key, codec.encode(event, META), associated())
         return mapper_module._codec_for_topic(topic).decode(
-            unseal(key, sealed, aad), stream_id, version, META.channel
+            unseal(key, sealed, associated()), stream_id, version, META.channel, recorded_at
         )
 
     decoded, meta = round_trip()
     assert vars(decoded) == vars(event), "OURS does not round-trip"
     assert meta == META, "OURS does not round-trip the metadata"
-    aad = event_aad(event_id, stream_id, version, topic, key.subject_id)
-    return round_trip, len(seal(key, codec.encode(event, META), aad))
+    return round_trip, len(seal(key, codec.encode(event, META), associated()))
 
 
 def row(event: DomainEvent, key: SubjectKey) -> tuple[RoundTrip, int]:
-    recorded_at = datetime.now(UTC)
-
     def round_trip() -> Envelope:
         new = mapper_module.EventMapper.seal_event(key, META, event, uuid4())
         record = RecordedEvent(
@@ -154,7 +156,7 @@ def row(event: DomainEvent, key: SubjectKey) -> tuple[RoundTrip, int]:
             subject_id=new.subject_id,
             topic=new.topic,
             channel=new.channel,
-            recorded_at=recorded_at,
+            recorded_at=new.recorded_at,
             key_version=new.key_version,
             payload=new.payload,
             digest=new.digest,
@@ -203,7 +205,7 @@ def reads(key: SubjectKey) -> dict[str, tuple[RoundTrip | str, int]]:
     stream_id, event_id = uuid4(), uuid4()
     now = datetime.now(UTC)
     common: dict[str, object] = {"sku": "SKU-000042", "unit_price": UNIT_PRICE, "quantity": 2}
-    aad = event_aad(event_id, stream_id, 2, EVOLVING_TOPIC, key.subject_id)
+    aad = event_aad(event_id, stream_id, 2, EVOLVING_TOPIC, key.subject_id, META.channel, 1, now)
     with bound(EVOLVING_TOPIC, ItemAddedV1):
         old = at(ItemAddedV1, stream_id, now, **common, name=ITEM_NAME)
         sealed_v1 = seal(key, mapper_module._codec_for_class(ItemAddedV1).encode(old, META), aad)
@@ -214,9 +216,11 @@ def reads(key: SubjectKey) -> dict[str, tuple[RoundTrip | str, int]]:
 
     def reader(sealed: bytes) -> RoundTrip | str:
         def read() -> tuple[DomainEvent, EventMeta]:
-            with_aad = event_aad(event_id, stream_id, 2, EVOLVING_TOPIC, key.subject_id)
+            with_aad = event_aad(
+                event_id, stream_id, 2, EVOLVING_TOPIC, key.subject_id, META.channel, 1, now
+            )
             return mapper_module._codec_for_topic(EVOLVING_TOPIC).decode(
-                unseal(key, sealed, with_aad), stream_id, 2, META.channel
+                unseal(key, sealed, with_aad), stream_id, 2, META.channel, now
             )
 
         with bound(EVOLVING_TOPIC, ItemAddedV2):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from uuid import UUID
@@ -15,12 +16,14 @@ from continuity.db import Conn
 from continuity.errors import (
     ConcurrencyConflict,
     EventIdReused,
+    IntegrityViolation,
     PreconditionFailed,
     SubjectErased,
 )
 from continuity.mapper import request_digest
-from continuity.repository import Repository
+from continuity.repository import IdempotencyKey, Repository
 from continuity.session_store import SessionStore
+from privacy.cipher import SubjectKey
 from privacy.vault import KeyVault
 from projections.envelope import Envelope
 from projections.session import CartView, SessionView
@@ -116,10 +119,10 @@ class CartService:
         if_match: int | None,
         opens_cart: bool,
     ) -> CartView:
-        cart_id = await self.sessions.current_cart(self.pool, subject_id)
-        if cart_id is None and await self.vault.erased_among([subject_id]):
-            raise SubjectErased(subject_id)
-        recorded = await self.repository.store.recorded_digest(idempotency_key)
+        view = await self.session(subject_id)
+        cart_id = view.cart.cart_id if view.cart is not None else None
+        request = IdempotencyKey(subject_id, idempotency_key)
+        recorded = await self.repository.store.recorded_digest(request.event_ids(1)[0])
         if recorded is not None:
             key = await self.vault.key_for_writing(subject_id)
             if recorded != request_digest(key, command.fingerprint, 0):
@@ -136,19 +139,20 @@ class CartService:
             cart = Cart(subject_id=subject_id, generation=generation)
         command(cart)
 
-        written: list[SessionView] = []
+        written: list[CartView] = []
 
-        async def project(conn: Conn, envelopes: list[Envelope]) -> None:
-            written.append(await self.sessions.apply(conn, subject_id, envelopes))
+        async def project(
+            conn: Conn, envelopes: list[Envelope], keys: Mapping[UUID, SubjectKey]
+        ) -> None:
+            folded = await self.sessions.apply(conn, subject_id, envelopes, keys[subject_id])
+            if folded.cart is None or folded.cart.cart_id != cart.id:
+                raise IntegrityViolation(f"the session view of subject {subject_id}")
+            written.append(folded.cart)
 
-        await self.repository.save(
-            cart, subject_id, meta, idempotency_key, command.fingerprint, project
-        )
+        await self.repository.save(cart, subject_id, meta, request, command.fingerprint, project)
         if not written:  # an identical earlier request had already been recorded
             return await self._current(subject_id)
-        view = written[0].cart
-        assert view is not None
-        return view
+        return written[0]
 
     async def _current(self, subject_id: UUID) -> CartView:
         view = await self.cart(subject_id)

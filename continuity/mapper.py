@@ -3,8 +3,9 @@
 eventsourcing's own Mapper does `vars(event)` -> JSON -> compress -> encrypt with one key and no
 associated data. Here each event class gets a msgspec codec built from its dataclass fields,
 the payload is sealed with the subject's own key, and the associated data binds it to its row.
-The stream id and version are columns, so they are left out of the payload and put back on
-decoding.
+The stream id, version and time (`timestamp`, stored as `recorded_at`) are columns, so they are
+left out of the payload and put back on decoding; the associated data binds every column that is
+read back as part of the event (see `privacy.cipher.event_aad`).
 
 The payload is the msgpack array `[class_version, device, actor_type, actor_id, fields]`, where
 `fields` maps each field's name to its value. Keyed by name, a payload survives fields being
@@ -18,6 +19,7 @@ import dataclasses
 import operator
 import typing
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from functools import cache
 from typing import Any
 from uuid import UUID
@@ -33,8 +35,7 @@ from privacy.cipher import DecryptionFailed, SubjectKey, event_aad, keyed_digest
 from privacy.vault import KeyVault
 from projections.envelope import Envelope
 
-_FROM_COLUMNS = ("originator_id", "originator_version")
-_NOT_IN_DIGEST = frozenset({"timestamp"})
+_FROM_COLUMNS = ("originator_id", "originator_version", "timestamp")
 
 
 class _Stored(msgspec.Struct, array_like=True, frozen=True):
@@ -67,7 +68,7 @@ class _Codec:
         hints = typing.get_type_hints(cls)
         fields = [f for f in dataclasses.fields(cls) if f.name not in _FROM_COLUMNS]
         self.fields = [f.name for f in fields]
-        self.digest_fields = sorted(name for name in self.fields if name not in _NOT_IN_DIGEST)
+        self.digest_fields = sorted(self.fields)
         name = cls.__qualname__.replace(".", "_")
         self.struct: type[msgspec.Struct] = msgspec.defstruct(
             name, [_struct_field(f, hints[f.name]) for f in fields], frozen=True
@@ -90,31 +91,35 @@ class _Codec:
 
     def content(self, event: DomainEvent) -> bytes:
         """What an idempotent retry repeats exactly: the fields by name, in sorted order (so
-        declaring them in another order changes nothing), less the time."""
+        declaring them in another order changes nothing); the time is not a field here."""
         return _ENCODER.encode({name: getattr(event, name) for name in self.digest_fields})
 
     def decode(
-        self, data: bytes, stream_id: UUID, version: int, channel: str
+        self, data: bytes, stream_id: UUID, version: int, channel: str, recorded_at: datetime
     ) -> tuple[DomainEvent, EventMeta]:
         if data.startswith(self.current):
             payload: Any = self.decoder.decode(data)
             state = msgspec.structs.asdict(payload.fields)
         else:
             payload = _STORED.decode(data)
-            state = self._upcast(payload, stream_id, version)
+            state = self._upcast(payload, stream_id, version, recorded_at)
         state["originator_id"] = stream_id
         state["originator_version"] = version
+        state["timestamp"] = recorded_at
         event = object.__new__(self.cls)
         object.__setattr__(event, "__dict__", state)
         meta = EventMeta(channel, payload.device, payload.actor_type, payload.actor_id)  # type: ignore[arg-type]
         return event, meta
 
-    def _upcast(self, payload: _Stored, stream_id: UUID, version: int) -> dict[str, Any]:
+    def _upcast(
+        self, payload: _Stored, stream_id: UUID, version: int, recorded_at: datetime
+    ) -> dict[str, Any]:
         """The fields of an event written at another class version, at the current one. A
         newer version than the class knows is read by name, without upcasting."""
         state = payload.fields
         state["originator_id"] = stream_id
         state["originator_version"] = version
+        state["timestamp"] = recorded_at
         from_version = payload.class_version
         while from_version < self.class_version:
             getattr(self.cls, f"upcast_v{from_version}_v{from_version + 1}")(state)
@@ -125,6 +130,8 @@ class _Codec:
 def _getter(names: Sequence[str]) -> Callable[[object], tuple[Any, ...]]:
     """The named attributes of an object as a tuple (`attrgetter` of one name returns the bare
     value instead)."""
+    if not names:
+        return lambda obj: ()
     if len(names) == 1:
         name = names[0]
         return lambda obj: (getattr(obj, name),)
@@ -199,7 +206,17 @@ class EventMapper:
         stream_id = event.originator_id
         assert isinstance(stream_id, UUID)
         version = event.originator_version
-        aad = event_aad(event_id, stream_id, version, codec.topic, key.subject_id)
+        recorded_at = event.timestamp
+        aad = event_aad(
+            event_id,
+            stream_id,
+            version,
+            codec.topic,
+            key.subject_id,
+            meta.channel,
+            key.version,
+            recorded_at,
+        )
         if digest is None:
             digest = keyed_digest(
                 key, codec.topic.encode() + stream_id.bytes + codec.content(event)
@@ -211,6 +228,7 @@ class EventMapper:
             subject_id=key.subject_id,
             topic=codec.topic,
             channel=meta.channel,
+            recorded_at=recorded_at,
             key_version=key.version,
             digest=digest,
             payload=seal(key, codec.encode(event, meta), aad),
@@ -245,7 +263,14 @@ def request_digest(key: SubjectKey, request: bytes, index: int) -> bytes:
 
 def _open(key: SubjectKey, record: RecordedEvent) -> Envelope:
     aad = event_aad(
-        record.event_id, record.stream_id, record.version, record.topic, record.subject_id
+        record.event_id,
+        record.stream_id,
+        record.version,
+        record.topic,
+        record.subject_id,
+        record.channel,
+        record.key_version,
+        record.recorded_at,
     )
     try:
         plaintext = unseal(key, record.payload, aad)
@@ -256,7 +281,7 @@ def _open(key: SubjectKey, record: RecordedEvent) -> Envelope:
         ) from None
     try:
         event, meta = _codec_for_topic(record.topic).decode(
-            plaintext, record.stream_id, record.version, record.channel
+            plaintext, record.stream_id, record.version, record.channel, record.recorded_at
         )
     except msgspec.MsgspecError as exc:
         raise IntegrityViolation(

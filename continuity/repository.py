@@ -1,9 +1,14 @@
-"""The unit of work: load an eventsourcing aggregate from its stream, save its pending events."""
+"""The unit of work: load eventsourcing aggregates from their streams, save their pending events.
+
+Several aggregates, of one subject or several, are saved in one append: atomically, each stream
+at the version it was loaded at. Handing a conversation to an agent, merging a guest into a
+customer and applying an offline batch all change several aggregates at once.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TypeVar, cast
 from uuid import UUID, uuid5
 
@@ -12,19 +17,46 @@ from eventsourcing.domain import Aggregate, DomainEvent
 from aggregates.metadata import EventMeta
 from continuity.db import Conn
 from continuity.errors import SubjectErased
-from continuity.mapper import EventMapper
-from continuity.store import EventStore
+from continuity.mapper import EventMapper, request_digest
+from continuity.store import EventStore, NewEvent
+from privacy.cipher import SubjectKey
 from projections.envelope import Envelope
 
 A = TypeVar("A", bound=Aggregate)
 
-ProjectEnvelopes = Callable[[Conn, list[Envelope]], Awaitable[None]]
+ProjectEnvelopes = Callable[[Conn, list[Envelope], Mapping[UUID, SubjectKey]], Awaitable[None]]
+"""Folds saved events into read models inside the append's transaction; it gets the keys the
+events were sealed with, so it never needs a second connection to fetch them."""
+
+_IDEMPOTENCY_NAMESPACE = UUID("0b3c9d6e-52f1-4c1e-8a8e-6d3f2b7a9c41")
 
 
-def event_ids_for(idempotency_key: UUID, count: int) -> list[UUID]:
-    """The first event of a command carries the client's key itself; any further events get
-    ids derived from it, so a retried command maps to exactly the same event_ids."""
-    return [idempotency_key] + [uuid5(idempotency_key, str(i)) for i in range(1, count)]
+@dataclass(frozen=True, slots=True)
+class IdempotencyKey:
+    """A client's key for one request, scoped to the subject who sent it: another customer's
+    use of the same key is another request."""
+
+    subject_id: UUID
+    key: UUID
+
+    def event_ids(self, count: int) -> list[UUID]:
+        """The event ids of the request's events: the same for every retry, and unrelated to
+        the ids another subject's request with the same key gets."""
+        first = uuid5(_IDEMPOTENCY_NAMESPACE, f"{self.subject_id}/{self.key}")
+        return [first] + [uuid5(first, str(i)) for i in range(1, count)]
+
+
+@dataclass
+class UnitOfWork:
+    """Aggregates to save together, each with its subject and the metadata of its events."""
+
+    changes: list[tuple[Aggregate, UUID, EventMeta]] = field(default_factory=list)
+
+    def add(self, aggregate: Aggregate, subject_id: UUID, meta: EventMeta) -> UnitOfWork:
+        if any(existing is aggregate for existing, _, _ in self.changes):
+            raise ValueError(f"aggregate {aggregate.id} is already in this unit of work")
+        self.changes.append((aggregate, subject_id, meta))
+        return self
 
 
 class Repository:
@@ -35,56 +67,100 @@ class Repository:
     async def load(self, stream_id: UUID, cls: type[A]) -> A | None:
         """The aggregate as of its last event, None if the stream is empty; SubjectErased if
         its subject's keys were destroyed."""
-        records = await self.store.select_events(stream_id)
-        if not records:
-            return None
+        return (await self.load_many([stream_id], cls)).get(stream_id)
+
+    async def load_many(self, stream_ids: Iterable[UUID], cls: type[A]) -> dict[UUID, A]:
+        """The aggregates among `stream_ids` that exist, from one read of the log."""
+        records = await self.store.select_streams(list(dict.fromkeys(stream_ids)))
         envelopes = await self.mapper.to_envelopes(records)
-        aggregate: A | None = None
+        aggregates: dict[UUID, A] = {}
         for envelope in envelopes:
             if envelope.event is None:
                 raise SubjectErased(envelope.subject_id)
-            aggregate = cast(Aggregate.Event, envelope.event).mutate(aggregate)
-        if not isinstance(aggregate, cls):
-            raise TypeError(f"stream {stream_id} is not a {cls.__name__}")
-        return aggregate
+            current = aggregates.get(envelope.stream_id)
+            mutated = cast(Aggregate.Event, envelope.event).mutate(current)
+            if not isinstance(mutated, cls):
+                raise TypeError(f"stream {envelope.stream_id} is not a {cls.__name__}")
+            aggregates[envelope.stream_id] = mutated
+        return aggregates
 
     async def save(
         self,
         aggregate: Aggregate,
         subject_id: UUID,
         meta: EventMeta,
-        idempotency_key: UUID,
+        idempotency_key: IdempotencyKey,
         request: bytes,
         project: ProjectEnvelopes | None = None,
     ) -> list[int]:
-        """Append the aggregate's pending events, expecting its stream where it was loaded.
-        `request` fingerprints the command (see `EventMapper.to_rows`); `project` folds the
-        events into read models inside the same transaction."""
-        pending = cast(list[DomainEvent], aggregate.collect_events())
+        """`commit` of one aggregate."""
+        work = UnitOfWork().add(aggregate, subject_id, meta)
+        return await self.commit(work, idempotency_key, request, project)
+
+    async def commit(
+        self,
+        work: UnitOfWork,
+        idempotency_key: IdempotencyKey,
+        request: bytes,
+        project: ProjectEnvelopes | None = None,
+    ) -> list[int]:
+        """Append every pending event of `work` in one atomic append, each stream expected
+        where its aggregate was loaded. `request` fingerprints the command: each row's digest
+        is `request_digest(its subject's key, request, index)`, so a retry matches even if the
+        state moved on. `project` folds the events into read models inside the same
+        transaction; it does not run for a retry that was already recorded."""
+        pending: list[tuple[DomainEvent, UUID, EventMeta]] = []
+        expected: dict[UUID, int] = {}
+        for aggregate, subject_id, meta in work.changes:
+            events = cast(list[DomainEvent], aggregate.collect_events())
+            if events:
+                expected[aggregate.id] = events[0].originator_version - 1
+                pending += [(event, subject_id, meta) for event in events]
         if not pending:
             return []
-        ids = event_ids_for(idempotency_key, len(pending))
-        rows = await self.mapper.to_rows(subject_id, meta, pending, ids, request)
-        expected = {aggregate.id: pending[0].originator_version - 1}
+        keys = {
+            subject_id: await self.mapper.vault.key_for_writing(subject_id)
+            for subject_id in dict.fromkeys(subject for _, subject, _ in pending)
+        }
+        ids = idempotency_key.event_ids(len(pending))
+        rows = [
+            EventMapper.seal_event(
+                keys[subject_id],
+                meta,
+                event,
+                event_id,
+                request_digest(keys[subject_id], request, index),
+            )
+            for index, ((event, subject_id, meta), event_id) in enumerate(
+                zip(pending, ids, strict=True)
+            )
+        ]
         if project is None:
             return await self.store.append(rows, expected)
 
         async def in_transaction(conn: Conn, positions: list[int]) -> None:
-            now = datetime.now(UTC)
-            envelopes = [
-                Envelope(
-                    position=position,
-                    stream_id=row.stream_id,
-                    version=row.version,
-                    subject_id=subject_id,
-                    topic=row.topic,
-                    channel=row.channel,
-                    recorded_at=now,
-                    event=event,
-                    meta=meta,
-                )
-                for position, row, event in zip(positions, rows, pending, strict=True)
-            ]
-            await project(conn, envelopes)
+            await project(conn, _envelopes(rows, pending, positions), keys)
 
         return await self.store.append(rows, expected, project=in_transaction)
+
+
+def _envelopes(
+    rows: Sequence[NewEvent],
+    pending: Sequence[tuple[DomainEvent, UUID, EventMeta]],
+    positions: Sequence[int],
+) -> list[Envelope]:
+    """What a fold receives for events just appended, without reading them back."""
+    return [
+        Envelope(
+            position=position,
+            stream_id=row.stream_id,
+            version=row.version,
+            subject_id=row.subject_id,
+            topic=row.topic,
+            channel=row.channel,
+            recorded_at=row.recorded_at,
+            event=event,
+            meta=meta,
+        )
+        for position, row, (event, _, meta) in zip(positions, rows, pending, strict=True)
+    ]

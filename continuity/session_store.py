@@ -22,13 +22,6 @@ class SessionStore:
     def __init__(self, vault: KeyVault) -> None:
         self.vault = vault
 
-    async def current_cart(self, conn: Queryable, subject_id: UUID) -> UUID | None:
-        """The id of the customer's latest cart (a clear, pseudonymous column)."""
-        cart_id: UUID | None = await conn.fetchval(
-            "SELECT cart_id FROM session_views WHERE subject_id = $1", subject_id
-        )
-        return cart_id
-
     async def load(self, conn: Queryable, subject_id: UUID) -> session.SessionView | None:
         row = await conn.fetchrow(
             "SELECT key_version, body FROM session_views WHERE subject_id = $1", subject_id
@@ -50,29 +43,27 @@ class SessionStore:
         raise IntegrityViolation(f"the session view of subject {subject_id}: its key is missing")
 
     async def apply(
-        self, conn: Conn, subject_id: UUID, envelopes: list[Envelope]
+        self, conn: Conn, subject_id: UUID, envelopes: list[Envelope], key: SubjectKey
     ) -> session.SessionView:
-        """Fold `envelopes` into the subject's row, locking it against a concurrent fold."""
-        key = await self.vault.key_for_writing(subject_id)
+        """Fold `envelopes` into the subject's row, sealed with `key` (the key the events were
+        sealed with), locking the row against a concurrent fold."""
         row = await conn.fetchrow(
             "SELECT key_version, body FROM session_views WHERE subject_id = $1 FOR UPDATE",
             subject_id,
         )
         view = session.SessionView()
         if row is not None:
-            old_key = await self._row_key(subject_id, row["key_version"])
+            old_key = key if row["key_version"] == key.version else None
+            old_key = old_key or await self._row_key(subject_id, row["key_version"])
             view = self._open(old_key, subject_id, row["body"])
         view = session.fold(view, envelopes)
         body = seal(key, _ENCODER.encode(view), row_aad(session.TABLE, subject_id))
         await conn.execute(
-            "INSERT INTO session_views"
-            " (subject_id, cart_id, key_version, position, body)"
-            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (subject_id) DO UPDATE SET"
-            " cart_id = excluded.cart_id,"
+            "INSERT INTO session_views (subject_id, key_version, position, body)"
+            " VALUES ($1, $2, $3, $4) ON CONFLICT (subject_id) DO UPDATE SET"
             " key_version = excluded.key_version, position = excluded.position,"
             " body = excluded.body, updated_at = now()",
             subject_id,
-            view.cart.cart_id if view.cart else None,
             key.version,
             view.position,
             body,

@@ -19,15 +19,22 @@ import msgspec
 from asyncpg.pool import PoolConnectionProxy
 
 from continuity.db import Conn
-from continuity.errors import ConcurrencyConflict, DuplicateEvent, EventIdReused
+from continuity.errors import ConcurrencyConflict, DuplicateEvent, EventIdReused, SubjectErased
 
 WRONG_EXPECTED_VERSION = "CY409"
+SUBJECT_ERASED = "CY410"
+EVENT_ID_REUSED = "CY422"
+APPEND_SQL = (
+    "SELECT event_position, written FROM append_events("
+    "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+)
 NOTIFY_DEBOUNCE = 0.005
 """Seconds the notifier waits to gather more commits into one NOTIFY."""
 
 
 class NewEvent(msgspec.Struct, frozen=True):
-    """A row to append: everything but the position, the transaction and the time."""
+    """A row to append: everything but the position and the transaction. `recorded_at` comes
+    from the writer, because the payload's associated data binds it."""
 
     stream_id: UUID
     version: int
@@ -35,6 +42,7 @@ class NewEvent(msgspec.Struct, frozen=True):
     subject_id: UUID
     topic: str
     channel: str
+    recorded_at: datetime
     key_version: int
     digest: bytes
     payload: bytes
@@ -70,7 +78,7 @@ _COLUMNS = (
     " key_version, payload, digest"
 )
 # Only rows of transactions below the oldest one still in flight: every event that could still
-# commit has a higher position than anything this returns (see append_events in 0001).
+# commit has a higher position than anything this returns (see append_events in 0004).
 _SETTLED = "tx_id < pg_snapshot_xmin(pg_current_snapshot())"
 
 Project = Callable[[Conn, list[int]], Awaitable[None]]
@@ -114,46 +122,48 @@ class EventStore:
         """Append `events` atomically and return their positions.
 
         `expected` maps each stream to the version it must be at (0: the stream must not
-        exist). `project`, if given, runs in the same transaction after the insert, so a
-        projection is never behind its own writes. A batch whose event_ids are all recorded
-        already, with the same content, returns the original positions and writes nothing.
+        exist); a stream without one must not yet hold any of the batch's versions. `project`,
+        if given, runs in the same transaction after the insert, so a projection is never
+        behind its own writes. A batch whose event_ids are all recorded already, with the same
+        content, returns the original positions, writes nothing and projects nothing.
         """
         if not events:
             return []
-        if expected:
-            _check_versions(events, expected)
+        _check_batch(events, expected or {})
         try:
             if project is None:
                 async with self.pool.acquire() as conn:
-                    positions = await self._insert(conn, events, expected)
+                    positions, written = await self._insert(conn, events, expected or {})
             else:
                 async with self.pool.acquire() as conn, conn.transaction():
-                    positions = await self._insert(conn, events, expected)
-                    await project(conn, positions)
-        except (ConcurrencyConflict, DuplicateEvent):
+                    positions, written = await self._insert(conn, events, expected or {})
+                    if written:
+                        await project(conn, positions)
+        except DuplicateEvent:
+            # An identical batch committed while this one waited on its event_ids; the
+            # connection is back in the pool before this looks.
             original = await self._original_positions(events)
             if original is None:
                 raise
             return original
-        self._notify()
+        if written:
+            self._notify()
         return positions
 
     async def _insert(
-        self,
-        conn: Conn,
-        events: Sequence[NewEvent],
-        expected: Mapping[UUID, int] | None,
-    ) -> list[int]:
-        expected = expected or {}
+        self, conn: Conn, events: Sequence[NewEvent], expected: Mapping[UUID, int]
+    ) -> tuple[list[int], bool]:
+        """One call of append_events; every refusal is answered from its own error."""
         try:
             rows = await conn.fetch(
-                "SELECT * FROM append_events($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                APPEND_SQL,
                 [e.stream_id for e in events],
                 [e.version for e in events],
                 [e.event_id for e in events],
                 [e.subject_id for e in events],
                 [e.topic for e in events],
                 [e.channel for e in events],
+                [e.recorded_at for e in events],
                 [e.key_version for e in events],
                 [e.digest for e in events],
                 [e.payload for e in events],
@@ -163,23 +173,21 @@ class EventStore:
         except asyncpg.UniqueViolationError as exc:
             if exc.constraint_name == "events_event_id_key":
                 raise DuplicateEvent([e.event_id for e in events]) from None
-            stream_id = _stream_in_conflict(exc, events)
-            raise await self._conflict(stream_id, events, expected) from None
-        except asyncpg.PostgresError as exc:
-            if exc.sqlstate == WRONG_EXPECTED_VERSION:
-                stream_id = UUID(str(exc.detail))
-                raise await self._conflict(stream_id, events, expected) from None
             raise
-        return [row[0] for row in rows]
-
-    async def _conflict(
-        self, stream_id: UUID, events: Sequence[NewEvent], expected: Mapping[UUID, int]
-    ) -> ConcurrencyConflict:
-        if stream_id in expected:
-            wanted = expected[stream_id]
-        else:
-            wanted = min(e.version for e in events if e.stream_id == stream_id) - 1
-        return ConcurrencyConflict(stream_id, wanted, await self.stream_version(stream_id))
+        except asyncpg.PostgresError as exc:
+            detail = str(exc.detail or "")
+            if exc.sqlstate == WRONG_EXPECTED_VERSION:
+                stream, actual = detail.split()
+                stream_id = UUID(stream)
+                raise ConcurrencyConflict(
+                    stream_id, _wanted(stream_id, events, expected), int(actual)
+                ) from None
+            if exc.sqlstate == SUBJECT_ERASED:
+                raise SubjectErased(UUID(detail)) from None
+            if exc.sqlstate == EVENT_ID_REUSED:
+                raise EventIdReused(UUID(detail)) from None
+            raise
+        return [row[0] for row in rows], bool(rows) and rows[0][1]
 
     async def _original_positions(self, events: Sequence[NewEvent]) -> list[int] | None:
         """The positions of an identical earlier append, None if there was none, and
@@ -245,6 +253,17 @@ class EventStore:
         rows = await (conn or self.pool).fetch(sql, *args)
         return [_record(row) for row in rows]
 
+    async def select_streams(self, stream_ids: Sequence[UUID]) -> list[RecordedEvent]:
+        """Several streams' events in one read: each stream's in version order."""
+        if not stream_ids:
+            return []
+        rows = await self.pool.fetch(
+            f"SELECT {_COLUMNS} FROM events WHERE stream_id = ANY($1::uuid[])"
+            " ORDER BY stream_id, version",
+            list(stream_ids),
+        )
+        return [_record(row) for row in rows]
+
     async def select_notifications(
         self,
         start: int | None,
@@ -254,9 +273,14 @@ class EventStore:
         *,
         inclusive_of_start: bool = True,
     ) -> list[RecordedEvent]:
-        """A page of the global log in position order, settled events only (see `_SETTLED`)."""
+        """A page of the global log in position order, settled events only.
+
+        The page ends before the first row that is not settled (see `_SETTLED`) rather than
+        leaving it out: with appends as they are, every row after it is unsettled too, and if
+        that ever stopped being true (a restored database, say) a reader stalls instead of
+        moving past an event it has not seen."""
         args: list[object] = []
-        where = [_SETTLED]
+        where = []
         if start is not None:
             args.append(start)
             where.append(f"position {'>=' if inclusive_of_start else '>'} ${len(args)}")
@@ -268,11 +292,16 @@ class EventStore:
             where.append(f"topic = ANY(${len(args)}::text[])")
         args.append(limit)
         sql = (
-            f"SELECT {_COLUMNS} FROM events WHERE {' AND '.join(where)}"
+            f"SELECT {_COLUMNS}, {_SETTLED} FROM events"
+            f"{' WHERE ' + ' AND '.join(where) if where else ''}"
             f" ORDER BY position LIMIT ${len(args)}"
         )
-        rows = await self.pool.fetch(sql, *args)
-        return [_record(row) for row in rows]
+        page = []
+        for row in await self.pool.fetch(sql, *args):
+            if not row[-1]:
+                break
+            page.append(_record(row))
+        return page
 
     async def max_notification_id(self) -> int | None:
         position: int | None = await self.pool.fetchval("SELECT max(position) FROM events")
@@ -425,10 +454,19 @@ class Subscription:
         return newer
 
 
-def _check_versions(events: Sequence[NewEvent], expected: Mapping[UUID, int]) -> None:
-    """A stream's events in a batch must carry the versions right after its expected one."""
+def _check_batch(events: Sequence[NewEvent], expected: Mapping[UUID, int]) -> None:
+    """Caller bugs, refused before the database is asked: a stream's events must carry the
+    versions right after its expected one, and no event_id or (stream, version) may repeat."""
     following = dict(expected)
+    seen_ids: set[UUID] = set()
+    seen_versions: set[tuple[UUID, int]] = set()
     for event in events:
+        if event.event_id in seen_ids:
+            raise ValueError(f"event_id {event.event_id} appears twice in one batch")
+        if (event.stream_id, event.version) in seen_versions:
+            raise ValueError(f"stream {event.stream_id}: version {event.version} appears twice")
+        seen_ids.add(event.event_id)
+        seen_versions.add((event.stream_id, event.version))
         if event.stream_id not in following:
             continue
         if event.version != following[event.stream_id] + 1:
@@ -439,9 +477,8 @@ def _check_versions(events: Sequence[NewEvent], expected: Mapping[UUID, int]) ->
         following[event.stream_id] = event.version
 
 
-def _stream_in_conflict(exc: asyncpg.UniqueViolationError, events: Sequence[NewEvent]) -> UUID:
-    detail = str(exc.detail or "")
-    for event in events:
-        if str(event.stream_id) in detail:
-            return event.stream_id
-    return events[0].stream_id
+def _wanted(stream_id: UUID, events: Sequence[NewEvent], expected: Mapping[UUID, int]) -> int:
+    """The version the batch expected `stream_id` to be at."""
+    if stream_id in expected:
+        return expected[stream_id]
+    return min(e.version for e in events if e.stream_id == stream_id) - 1

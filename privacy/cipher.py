@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import os
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from cryptography.exceptions import InvalidTag
@@ -13,6 +14,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 NONCE_BYTES = 12
 DIGEST_BYTES = 16
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 class DecryptionFailed(Exception):
@@ -53,16 +56,31 @@ def keyed_digest(key: SubjectKey, data: bytes) -> bytes:
     return hmac.digest(key.mac_key, data, hashlib.sha256)[:DIGEST_BYTES]
 
 
-def event_aad(event_id: UUID, stream_id: UUID, version: int, topic: str, subject_id: UUID) -> bytes:
-    """Associated data for an event payload: a payload copied to another row fails to open."""
-    return b"".join(
+def event_aad(
+    event_id: UUID,
+    stream_id: UUID,
+    version: int,
+    topic: str,
+    subject_id: UUID,
+    channel: str,
+    key_version: int,
+    recorded_at: datetime,
+) -> bytes:
+    """Associated data for an event payload: every column read back as part of the event, so a
+    payload copied to another row, or a row whose channel, key version or time was changed,
+    fails to open."""
+    micros = (recorded_at - _EPOCH) // _MICROSECOND
+    return b"\x00".join(
         (
-            b"continuity-event-v1",
+            b"continuity-event-v2",
             event_id.bytes,
             stream_id.bytes,
             version.to_bytes(8, "big", signed=True),
             subject_id.bytes,
+            key_version.to_bytes(8, "big", signed=True),
+            micros.to_bytes(8, "big", signed=True),
             topic.encode("utf-8"),
+            channel.encode("utf-8"),
         )
     )
 

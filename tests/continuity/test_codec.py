@@ -366,10 +366,11 @@ async def test_a_payload_without_a_class_version_fails_loudly(
     stream, subject, event_id = uuid4(), uuid4(), uuid4()
     bind(Pair)
     key = await vault.key_for_writing(subject)
+    now = datetime.now(UTC)
     legacy = msgspec.msgpack.encode(
-        [META.device, META.actor_type, META.actor_id, datetime.now(UTC), "alpha", "beta"]
+        [META.device, META.actor_type, META.actor_id, now, "alpha", "beta"]
     )
-    aad = event_aad(event_id, stream, 1, PAIR, subject)
+    aad = event_aad(event_id, stream, 1, PAIR, subject, META.channel, key.version, now)
     row = NewEvent(
         stream_id=stream,
         version=1,
@@ -377,6 +378,7 @@ async def test_a_payload_without_a_class_version_fails_loudly(
         subject_id=subject,
         topic=PAIR,
         channel=META.channel,
+        recorded_at=now,
         key_version=key.version,
         digest=keyed_digest(key, b"legacy"),
         payload=seal(key, legacy, aad),

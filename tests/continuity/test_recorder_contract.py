@@ -14,6 +14,7 @@ import threading
 import unittest
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Sequence
 from concurrent.futures import Future
+from datetime import UTC, datetime
 from typing import Any, Self, TypeVar
 from uuid import UUID, uuid4
 
@@ -101,6 +102,7 @@ def _new_event(event: StoredEvent) -> NewEvent:
         subject_id=stream_id,
         topic=event.topic,
         channel="system",
+        recorded_at=datetime.now(UTC),
         key_version=0,
         digest=b"",
         payload=event.state,

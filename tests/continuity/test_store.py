@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
 import asyncpg
@@ -26,6 +27,7 @@ def new_event(
         subject_id=stream_id,
         topic="test:Event",
         channel="web",
+        recorded_at=datetime.now(UTC),
         key_version=1,
         digest=digest,
         payload=os.urandom(24),
