@@ -1,4 +1,5 @@
-"""The key vault: per-subject AES-256 data keys, stored only wrapped by the master key (KEK).
+"""The key vault: per-subject AES-256 data keys, stored only wrapped by the master key (KEK),
+and the system keys that no erasure touches (`privacy.system_keys`).
 
 `key_version` names one of a subject's keys. Today a subject has one; with retention by age it
 will name a period (one key per period, so expiring a period destroys one key). Nothing here
@@ -36,9 +37,10 @@ from uuid import UUID
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from privacy.cipher import SubjectKey
+from privacy.cipher import SubjectKey, SystemKey
 from privacy.errors import SubjectErased
-from privacy.master_key import KEY_BYTES, KeyWrapper
+from privacy.master_key import KEY_BYTES, KeyWrapper, Signer
+from privacy.system_keys import SystemKeys
 
 # "keys": the per-subject lock class, taken exclusively by create and shred, shared by appends.
 _KEY_LOCK = 0x6B657973
@@ -99,6 +101,7 @@ class KeyVault:
         self._listener: PoolConnectionProxy | None = None
         self._lost = asyncio.Event()
         self._supervisor: asyncio.Task[None] | None = None
+        self._system = SystemKeys(pool)
 
     @property
     def listening(self) -> bool:
@@ -405,10 +408,29 @@ class KeyVault:
         self.evict(subject_id)
         return ShredReceipt(subject_id, sorted(versions), erased_at, events, already_erased=False)
 
+    async def system_key(self, name: str, version: int | None = None) -> SystemKey:
+        """The system data key for purpose `name`: its current version (created on first use)
+        to seal, or the `version` a record names to open it. Never shredded."""
+        return await self._system.data_key(self.wrapper, name, version)
+
+    async def rotate_system_key(self, name: str) -> SystemKey:
+        """Add a version of `name` and make it current here; older versions still open."""
+        return await self._system.rotate_data_key(self.wrapper, name)
+
+    async def signer(self, name: str) -> Signer:
+        """The signing key for purpose `name` (Ed25519, created on first use)."""
+        return await self._system.signer(self.wrapper, name)
+
     async def rewrap_all(self, batch: int = 500) -> int:
-        """Re-wrap every data key not under the current master key; events are untouched.
+        """Re-wrap every key not under the current master key, subject keys and system keys;
+        events and sealed records are untouched.
 
         Returns how many keys were re-wrapped. Safe to run again after an interruption."""
+        return await self._rewrap_subject_keys(batch) + await self._system.rewrap(
+            self.wrapper, batch
+        )
+
+    async def _rewrap_subject_keys(self, batch: int) -> int:
         total = 0
         while True:
             async with self.pool.acquire() as conn, conn.transaction():
