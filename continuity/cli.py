@@ -171,7 +171,7 @@ def keys() -> None:
 
 @keys.command("rotate")
 def rotate() -> None:
-    """Generate a new master key (key-file mode) and re-wrap every data key under it."""
+    """Generate a new master key (key-file mode) and re-wrap every stored key under it."""
     from continuity.runtime import Runtime, master_key_path
     from privacy.master_key import Keyring, MasterKey, load_or_create_key_file, write_key_file
 
@@ -192,19 +192,19 @@ def rotate() -> None:
 
     count = _with_runtime(settings, go)
     write_key_file(path, Keyring([both.current]))
-    click.echo(f"master key {both.current.id} is current; {count} data keys re-wrapped")
+    click.echo(f"master key {both.current.id} is current; {count} keys re-wrapped")
 
 
 @keys.command("rewrap")
 def rewrap() -> None:
-    """Re-wrap every data key under the current (first) master key."""
+    """Re-wrap every stored key (subject and system keys) under the current master key."""
     from continuity.runtime import Runtime
 
     async def go(runtime: Runtime) -> int:
         return await runtime.vault.rewrap_all()
 
     count = _with_runtime(_settings(), go)
-    click.echo(f"{count} data keys re-wrapped")
+    click.echo(f"{count} keys re-wrapped")
 
 
 if __name__ == "__main__":

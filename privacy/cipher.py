@@ -1,4 +1,5 @@
-"""AES-256-GCM under a subject's data key, with associated data binding a ciphertext to its row."""
+"""AES-256-GCM under a data key (a subject's, or a system key), with associated data binding a
+ciphertext to its row."""
 
 from __future__ import annotations
 
@@ -37,13 +38,30 @@ class SubjectKey:
         return cls(subject_id, version, AESGCM(key), mac_key)
 
 
-def seal(key: SubjectKey, plaintext: bytes, aad: bytes) -> bytes:
+@dataclass(frozen=True, slots=True)
+class SystemKey:
+    """An unwrapped system data key, named by purpose: for records that hold no personal data
+    and must outlive any subject's erasure. No erasure destroys it."""
+
+    name: str
+    version: int
+    aead: AESGCM = field(repr=False)
+
+    @classmethod
+    def from_bytes(cls, name: str, version: int, key: bytes) -> SystemKey:
+        return cls(name, version, AESGCM(key))
+
+
+DataKey = SubjectKey | SystemKey
+
+
+def seal(key: DataKey, plaintext: bytes, aad: bytes) -> bytes:
     """nonce || ciphertext || tag, with a fresh random 96-bit nonce."""
     nonce = os.urandom(NONCE_BYTES)
     return nonce + key.aead.encrypt(nonce, plaintext, aad)
 
 
-def unseal(key: SubjectKey, sealed: bytes, aad: bytes) -> bytes:
+def unseal(key: DataKey, sealed: bytes, aad: bytes) -> bytes:
     try:
         return key.aead.decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], aad)
     except InvalidTag:

@@ -11,3 +11,11 @@ class SubjectErased(Exception):
     def __init__(self, subject_id: UUID) -> None:
         super().__init__(f"subject {subject_id} has been erased")
         self.subject_id = subject_id
+
+
+class SystemKeyMissing(LookupError):
+    """A system key version that was never created (or a row that was lost)."""
+
+    def __init__(self, kind: str, name: str, version: int) -> None:
+        super().__init__(f"system key {name!r} ({kind}) has no version {version}")
+        self.kind, self.name, self.version = kind, name, version

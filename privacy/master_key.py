@@ -1,7 +1,12 @@
-"""The master key (KEK) that wraps every subject's data key.
+"""The master key (KEK) that wraps every stored key, and the signing interface beside it.
 
 A `KeyWrapper` is the one small interface a KMS or Vault would implement instead of the local
 `Keyring`: wrap a data key, unwrap it, and name which master key did the wrapping.
+
+A `Signer` is its counterpart for signatures (erasure certificates): a key id, the public key,
+and `sign`. `Ed25519Signer` is the local implementation, whose private key is stored only
+wrapped by the master key (`privacy.system_keys`); a KMS signing key could stand in for it.
+Verifying needs the public key alone (`verify_signature`), never the vault or the master key.
 """
 
 from __future__ import annotations
@@ -14,15 +19,25 @@ import secrets
 from pathlib import Path
 from typing import Protocol
 
-from cryptography.exceptions import InvalidTag
+from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
 
 
+ED25519 = "Ed25519"
+
+
 class MasterKeyError(Exception):
     """A master key is missing, malformed or cannot unwrap a data key."""
+
+
+class SignatureInvalid(Exception):
+    """A signature does not verify under the given public key: altered data or signature, or
+    another key."""
 
 
 class KeyWrapper(Protocol):
@@ -34,6 +49,93 @@ class KeyWrapper(Protocol):
         ...
 
     def unwrap(self, kek_id: str, wrapped: bytes, context: bytes) -> bytes: ...
+
+
+class Signer(Protocol):
+    """Signs with a private key its caller never sees."""
+
+    @property
+    def key_id(self) -> str:
+        """Names the key pair; derived from the public key, so it cannot name another one."""
+        ...
+
+    @property
+    def algorithm(self) -> str: ...
+
+    @property
+    def public_key(self) -> bytes:
+        """The raw public key (32 bytes for Ed25519)."""
+        ...
+
+    def public_key_pem(self) -> str: ...
+
+    def sign(self, data: bytes) -> bytes: ...
+
+
+class Ed25519Signer:
+    """A local Ed25519 signing key."""
+
+    algorithm = ED25519
+
+    def __init__(self, private_key: Ed25519PrivateKey) -> None:
+        self._private = private_key
+        self.public_key = private_key.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+        self.key_id = signing_key_id(self.public_key)
+
+    @classmethod
+    def generate(cls) -> Ed25519Signer:
+        return cls(Ed25519PrivateKey.generate())
+
+    @classmethod
+    def from_private_bytes(cls, raw: bytes) -> Ed25519Signer:
+        return cls(Ed25519PrivateKey.from_private_bytes(raw))
+
+    def private_bytes(self) -> bytes:
+        """The raw private key, for wrapping under the master key and nothing else."""
+        return self._private.private_bytes(
+            serialization.Encoding.Raw,
+            serialization.PrivateFormat.Raw,
+            serialization.NoEncryption(),
+        )
+
+    def public_key_pem(self) -> str:
+        return public_key_pem(self.public_key)
+
+    def sign(self, data: bytes) -> bytes:
+        return self._private.sign(data)
+
+    def __repr__(self) -> str:
+        return f"Ed25519Signer(key_id={self.key_id!r})"
+
+
+def signing_key_id(public_key: bytes) -> str:
+    return hashlib.sha256(b"continuity-signing-key:" + public_key).hexdigest()[:32]
+
+
+def public_key_pem(public_key: bytes) -> str:
+    return (
+        Ed25519PublicKey.from_public_bytes(public_key)
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode("ascii")
+    )
+
+
+def verify_signature(public_key: bytes | str, data: bytes, signature: bytes) -> None:
+    """Check an Ed25519 `signature` of `data` with the public key alone, raw or PEM; raises
+    SignatureInvalid if it does not verify."""
+    if isinstance(public_key, str):
+        loaded = serialization.load_pem_public_key(public_key.encode("ascii"))
+        if not isinstance(loaded, Ed25519PublicKey):
+            raise SignatureInvalid("the public key is not an Ed25519 key")
+        key = loaded
+    else:
+        key = Ed25519PublicKey.from_public_bytes(public_key)
+    try:
+        key.verify(signature, data)
+    except InvalidSignature:
+        raise SignatureInvalid("the signature does not verify") from None
 
 
 class MasterKey:

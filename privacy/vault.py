@@ -1,12 +1,32 @@
-"""The key vault: per-subject AES-256 data keys, stored only wrapped by the master key.
+"""The key vault: per-subject AES-256 data keys, stored only wrapped by the master key (KEK),
+and the system keys that no erasure touches (`privacy.system_keys`).
 
-Unwrapped keys live in an LRU cache; erasure deletes the wrapped keys, writes a tombstone, and
-tells every process (NOTIFY) to drop the key from its cache.
+`key_version` names one of a subject's keys. Today a subject has one; with retention by age it
+will name a period (one key per period, so expiring a period destroys one key). Nothing here
+assumes a number: the key for writing is the subject's highest version, and readers ask for the
+version each row records.
+
+Unwrapped keys live in an LRU cache. Erasure deletes the wrapped keys, writes a tombstone, and
+tells every process (NOTIFY on `<schema>_keys`) to drop the key. Three rules keep an erased
+subject's key out of the cache even when a fetch races the erasure:
+
+1. The vault remembers the erased subjects it has heard of (a NOTIFY, including the one its own
+   shred sends on commit, or a tombstone met on a fetch) and neither caches nor hands out for
+   writing any key of theirs.
+2. Every eviction and every clear moves an epoch, and a fetch caches what it read only if the
+   epoch it started in is still current. A key read before an erasure committed therefore never
+   lands in the cache after the eviction, whichever answer the event loop sees first.
+3. Nothing is cached unless the LISTEN connection is up. When it is lost (its termination
+   callback, or a liveness probe that fails) the cache is cleared and caching stops; a task
+   reconnects with back-off, and once LISTEN is back the cache is cleared again, since erasures
+   committed in the gap were never heard.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import secrets
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -17,11 +37,15 @@ from uuid import UUID
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from privacy.cipher import SubjectKey
+from privacy.cipher import SubjectKey, SystemKey
 from privacy.errors import SubjectErased
-from privacy.master_key import KEY_BYTES, KeyWrapper
+from privacy.master_key import KEY_BYTES, KeyWrapper, Signer
+from privacy.system_keys import SystemKeys
 
-_KEY_LOCK = 0x6B657973  # "keys": per-subject lock class for create/shred
+# "keys": the per-subject lock class, taken exclusively by create and shred, shared by appends.
+_KEY_LOCK = 0x6B657973
+
+logger = logging.getLogger(__name__)
 
 
 def _wrap_context(subject_id: UUID, version: int) -> bytes:
@@ -38,53 +62,209 @@ class ShredReceipt:
 
 
 class KeyVault:
+    """Per-subject data keys for one process: fetched, created, cached, shredded, re-wrapped.
+
+    `cache_size` bounds the cached subjects; `erased_memory` bounds the erased subjects kept in
+    memory (forgetting an old one is safe: its keys are gone from the database, and a fetch
+    that read them before the erasure cannot cache them, by the epoch). `retry_delay` starts
+    the LISTEN reconnect back-off, doubling up to `retry_max_delay`; every `liveness_interval`
+    seconds a probe that takes more than `probe_timeout` counts the LISTEN connection as lost.
+    """
+
     def __init__(
-        self, pool: asyncpg.Pool, schema: str, wrapper: KeyWrapper, cache_size: int = 10_000
+        self,
+        pool: asyncpg.Pool,
+        schema: str,
+        wrapper: KeyWrapper,
+        cache_size: int = 10_000,
+        *,
+        erased_memory: int = 100_000,
+        retry_delay: float = 0.5,
+        retry_max_delay: float = 30.0,
+        liveness_interval: float = 10.0,
+        probe_timeout: float = 5.0,
     ) -> None:
         self.pool = pool
         self.wrapper = wrapper
         self.channel = f"{schema}_keys"
         self.cache_size = cache_size
-        self._cache: OrderedDict[tuple[UUID, int], SubjectKey] = OrderedDict()
+        self.erased_memory = erased_memory
+        self.retry_delay = retry_delay
+        self.retry_max_delay = retry_max_delay
+        self.liveness_interval = liveness_interval
+        self.probe_timeout = probe_timeout
+        self._cache: OrderedDict[UUID, dict[int, SubjectKey]] = OrderedDict()
         self._current: dict[UUID, int] = {}
+        self._erased: OrderedDict[UUID, None] = OrderedDict()
+        self._epoch = 0
+        self._listening = False
         self._listener: PoolConnectionProxy | None = None
+        self._lost = asyncio.Event()
+        self._supervisor: asyncio.Task[None] | None = None
+        self._system = SystemKeys(pool)
+
+    @property
+    def listening(self) -> bool:
+        """Whether erasures by other processes reach this vault now (and so keys are cached)."""
+        return self._listening
 
     async def start(self) -> None:
-        """Listen for erasures made by other processes."""
-        if self._listener is None:
-            self._listener = await self.pool.acquire()
-            await self._listener.add_listener(self.channel, self._on_erased)
+        """Listen for erasures made by other processes, and keep listening until close()."""
+        if self._supervisor is None:
+            await self._listen()
+            self._supervisor = asyncio.create_task(
+                self._keep_listening(), name=f"continuity-keys-listener:{self.channel}"
+            )
 
     async def close(self) -> None:
+        """Stop listening and give the connection back; returns promptly even mid-reconnect."""
+        task, self._supervisor = self._supervisor, None
+        if task is not None:
+            task.cancel()
+            await asyncio.wait([task])
+            if not task.cancelled():
+                task.result()
+
+    async def _listen(self) -> None:
+        listener = await self.pool.acquire(timeout=self.probe_timeout)
+        try:
+            listener.add_termination_listener(self._on_terminated)
+            await asyncio.wait_for(
+                listener.add_listener(self.channel, self._on_erased), self.probe_timeout
+            )
+        except BaseException:
+            await self._let_go(listener, gracefully=False)
+            raise
+        self._listener = listener
+        self._lost.clear()
+        self._clear()
+        self._listening = True
+
+    async def _keep_listening(self) -> None:
+        """Watch the LISTEN connection; when it is lost, reconnect with back-off."""
+        try:
+            while True:
+                await self._watch()
+                logger.warning(
+                    "key vault: lost the LISTEN connection on %s; key cache off until it is back",
+                    self.channel,
+                )
+                await self._drop_listener(gracefully=False)
+                delay = self.retry_delay
+                while True:
+                    try:
+                        await self._listen()
+                        break
+                    except Exception as exc:  # whatever the cause, try again later
+                        logger.warning(
+                            "key vault: cannot LISTEN on %s (%s: %s); retrying in %.2fs",
+                            self.channel,
+                            type(exc).__name__,
+                            exc,
+                            delay,
+                        )
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, self.retry_max_delay)
+                logger.info("key vault: listening on %s again", self.channel)
+        finally:
+            await self._drop_listener(gracefully=True)
+
+    async def _watch(self) -> None:
+        """Return once the LISTEN connection is lost: terminated, or failing its probe."""
+        listener = self._listener
+        assert listener is not None
+        while True:
+            try:
+                await asyncio.wait_for(self._lost.wait(), self.liveness_interval)
+                return
+            except TimeoutError:
+                pass
+            try:
+                await asyncio.wait_for(listener.fetchval("SELECT 1"), self.probe_timeout)
+            except Exception:  # closed, reset or silent: lost either way
+                return
+
+    def _on_terminated(self, conn: object) -> None:
+        if conn is self._listener:
+            self._lose()
+
+    def _lose(self) -> None:
+        """Stop caching at once: erasures are not heard from now until LISTEN is back."""
+        self._listening = False
+        self._clear()
+        self._lost.set()
+
+    async def _drop_listener(self, *, gracefully: bool) -> None:
+        self._lose()
         listener, self._listener = self._listener, None
         if listener is not None:
-            await asyncio.shield(self._release(listener))
+            await asyncio.shield(self._let_go(listener, gracefully=gracefully))
 
-    async def _release(self, listener: PoolConnectionProxy) -> None:
+    async def _let_go(self, listener: PoolConnectionProxy, *, gracefully: bool) -> None:
+        """Return a listener to the pool: healthy without its callbacks, or else terminated."""
         try:
-            await listener.remove_listener(self.channel, self._on_erased)
-        finally:
-            await self.pool.release(listener)
+            if gracefully:
+                listener.remove_termination_listener(self._on_terminated)
+                await asyncio.wait_for(
+                    listener.remove_listener(self.channel, self._on_erased), self.probe_timeout
+                )
+            else:
+                listener.terminate()
+        except (asyncpg.InterfaceError, asyncpg.PostgresError, OSError, TimeoutError):
+            with contextlib.suppress(asyncpg.InterfaceError):  # already closed and detached
+                listener.terminate()
+        await self.pool.release(listener)  # nothing to do once terminated
 
     def _on_erased(self, _conn: object, _pid: object, _channel: object, payload: object) -> None:
         try:
-            self.evict(UUID(str(payload)))
+            subject_id = UUID(str(payload))
         except ValueError:
             return
+        self._learn_erased(subject_id)
+
+    def _learn_erased(self, subject_id: UUID) -> None:
+        if subject_id in self._erased:
+            self._erased.move_to_end(subject_id)
+            return
+        self._erased[subject_id] = None
+        while len(self._erased) > self.erased_memory:
+            self._erased.popitem(last=False)
+        self.evict(subject_id)
 
     def evict(self, subject_id: UUID) -> None:
+        """Drop the subject's keys from the cache, and keep fetches in flight from caching."""
+        self._cache.pop(subject_id, None)
         self._current.pop(subject_id, None)
-        for cached in [k for k in self._cache if k[0] == subject_id]:
-            del self._cache[cached]
+        self._epoch += 1
 
-    def _remember(self, key: SubjectKey) -> SubjectKey:
-        self._cache[(key.subject_id, key.version)] = key
-        self._cache.move_to_end((key.subject_id, key.version))
+    def _clear(self) -> None:
+        self._cache.clear()
+        self._current.clear()
+        self._epoch += 1
+
+    def _cached(self, subject_id: UUID, version: int) -> SubjectKey | None:
+        keys = self._cache.get(subject_id)
+        key = None if keys is None else keys.get(version)
+        if key is not None:
+            self._cache.move_to_end(subject_id)
+        return key
+
+    def _remember(self, key: SubjectKey, epoch: int, *, current: bool = False) -> None:
+        """Cache `key`, fetched in `epoch`, unless an eviction or a clear came in between (the
+        key may have been read before an erasure committed) or nobody is listening."""
+        subject_id = key.subject_id
+        if not self._listening or epoch != self._epoch:
+            return
+        keys = self._cache.get(subject_id)
+        if keys is None:
+            keys = self._cache[subject_id] = {}
+        self._cache.move_to_end(subject_id)
+        keys[key.version] = key
+        if current:
+            self._current[subject_id] = key.version
         while len(self._cache) > self.cache_size:
             old, _ = self._cache.popitem(last=False)
-            if self._current.get(old[0]) == old[1]:
-                del self._current[old[0]]
-        return key
+            self._current.pop(old, None)
 
     def _unwrap(self, subject_id: UUID, version: int, kek_id: str, wrapped: bytes) -> SubjectKey:
         raw = self.wrapper.unwrap(kek_id, wrapped, _wrap_context(subject_id, version))
@@ -92,22 +272,29 @@ class KeyVault:
 
     async def key_for_writing(self, subject_id: UUID) -> SubjectKey:
         """The subject's current key, created on first write; SubjectErased after erasure."""
+        if subject_id in self._erased:
+            raise SubjectErased(subject_id)
         version = self._current.get(subject_id)
-        if version is not None:
-            cached = self._cache.get((subject_id, version))
-            if cached is not None:
-                self._cache.move_to_end((subject_id, version))
-                return cached
+        cached = None if version is None else self._cached(subject_id, version)
+        if cached is not None:
+            return cached
+        epoch = self._epoch
         row = await self.pool.fetchrow(
             "SELECT key_version, kek_id, wrapped_key FROM subject_keys WHERE subject_id = $1"
             " ORDER BY key_version DESC LIMIT 1",
             subject_id,
         )
         if row is None:
-            row = await self._create(subject_id)
+            try:
+                row = await self._create(subject_id)
+            except SubjectErased:
+                self._learn_erased(subject_id)
+                raise
+        if subject_id in self._erased:  # heard of the erasure while fetching
+            raise SubjectErased(subject_id)
         key = self._unwrap(subject_id, row["key_version"], row["kek_id"], row["wrapped_key"])
-        self._current[subject_id] = key.version
-        return self._remember(key)
+        self._remember(key, epoch, current=True)
+        return key
 
     async def _create(self, subject_id: UUID) -> asyncpg.Record:
         data_key = secrets.token_bytes(KEY_BYTES)
@@ -142,12 +329,13 @@ class KeyVault:
         found: dict[tuple[UUID, int], SubjectKey] = {}
         missing: list[tuple[UUID, int]] = []
         for pair in set(wanted):
-            cached = self._cache.get(pair)
+            cached = self._cached(*pair)
             if cached is None:
                 missing.append(pair)
             else:
                 found[pair] = cached
         if missing:
+            epoch = self._epoch
             rows = await self.pool.fetch(
                 "SELECT k.subject_id, k.key_version, k.kek_id, k.wrapped_key"
                 " FROM subject_keys k JOIN unnest($1::uuid[], $2::int[]) AS w(s, v)"
@@ -156,10 +344,13 @@ class KeyVault:
                 [p[1] for p in missing],
             )
             for row in rows:
+                if row["subject_id"] in self._erased:  # heard of the erasure while fetching
+                    continue
                 key = self._unwrap(
                     row["subject_id"], row["key_version"], row["kek_id"], row["wrapped_key"]
                 )
-                found[(key.subject_id, key.version)] = self._remember(key)
+                found[(key.subject_id, key.version)] = key
+                self._remember(key, epoch)
         return found
 
     async def erased_among(self, subject_ids: Iterable[UUID]) -> set[UUID]:
@@ -167,14 +358,20 @@ class KeyVault:
             "SELECT subject_id FROM erased_subjects WHERE subject_id = ANY($1::uuid[])",
             list(set(subject_ids)),
         )
-        return {row[0] for row in rows}
+        erased = {row[0] for row in rows}
+        for subject_id in erased:
+            self._learn_erased(subject_id)
+        return erased
 
     async def shred(
         self, conn: asyncpg.Connection | PoolConnectionProxy, subject_id: UUID
     ) -> ShredReceipt:
         """Destroy the subject's keys and leave a tombstone, inside the caller's transaction.
 
-        Every process drops the key from its cache when the transaction commits (NOTIFY)."""
+        Every process drops the key from its cache when the transaction commits (NOTIFY), and
+        so does this one: its own listener hears that NOTIFY too. It is not marked erased here,
+        before the caller commits, since a rolled-back erasure must not leave a live subject
+        refused."""
         await conn.execute(
             "SELECT pg_advisory_xact_lock($1, hashtext($2::uuid::text))", _KEY_LOCK, subject_id
         )
@@ -211,10 +408,29 @@ class KeyVault:
         self.evict(subject_id)
         return ShredReceipt(subject_id, sorted(versions), erased_at, events, already_erased=False)
 
+    async def system_key(self, name: str, version: int | None = None) -> SystemKey:
+        """The system data key for purpose `name`: its current version (created on first use)
+        to seal, or the `version` a record names to open it. Never shredded."""
+        return await self._system.data_key(self.wrapper, name, version)
+
+    async def rotate_system_key(self, name: str) -> SystemKey:
+        """Add a version of `name` and make it current here; older versions still open."""
+        return await self._system.rotate_data_key(self.wrapper, name)
+
+    async def signer(self, name: str) -> Signer:
+        """The signing key for purpose `name` (Ed25519, created on first use)."""
+        return await self._system.signer(self.wrapper, name)
+
     async def rewrap_all(self, batch: int = 500) -> int:
-        """Re-wrap every data key not under the current master key; events are untouched.
+        """Re-wrap every key not under the current master key, subject keys and system keys;
+        events and sealed records are untouched.
 
         Returns how many keys were re-wrapped. Safe to run again after an interruption."""
+        return await self._rewrap_subject_keys(batch) + await self._system.rewrap(
+            self.wrapper, batch
+        )
+
+    async def _rewrap_subject_keys(self, batch: int) -> int:
         total = 0
         while True:
             async with self.pool.acquire() as conn, conn.transaction():

@@ -1,4 +1,5 @@
-"""The master key wraps data keys; rotating it re-wraps them without touching any event."""
+"""The master key wraps data keys and system keys; rotating it re-wraps them all without
+touching any event or sealed record."""
 
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ from aggregates.cart import Cart
 from aggregates.metadata import EventMeta
 from continuity.mapper import EventMapper
 from continuity.store import EventStore
+from privacy.cipher import seal, unseal
 from privacy.master_key import (
     Keyring,
     MasterKey,
     MasterKeyError,
     load_or_create_key_file,
+    verify_signature,
 )
 from privacy.vault import KeyVault
 
@@ -52,12 +55,16 @@ async def test_rotation_rewraps_data_keys_and_events_stay_readable(
     rows = await mapper.to_rows(subject, EventMeta("web"), events, [uuid4()])  # type: ignore[arg-type]
     await store.append(rows, {cart.id: 0})
     before = await store.select_events(cart.id)
+    sealed = seal(await vault.system_key("audit"), b"an audit record", b"aad")
+    signer = await vault.signer("erasure-certificates")
+    signature = signer.sign(b"a certificate")
 
     new = MasterKey.generate()
     vault.wrapper = Keyring([new, old])
-    assert await vault.rewrap_all() == 1
+    assert await vault.rewrap_all() == 3, "the subject's key, the system key, the signing key"
     assert await vault.rewrap_all() == 0
     assert await store.select_events(cart.id) == before
+    assert await pool.fetchval("SELECT count(*) FROM system_keys WHERE kek_id <> $1", new.id) == 0
 
     only_new = EventMapper(KeyVault(pool, schema, Keyring([new])))
     [envelope] = await only_new.to_envelopes(before)
@@ -65,3 +72,15 @@ async def test_rotation_rewraps_data_keys_and_events_stay_readable(
     assert envelope.event.subject_id == subject
     with pytest.raises(MasterKeyError):
         await EventMapper(KeyVault(pool, schema, Keyring([old]))).to_envelopes(before)
+
+    under_new = KeyVault(pool, schema, Keyring([new]))
+    assert unseal(await under_new.system_key("audit"), sealed, b"aad") == b"an audit record"
+    rotated = await under_new.signer("erasure-certificates")
+    assert rotated.key_id == signer.key_id
+    verify_signature(rotated.public_key, b"a certificate", signature)
+    verify_signature(signer.public_key, b"a certificate", rotated.sign(b"a certificate"))
+    under_old = KeyVault(pool, schema, Keyring([old]))
+    with pytest.raises(MasterKeyError):
+        await under_old.system_key("audit")
+    with pytest.raises(MasterKeyError):
+        await under_old.signer("erasure-certificates")
