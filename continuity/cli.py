@@ -93,23 +93,15 @@ def run(host: str | None, port: int | None) -> None:
 def migrate() -> None:
     """Apply pending migrations and exit."""
     from continuity.db import migrate as apply
-    from continuity.runtime import resolve_database
 
     settings = _settings()
-    url, server = resolve_database(settings)
 
-    async def go() -> list[str]:
-        conn = await asyncpg.connect(url)
-        try:
-            return await apply(conn, settings.database_schema)
-        finally:
-            await conn.close()
+    applied: list[str] = []
 
-    try:
-        applied = asyncio.run(go())
-    finally:
-        if server is not None:
-            server.cleanup()
+    async def go(conn: asyncpg.Connection) -> None:
+        applied.extend(await apply(conn, settings.database_schema))
+
+    _with_connection(go, migrate_first=False)
     click.echo("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
 
 
@@ -162,6 +154,60 @@ def erase_subject(subject: UUID, yes: bool) -> None:
         return msgspec.json.encode(certificate)
 
     click.echo(json.dumps(json.loads(_with_runtime(_settings(), go)), indent=2))
+
+
+@main.group()
+def log() -> None:
+    """The event log's health after a restore (docs/operations.md)."""
+
+
+def _with_connection(
+    work: Callable[[asyncpg.Connection], Awaitable[T]], *, migrate_first: bool = True
+) -> T:
+    """Run `work` on one connection to the configured schema (migrated first, by default),
+    starting the embedded database if none is configured."""
+    from continuity.db import migrate as apply
+    from continuity.runtime import resolve_database
+
+    settings = _settings()
+    url, server = resolve_database(settings)
+    schema = settings.database_schema
+
+    async def go() -> T:
+        conn = await asyncpg.connect(url, server_settings={"search_path": schema})
+        try:
+            if migrate_first:
+                await apply(conn, schema)
+            return await work(conn)
+        finally:
+            await conn.close()
+
+    try:
+        return asyncio.run(go())
+    finally:
+        if server is not None:
+            server.cleanup()
+
+
+@log.command("check")
+def log_check() -> None:
+    """Exit 1 if the log holds transaction ids from another cluster's future (scans it)."""
+    from continuity import log_origin
+
+    ahead = _with_connection(log_origin.rows_ahead)
+    if ahead:
+        raise click.ClickException(str(log_origin.LogFromAnotherCluster(ahead)))
+    click.echo("the event log's transaction ids are all in this cluster's past")
+
+
+@log.command("repair")
+def log_repair() -> None:
+    """After restoring a dump into another cluster: make every restored event readable in
+    order again. Run once, with every server stopped, as the tables' owner."""
+    from continuity import log_origin
+
+    repaired = _with_connection(log_origin.repair)
+    click.echo(f"{repaired} events repaired; the log now belongs to this cluster")
 
 
 @main.group()

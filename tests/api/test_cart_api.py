@@ -240,3 +240,29 @@ async def test_a_request_sent_twice_at_once_is_recorded_once(
     cart = (await client.get("/v1/me/cart", headers=headers)).json()
     assert cart["items"][0]["quantity"] == 1
     assert cart["version"] == 2
+
+
+async def test_an_idempotency_key_belongs_to_the_customer_who_sent_it(
+    client: httpx.AsyncClient, auth: TokenFactory
+) -> None:
+    """Two customers' apps that happen to send the same key make two requests, not a reuse."""
+    key = str(uuid4())
+    first, second = uuid4(), uuid4()
+    mine = await client.post(
+        "/v1/me/cart/items", json=MUG, headers={**auth(first), "Idempotency-Key": key}
+    )
+    theirs = await client.post(
+        "/v1/me/cart/items", json=TEA, headers={**auth(second), "Idempotency-Key": key}
+    )
+    assert (mine.status_code, theirs.status_code) == (200, 200), theirs.text
+    assert [i["sku"] for i in mine.json()["items"]] == ["MUG-1"]
+    assert [i["sku"] for i in theirs.json()["items"]] == ["TEA-7"]
+    again = await client.post(
+        "/v1/me/cart/items", json=TEA, headers={**auth(second), "Idempotency-Key": key}
+    )
+    assert again.status_code == 200
+    assert again.json()["items"][0]["quantity"] == 3, "a retry was recorded twice"
+    reused = await client.post(
+        "/v1/me/cart/items", json=MUG, headers={**auth(second), "Idempotency-Key": key}
+    )
+    assert reused.status_code == 422

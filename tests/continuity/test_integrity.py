@@ -97,3 +97,22 @@ async def test_a_tampered_session_view_fails_to_read(
     response = await client.get("/v1/me/session", headers=headers)
     assert response.status_code == 500
     assert response.json()["type"].endswith("/integrity")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "channel = 'store'",
+        "recorded_at = recorded_at + interval '1 microsecond'",
+        "topic = 'aggregates.cart:Cart.ItemRemoved'",
+    ],
+)
+async def test_a_changed_column_of_an_event_fails_to_read(
+    client: httpx.AsyncClient, auth: TokenFactory, runtime: Runtime, change: str
+) -> None:
+    """Every column read back as part of the event is bound to its payload: the channel
+    becomes the event's metadata, the time its timestamp."""
+    cart_id, _ = await a_cart(client, auth)
+    await tamper(runtime.pool, f"UPDATE events SET {change} WHERE stream_id = $1", cart_id)
+    with pytest.raises(IntegrityViolation, match="version 1"):
+        await runtime.mapper.to_envelopes(await runtime.store.select_events(cart_id))
