@@ -289,22 +289,28 @@ def _open(key: SubjectKey, record: RecordedEvent) -> Envelope:
             f" (stream {record.stream_id}, version {record.version}),"
             f" whose payload does not decode as {record.topic}: {exc}"
         ) from None
-    return _envelope(record, event, meta)
+    return envelope(record, record.position, event, meta)
 
 
 def _placeholder(record: RecordedEvent) -> Envelope:
-    return _envelope(record, None, None)
+    return envelope(record, record.position, None, None)
 
 
-def _envelope(record: RecordedEvent, event: DomainEvent | None, meta: EventMeta | None) -> Envelope:
+def envelope(
+    row: NewEvent | RecordedEvent,
+    position: int,
+    event: DomainEvent | None,
+    meta: EventMeta | None,
+) -> Envelope:
+    """What a fold receives: a row read back, or one just appended at `position`."""
     return Envelope(
-        position=record.position,
-        stream_id=record.stream_id,
-        version=record.version,
-        subject_id=record.subject_id,
-        topic=record.topic,
-        channel=record.channel,
-        recorded_at=record.recorded_at,
+        position=position,
+        stream_id=row.stream_id,
+        version=row.version,
+        subject_id=row.subject_id,
+        topic=row.topic,
+        channel=row.channel,
+        recorded_at=row.recorded_at,
         event=event,
         meta=meta,
     )

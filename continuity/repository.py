@@ -15,6 +15,7 @@ from uuid import UUID, uuid5
 from eventsourcing.domain import Aggregate, DomainEvent
 
 from aggregates.metadata import EventMeta
+from continuity import mapper as mapping
 from continuity.db import Conn
 from continuity.errors import SubjectErased
 from continuity.mapper import EventMapper, request_digest
@@ -151,16 +152,6 @@ def _envelopes(
 ) -> list[Envelope]:
     """What a fold receives for events just appended, without reading them back."""
     return [
-        Envelope(
-            position=position,
-            stream_id=row.stream_id,
-            version=row.version,
-            subject_id=row.subject_id,
-            topic=row.topic,
-            channel=row.channel,
-            recorded_at=row.recorded_at,
-            event=event,
-            meta=meta,
-        )
+        mapping.envelope(row, position, event, meta)
         for position, row, (event, _, meta) in zip(positions, rows, pending, strict=True)
     ]
