@@ -9,8 +9,8 @@ from uuid import uuid4
 import asyncpg
 import pytest
 
-from continuity.db import Conn, close_pool, create_pool
-from continuity.errors import ConcurrencyConflict
+from continuity.db import close_pool, create_pool
+from continuity.errors import ConcurrencyConflict, EventIdReused
 from continuity.store import APPEND_SQL, EventStore
 from tests.continuity.test_store import hold_event_id, new_event
 
@@ -148,9 +148,5 @@ async def test_a_duplicate_event_id_in_flight_does_not_stall_unrelated_appends(
     finally:
         release.set()
         await holder
-    with pytest.raises(Exception, match="already used"):
+    with pytest.raises(EventIdReused):
         await waiting
-
-
-async def in_project(conn: Conn, positions: list[int]) -> None:
-    """A projection step that does nothing: the append runs inside a transaction."""
