@@ -17,7 +17,7 @@ from eventsourcing.domain import Aggregate, DomainEvent
 from aggregates.metadata import EventMeta
 from continuity import mapper as mapping
 from continuity.db import Conn
-from continuity.errors import SubjectErased
+from continuity.errors import IntegrityViolation, SubjectErased
 from continuity.mapper import EventMapper, request_digest
 from continuity.store import EventStore, NewEvent
 from privacy.cipher import SubjectKey
@@ -79,6 +79,12 @@ class Repository:
             if envelope.event is None:
                 raise SubjectErased(envelope.subject_id)
             current = aggregates.get(envelope.stream_id)
+            follows = current.version if current is not None else 0
+            if envelope.version != follows + 1:
+                raise IntegrityViolation(
+                    f"stream {envelope.stream_id}: version {envelope.version} does not follow"
+                    f" version {follows}"
+                )
             mutated = cast(Aggregate.Event, envelope.event).mutate(current)
             if not isinstance(mutated, cls):
                 raise TypeError(f"stream {envelope.stream_id} is not a {cls.__name__}")

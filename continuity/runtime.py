@@ -101,7 +101,7 @@ class Runtime:
         await vault.start()
         mapper = EventMapper(vault)
         repository = Repository(store, mapper)
-        sessions = SessionStore(vault)
+        sessions = SessionStore(vault, store, mapper)
         return cls(
             settings=settings,
             pool=pool,

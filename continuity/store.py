@@ -256,6 +256,16 @@ class EventStore:
         )
         return [_record(row) for row in rows]
 
+    async def select_subject(
+        self, subject_id: UUID, conn: Conn | None = None
+    ) -> list[RecordedEvent]:
+        """Every event of one subject, in position order (what a subject's view is rebuilt
+        from); on `conn`, it includes that transaction's own appends."""
+        rows = await (conn or self.pool).fetch(
+            f"SELECT {_COLUMNS} FROM events WHERE subject_id = $1 ORDER BY position", subject_id
+        )
+        return [_record(row) for row in rows]
+
     async def select_notifications(
         self,
         start: int | None,

@@ -29,3 +29,14 @@ class Envelope:
     @property
     def erased(self) -> bool:
         return self.event is None
+
+
+class VersionGap(Exception):
+    """A stream's events skip a version: the view and the log disagree (an event is missing,
+    or the view is not the one these events follow). An integrity violation: rebuild."""
+
+    def __init__(self, stream_id: UUID, after: int, version: int) -> None:
+        super().__init__(f"stream {stream_id}: version {version} does not follow version {after}")
+        self.stream_id = stream_id
+        self.after = after
+        self.version = version

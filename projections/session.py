@@ -14,7 +14,7 @@ from uuid import UUID
 import msgspec
 
 from aggregates.cart import Cart
-from projections.envelope import Envelope
+from projections.envelope import Envelope, VersionGap
 
 TABLE = "session_views"
 MAX_DEVICES = 20
@@ -49,19 +49,32 @@ class DeviceView(msgspec.Struct, frozen=True):
 
 
 class SessionView(msgspec.Struct, frozen=True):
+    """`streams` holds the last version folded of each stream (positions across streams are not
+    commit order, so one position could not say what was folded); `position` is the highest
+    position folded, for operators."""
+
     cart: CartView | None = None
     devices: list[DeviceView] = msgspec.field(default_factory=list)
+    streams: dict[str, int] = msgspec.field(default_factory=dict)
     position: int = 0
 
 
 def apply(view: SessionView, envelope: Envelope) -> SessionView:
-    """Fold one event into the view. Erased placeholders change nothing."""
+    """Fold one event into the view: an event already folded is skipped, one that skips a
+    version of its stream is a VersionGap. Erased placeholders change nothing."""
     event = envelope.event
-    if event is None or envelope.position <= view.position:
+    stream = str(envelope.stream_id)
+    folded = view.streams.get(stream, 0)
+    if event is None or envelope.version <= folded:
         return view
+    if envelope.version != folded + 1:
+        raise VersionGap(envelope.stream_id, folded, envelope.version)
     cart = _apply_cart(view.cart, envelope) if isinstance(event, Cart.Event) else view.cart
     return SessionView(
-        cart=cart, devices=_touch_device(view.devices, envelope), position=envelope.position
+        cart=cart,
+        devices=_touch_device(view.devices, envelope),
+        streams={**view.streams, stream: envelope.version},
+        position=max(view.position, envelope.position),
     )
 
 

@@ -116,3 +116,37 @@ async def test_a_changed_column_of_an_event_fails_to_read(
     await tamper(runtime.pool, f"UPDATE events SET {change} WHERE stream_id = $1", cart_id)
     with pytest.raises(IntegrityViolation, match="version 1"):
         await runtime.mapper.to_envelopes(await runtime.store.select_events(cart_id))
+
+
+async def test_a_stale_session_row_put_back_is_rebuilt_from_the_log_not_folded_onto(
+    client: httpx.AsyncClient, auth: TokenFactory, runtime: Runtime
+) -> None:
+    """A customer's own older session row, put back (a restored copy, say): the next write
+    notices the view skipped versions and rebuilds it from the log, so nothing vanishes."""
+    headers = auth(uuid4())
+    await client.post("/v1/me/cart/items", json=MUG, headers=headers)
+    old = await runtime.pool.fetchrow("SELECT key_version, position, body FROM session_views")
+    assert old is not None
+    await client.post("/v1/me/cart/items", json=TEA, headers=headers)
+    await runtime.pool.execute(
+        "UPDATE session_views SET key_version = $1, position = $2, body = $3",
+        old["key_version"],
+        old["position"],
+        old["body"],
+    )
+    lid = {"sku": "LID-2", "name": "A lid", "unit_price": "1.00", "quantity": 1}
+    response = await client.post("/v1/me/cart/items", json=lid, headers=headers)
+    assert response.status_code == 200, response.text
+    assert [i["sku"] for i in response.json()["items"]] == ["MUG-1", "TEA-7", "LID-2"]
+    resumed = await client.get("/v1/me/session", headers=headers)
+    assert [i["sku"] for i in resumed.json()["cart"]["items"]] == ["MUG-1", "TEA-7", "LID-2"]
+
+
+async def test_a_missing_event_in_the_middle_of_a_stream_is_an_integrity_problem(
+    client: httpx.AsyncClient, auth: TokenFactory, runtime: Runtime
+) -> None:
+    cart_id, headers = await a_cart(client, auth)
+    await tamper(runtime.pool, "DELETE FROM events WHERE stream_id = $1 AND version = 2", cart_id)
+    response = await client.post("/v1/me/cart/items", json=MUG, headers=headers)
+    assert response.status_code == 500
+    assert response.json()["type"].endswith("/integrity"), response.text

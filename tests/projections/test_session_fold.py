@@ -5,8 +5,10 @@ from __future__ import annotations
 from decimal import Decimal
 from uuid import uuid4
 
+import pytest
+
 from aggregates.cart import Cart
-from projections.envelope import Envelope
+from projections.envelope import Envelope, VersionGap
 from projections.session import SessionView, fold
 from tests.helpers import envelopes_of
 
@@ -27,7 +29,7 @@ def test_the_view_follows_the_cart_and_the_devices() -> None:
     ]
     assert view.cart.total == Decimal("7.50")
     assert [d.device for d in view.devices] == ["laptop", "phone"]
-    assert view.position == 11
+    assert view.streams == {str(cart.id): 5}
     assert fold(view, second) == view, "an event already folded is not applied twice"
 
 
@@ -46,3 +48,25 @@ def test_erased_placeholders_are_skipped() -> None:
         None,
     )
     assert fold(SessionView(), [placeholder]) == SessionView()
+
+
+def test_an_event_that_commits_late_on_another_stream_is_not_dropped() -> None:
+    """Positions across streams are not commit order: an event of another stream with a lower
+    position can arrive after the view has folded a higher one."""
+    subject = uuid4()
+    cart = Cart(subject_id=subject)
+    [on_phone] = envelopes_of(cart, "phone", start=5)
+    later = Cart(subject_id=subject, generation=2)
+    [on_laptop] = envelopes_of(later, "laptop", start=4)
+    view = fold(SessionView(), [on_phone, on_laptop])
+    assert {d.device for d in view.devices} == {"phone", "laptop"}
+    assert fold(view, [on_laptop, on_phone]) == view, "a repeat is not applied twice"
+
+
+def test_a_gap_in_a_stream_is_an_integrity_violation() -> None:
+    cart = Cart(subject_id=uuid4())
+    cart.add_item("MUG", "Mug", Decimal("2.50"), 1)
+    cart.add_item("TEA", "Tea", Decimal("1.00"), 1)
+    opened, _, tea = envelopes_of(cart, "phone")
+    with pytest.raises(VersionGap, match="version 3"):
+        fold(SessionView(), [opened, tea])
