@@ -31,6 +31,7 @@ import asyncpg
 from privacy.cipher import SystemKey
 from privacy.errors import SystemKeyMissing
 from privacy.master_key import KEY_BYTES, Ed25519Signer, KeyWrapper
+from privacy.rewrap import rewrap_table
 
 DATA_KEY = "aes-256-gcm"
 SIGNING_KEY = "ed25519"
@@ -143,30 +144,13 @@ class SystemKeys:
 
     async def rewrap(self, wrapper: KeyWrapper, batch: int) -> int:
         """Re-wrap every system key not under the current master key; returns how many."""
-        total = 0
-        while True:
-            async with self.pool.acquire() as conn, conn.transaction():
-                rows = await conn.fetch(
-                    "SELECT kind, name, key_version, kek_id, wrapped_key, public_key"
-                    " FROM system_keys WHERE kek_id <> $1 LIMIT $2 FOR UPDATE SKIP LOCKED",
-                    wrapper.current_id,
-                    batch,
-                )
-                for row in rows:
-                    context = wrap_context(
-                        row["kind"], row["name"], row["key_version"], row["public_key"]
-                    )
-                    secret = wrapper.unwrap(row["kek_id"], row["wrapped_key"], context)
-                    kek_id, wrapped = wrapper.wrap(secret, context)
-                    await conn.execute(
-                        "UPDATE system_keys SET kek_id = $4, wrapped_key = $5"
-                        " WHERE kind = $1 AND name = $2 AND key_version = $3",
-                        row["kind"],
-                        row["name"],
-                        row["key_version"],
-                        kek_id,
-                        wrapped,
-                    )
-            total += len(rows)
-            if len(rows) < batch:
-                return total
+        return await rewrap_table(
+            self.pool,
+            wrapper,
+            "system_keys",
+            ("kind", "name", "key_version"),
+            lambda row: wrap_context(
+                row["kind"], row["name"], row["key_version"], row["public_key"]
+            ),
+            batch,
+        )

@@ -40,6 +40,7 @@ from asyncpg.pool import PoolConnectionProxy
 from privacy.cipher import SubjectKey, SystemKey
 from privacy.errors import SubjectErased
 from privacy.master_key import KEY_BYTES, KeyWrapper, Signer
+from privacy.rewrap import rewrap_table
 from privacy.system_keys import SystemKeys
 
 # "keys": the per-subject lock class, taken exclusively by create and shred, shared by appends.
@@ -431,27 +432,11 @@ class KeyVault:
         )
 
     async def _rewrap_subject_keys(self, batch: int) -> int:
-        total = 0
-        while True:
-            async with self.pool.acquire() as conn, conn.transaction():
-                rows = await conn.fetch(
-                    "SELECT subject_id, key_version, kek_id, wrapped_key FROM subject_keys"
-                    " WHERE kek_id <> $1 LIMIT $2 FOR UPDATE SKIP LOCKED",
-                    self.wrapper.current_id,
-                    batch,
-                )
-                for row in rows:
-                    context = _wrap_context(row["subject_id"], row["key_version"])
-                    raw = self.wrapper.unwrap(row["kek_id"], row["wrapped_key"], context)
-                    kek_id, wrapped = self.wrapper.wrap(raw, context)
-                    await conn.execute(
-                        "UPDATE subject_keys SET kek_id = $3, wrapped_key = $4"
-                        " WHERE subject_id = $1 AND key_version = $2",
-                        row["subject_id"],
-                        row["key_version"],
-                        kek_id,
-                        wrapped,
-                    )
-            total += len(rows)
-            if len(rows) < batch:
-                return total
+        return await rewrap_table(
+            self.pool,
+            self.wrapper,
+            "subject_keys",
+            ("subject_id", "key_version"),
+            lambda row: _wrap_context(row["subject_id"], row["key_version"]),
+            batch,
+        )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from decimal import Decimal
 from typing import cast
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import httpx
 import pytest
@@ -19,7 +19,6 @@ from continuity.errors import SubjectErased
 from continuity.mapper import EventMapper
 from continuity.runtime import Runtime
 from continuity.store import EventStore, NewEvent
-from privacy.cipher import SubjectKey
 from privacy.vault import KeyVault
 from tests.helpers import TokenFactory
 
@@ -28,10 +27,13 @@ pytestmark = pytest.mark.anyio
 APP = EventMeta("app", "phone")
 
 
-def sealed(key: SubjectKey, cart: Cart) -> list[NewEvent]:
-    """The cart's pending events as rows, sealed with `key` now."""
+async def a_sealed_cart(vault: KeyVault, subject: UUID) -> tuple[Cart, list[NewEvent]]:
+    """A new cart with one item, its events sealed with the subject's key now, not appended."""
+    cart = Cart(subject_id=subject)
+    cart.add_item("MUG-1", "Blue mug", Decimal("12.50"), 1)
+    key = await vault.key_for_writing(subject)
     events = cast(list[DomainEvent], cart.collect_events())
-    return [EventMapper.seal_event(key, APP, event, uuid4()) for event in events]
+    return cart, [EventMapper.seal_event(key, APP, event, uuid4()) for event in events]
 
 
 async def test_writes_racing_an_erasure_over_http_land_before_it_or_get_410(
@@ -71,10 +73,7 @@ async def test_a_write_sealed_before_the_erasure_is_refused_after_it(
     store: EventStore, vault: KeyVault
 ) -> None:
     subject = uuid4()
-    cart = Cart(subject_id=subject)
-    cart.add_item("MUG-1", "Blue mug", Decimal("12.50"), 1)
-    key = await vault.key_for_writing(subject)
-    rows = sealed(key, cart)
+    cart, rows = await a_sealed_cart(vault, subject)
     await shred_subject(store, vault, subject)
     with pytest.raises(SubjectErased):
         await store.append(rows, {cart.id: 0})
@@ -85,10 +84,7 @@ async def test_an_erasure_waits_for_the_append_in_flight_and_counts_it(
     store: EventStore, vault: KeyVault
 ) -> None:
     subject = uuid4()
-    cart = Cart(subject_id=subject)
-    cart.add_item("MUG-1", "Blue mug", Decimal("12.50"), 1)
-    key = await vault.key_for_writing(subject)
-    rows = sealed(key, cart)
+    cart, rows = await a_sealed_cart(vault, subject)
     inserted, release = asyncio.Event(), asyncio.Event()
 
     async def hold_open(conn: Conn, positions: list[int]) -> None:
