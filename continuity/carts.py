@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from uuid import UUID
@@ -12,7 +11,6 @@ import msgspec
 from aggregates.cart import Cart
 from aggregates.errors import NotFound
 from aggregates.metadata import EventMeta
-from continuity.db import Conn
 from continuity.errors import (
     ConcurrencyConflict,
     EventIdReused,
@@ -21,12 +19,12 @@ from continuity.errors import (
     SubjectErased,
 )
 from continuity.mapper import request_digest
+from continuity.registry import Projected
 from continuity.repository import IdempotencyKey, Repository
-from continuity.session_store import SessionStore
-from privacy.cipher import SubjectKey
+from continuity.subject_views import SealedViews
 from privacy.vault import KeyVault
-from projections.envelope import Envelope
-from projections.session import CartView, SessionView
+from projections.cart import CartView
+from projections.session import SessionView
 
 RETRIES_WITHOUT_IF_MATCH = 5
 
@@ -63,7 +61,9 @@ def checkout() -> Command:
 
 
 class CartService:
-    def __init__(self, repository: Repository, sessions: SessionStore, vault: KeyVault) -> None:
+    def __init__(
+        self, repository: Repository, sessions: SealedViews[SessionView], vault: KeyVault
+    ) -> None:
         self.repository = repository
         self.sessions = sessions
         self.vault = vault
@@ -138,21 +138,20 @@ class CartService:
             generation = cart.generation + 1 if cart is not None else 1
             cart = Cart(subject_id=subject_id, generation=generation)
         command(cart)
+        opened = cart
 
-        written: list[CartView] = []
-
-        async def project(
-            conn: Conn, envelopes: list[Envelope], keys: Mapping[UUID, SubjectKey]
-        ) -> None:
-            folded = await self.sessions.apply(conn, subject_id, envelopes, keys[subject_id])
-            if folded.cart is None or folded.cart.cart_id != cart.id:
+        def cart_folded(projected: Projected) -> None:
+            view = self.sessions.written(projected).get(subject_id)
+            if view is None or view.cart is None or view.cart.cart_id != opened.id:
                 raise IntegrityViolation(f"the session view of subject {subject_id}")
-            written.append(folded.cart)
 
-        await self.repository.save(cart, subject_id, meta, request, command.fingerprint, project)
-        if not written:  # an identical earlier request had already been recorded
+        saved = await self.repository.save(
+            cart, subject_id, meta, request, command.fingerprint, cart_folded
+        )
+        written = self.sessions.written(saved.projected).get(subject_id)
+        if written is None or written.cart is None:  # an earlier identical request was recorded
             return await self._current(subject_id)
-        return written[0]
+        return written.cart
 
     async def _current(self, subject_id: UUID) -> CartView:
         view = await self.cart(subject_id)

@@ -7,7 +7,7 @@ from uuid import UUID
 
 import msgspec
 
-from continuity.session_store import SessionStore
+from continuity.catalog import forget
 from continuity.store import EventStore
 from privacy.vault import KeyVault
 
@@ -28,7 +28,7 @@ async def shred_subject(store: EventStore, vault: KeyVault, subject_id: UUID) ->
     in the log as ciphertext that no key can open; reads yield erased placeholders."""
     async with store.pool.acquire() as conn, conn.transaction():
         receipt = await vault.shred(conn, subject_id)
-        rows = await SessionStore.drop(conn, subject_id)
+        rows = await forget(conn, subject_id)
     return ShredCertificate(
         subject_id=subject_id,
         erased_at=receipt.erased_at,

@@ -29,6 +29,7 @@ from eventsourcing.domain import DomainEvent
 from eventsourcing.utils import get_topic, resolve_topic
 
 from aggregates.metadata import EventMeta
+from continuity.db import Queryable
 from continuity.errors import IntegrityViolation
 from continuity.store import NewEvent, RecordedEvent
 from privacy.cipher import DecryptionFailed, SubjectKey, event_aad, keyed_digest, seal, unseal
@@ -234,14 +235,19 @@ class EventMapper:
             payload=seal(key, codec.encode(event, meta), aad),
         )
 
-    async def to_envelopes(self, records: Sequence[RecordedEvent]) -> list[Envelope]:
+    async def to_envelopes(
+        self, records: Sequence[RecordedEvent], conn: Queryable | None = None
+    ) -> list[Envelope]:
         """Decrypt `records`. Rows of erased subjects become placeholders; a row whose tag does
-        not verify, or whose key is missing without an erasure, raises IntegrityViolation."""
+        not verify, or whose key is missing without an erasure, raises IntegrityViolation.
+        Keys not cached are read on `conn` if given."""
         if not records:
             return []
-        keys = await self.vault.keys_for_reading((r.subject_id, r.key_version) for r in records)
+        keys = await self.vault.keys_for_reading(
+            ((r.subject_id, r.key_version) for r in records), conn
+        )
         keyless = {r.subject_id for r in records if (r.subject_id, r.key_version) not in keys}
-        erased = await self.vault.erased_among(keyless) if keyless else set()
+        erased = await self.vault.erased_among(keyless, conn) if keyless else set()
         envelopes = []
         for record in records:
             key = keys.get((record.subject_id, record.key_version))
@@ -311,6 +317,7 @@ def envelope(
         topic=row.topic,
         channel=row.channel,
         recorded_at=row.recorded_at,
+        key_version=row.key_version,
         event=event,
         meta=meta,
     )

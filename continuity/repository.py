@@ -7,7 +7,7 @@ customer and applying an offline batch all change several aggregates at once.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar, cast
 from uuid import UUID, uuid5
@@ -19,15 +19,29 @@ from continuity import mapper as mapping
 from continuity.db import Conn
 from continuity.errors import IntegrityViolation, SubjectErased
 from continuity.mapper import EventMapper, request_digest
+from continuity.registry import Projected
 from continuity.store import EventStore, NewEvent
-from privacy.cipher import SubjectKey
 from projections.envelope import Envelope
 
 A = TypeVar("A", bound=Aggregate)
 
-ProjectEnvelopes = Callable[[Conn, list[Envelope], Mapping[UUID, SubjectKey]], Awaitable[None]]
-"""Folds saved events into read models inside the append's transaction; it gets the keys the
-events were sealed with, so it never needs a second connection to fetch them."""
+ProjectInline = Callable[[Conn, list[Envelope]], Awaitable[Projected]]
+"""Folds saved events into the inline projections inside the append's transaction
+(`Registry.apply_inline`)."""
+
+Verify = Callable[[Projected], None]
+"""Checks, inside the append's transaction, what the inline projections made of it; raising
+rolls the append back."""
+
+
+@dataclass(frozen=True)
+class Saved:
+    """Where the events went, and what the inline projections folded them into (nothing for a
+    retry that had already been recorded: it appended nothing)."""
+
+    positions: list[int]
+    projected: Projected = field(default_factory=dict)
+
 
 _IDEMPOTENCY_NAMESPACE = UUID("0b3c9d6e-52f1-4c1e-8a8e-6d3f2b7a9c41")
 
@@ -61,9 +75,12 @@ class UnitOfWork:
 
 
 class Repository:
-    def __init__(self, store: EventStore, mapper: EventMapper) -> None:
+    def __init__(
+        self, store: EventStore, mapper: EventMapper, project: ProjectInline | None = None
+    ) -> None:
         self.store = store
         self.mapper = mapper
+        self.project = project
 
     async def load(self, stream_id: UUID, cls: type[A]) -> A | None:
         """The aggregate as of its last event, None if the stream is empty; SubjectErased if
@@ -98,24 +115,24 @@ class Repository:
         meta: EventMeta,
         idempotency_key: IdempotencyKey,
         request: bytes,
-        project: ProjectEnvelopes | None = None,
-    ) -> list[int]:
+        verify: Verify | None = None,
+    ) -> Saved:
         """`commit` of one aggregate."""
         work = UnitOfWork().add(aggregate, subject_id, meta)
-        return await self.commit(work, idempotency_key, request, project)
+        return await self.commit(work, idempotency_key, request, verify)
 
     async def commit(
         self,
         work: UnitOfWork,
         idempotency_key: IdempotencyKey,
         request: bytes,
-        project: ProjectEnvelopes | None = None,
-    ) -> list[int]:
+        verify: Verify | None = None,
+    ) -> Saved:
         """Append every pending event of `work` in one atomic append, each stream expected
         where its aggregate was loaded. `request` fingerprints the command: each row's digest
         is `request_digest(its subject's key, request, index)`, so a retry matches even if the
-        state moved on. `project` folds the events into read models inside the same
-        transaction; it does not run for a retry that was already recorded."""
+        state moved on. The inline projections fold the events in the same transaction, and
+        `verify` may refuse what they made, rolling the append back."""
         pending: list[tuple[DomainEvent, UUID, EventMeta]] = []
         expected: dict[UUID, int] = {}
         for aggregate, subject_id, meta in work.changes:
@@ -124,7 +141,7 @@ class Repository:
                 expected[aggregate.id] = events[0].originator_version - 1
                 pending += [(event, subject_id, meta) for event in events]
         if not pending:
-            return []
+            return Saved([])
         keys = {
             subject_id: await self.mapper.vault.key_for_writing(subject_id)
             for subject_id in dict.fromkeys(subject for _, subject, _ in pending)
@@ -142,13 +159,17 @@ class Repository:
                 zip(pending, ids, strict=True)
             )
         ]
+        project = self.project
         if project is None:
-            return await self.store.append(rows, expected)
+            return Saved(await self.store.append(rows, expected))
+        projected: Projected = {}
 
         async def in_transaction(conn: Conn, positions: list[int]) -> None:
-            await project(conn, _envelopes(rows, pending, positions), keys)
+            projected.update(await project(conn, _envelopes(rows, pending, positions)))
+            if verify is not None:
+                verify(projected)
 
-        return await self.store.append(rows, expected, project=in_transaction)
+        return Saved(await self.store.append(rows, expected, project=in_transaction), projected)
 
 
 def _envelopes(

@@ -5,38 +5,25 @@ transaction, so a crash neither loses nor doubles work: the next runner starts f
 committed position. Only one runner applies a projection at a time, across processes: it holds
 the projection's lease, a session advisory lock on a connection of its own. When its process
 dies, the connection and the lease go with it, and a waiting runner takes over.
+
+Each page's transaction first locks the projection's tracking row and checks it is where the
+runner left it: a rebuild that switched in tables built further moves it, and the runner then
+goes on from there instead of applying those events twice.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from continuity.db import Conn
 from continuity.mapper import EventMapper
+from continuity.projection import Projection, live
 from continuity.store import EventStore
-from projections.envelope import Envelope
-
-Handle = Callable[[Conn, list[Envelope]], Awaitable[None]]
-"""Applies a page of events to the projection's tables, inside the runner's transaction.
-Erased subjects' placeholders never reach it."""
 
 _LEASE_CLASS = 0x70726F6A  # "proj"
-
-
-@dataclass(frozen=True)
-class AsyncProjection:
-    """A projection the runner follows: its name (its tracking row and its lease), the topics it
-    consumes (all, if empty), and how it applies a page."""
-
-    name: str
-    topics: Sequence[str]
-    handle: Handle
 
 
 class ProjectionRunner:
@@ -44,7 +31,7 @@ class ProjectionRunner:
         self,
         store: EventStore,
         mapper: EventMapper,
-        projection: AsyncProjection,
+        projection: Projection,
         *,
         page_size: int = 500,
         poll_interval: float = 1.0,
@@ -67,7 +54,7 @@ class ProjectionRunner:
             if not await self._take_lease(lease, stop):
                 return
             self.leased.set()
-            self.position = await self.store.max_tracking_id(self.projection.name) or 0
+            self.position = await self._checkpoint()
             while not stop.is_set():
                 if await self.step():
                     continue
@@ -86,14 +73,29 @@ class ProjectionRunner:
             return False
         envelopes = [e for e in await self.mapper.to_envelopes(page) if not e.erased]
         async with self.store.pool.acquire() as conn, conn.transaction():
+            checkpoint = await conn.fetchval(
+                "SELECT position FROM tracking WHERE name = $1 FOR UPDATE", self.projection.name
+            )
+            if checkpoint != self.position:  # a rebuild switched in tables built further
+                self.position = checkpoint or 0
+                return True
             if envelopes:
-                await self.projection.handle(conn, envelopes)
+                await self.projection.handle(conn, live(self.projection), envelopes)
             await self.store.insert_tracking(self.projection.name, page[-1].position, conn)
         self.position = page[-1].position
         return True
 
+    async def _checkpoint(self) -> int:
+        """Where the projection's tables are; its tracking row is created at 0 if new, so that
+        every page's transaction has a row to lock."""
+        await self.store.pool.execute(
+            "INSERT INTO tracking (name, position) VALUES ($1, 0) ON CONFLICT (name) DO NOTHING",
+            self.projection.name,
+        )
+        return await self.store.max_tracking_id(self.projection.name) or 0
+
     async def _take_lease(self, lease: PoolConnectionProxy, stop: asyncio.Event) -> bool:
-        key = self.projection.name
+        key = f"{self.store.schema}.{self.projection.name}"
         while not stop.is_set():
             if await lease.fetchval(
                 "SELECT pg_try_advisory_lock($1, hashtext($2))", _LEASE_CLASS, key

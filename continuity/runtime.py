@@ -15,12 +15,15 @@ from continuity.carts import CartService
 from continuity.db import close_pool, create_pool, migrate, migrations
 from continuity.embedded import start_embedded
 from continuity.mapper import EventMapper
+from continuity.rebuild import Rebuilder
+from continuity.registry import Registry
 from continuity.repository import Repository
-from continuity.session_store import SessionStore
 from continuity.settings import MIN_JWT_SECRET, Settings, SettingsError
 from continuity.store import EventStore
+from continuity.subject_views import SealedViews
 from privacy.master_key import Keyring, load_or_create_key_file
 from privacy.vault import KeyVault
+from projections.session import SESSION, SessionView
 
 
 def master_key_path(settings: Settings) -> Path:
@@ -74,15 +77,18 @@ class Runtime:
     vault: KeyVault
     mapper: EventMapper
     repository: Repository
-    sessions: SessionStore
+    sessions: SealedViews[SessionView]
+    projections: Registry
+    rebuilder: Rebuilder
     carts: CartService
 
     @classmethod
     async def open(
         cls, settings: Settings, database_url: str, keyring: Keyring | None = None
     ) -> Runtime:
-        """Migrate, check the log came from this cluster (`log_origin.check`), connect and
-        start listening. The caller owns any embedded server."""
+        """Migrate, check the log came from this cluster (`log_origin.check`), connect, start
+        listening, and rebuild any projection whose rows another fold version built (or none
+        did). The caller owns any embedded server."""
         schema = settings.database_schema
         conn = await asyncpg.connect(database_url, server_settings={"search_path": schema})
         try:
@@ -100,9 +106,11 @@ class Runtime:
         vault = KeyVault(pool, schema, keyring or resolve_keyring(settings))
         await vault.start()
         mapper = EventMapper(vault)
-        repository = Repository(store, mapper)
-        sessions = SessionStore(vault, store, mapper)
-        return cls(
+        sessions = SealedViews(SESSION, vault, store, mapper)
+        projections = Registry([sessions])
+        repository = Repository(store, mapper, projections.apply_inline)
+        rebuilder = Rebuilder(store, mapper)
+        runtime = cls(
             settings=settings,
             pool=pool,
             store=store,
@@ -110,8 +118,17 @@ class Runtime:
             mapper=mapper,
             repository=repository,
             sessions=sessions,
+            projections=projections,
+            rebuilder=rebuilder,
             carts=CartService(repository, sessions, vault),
         )
+        try:
+            for projection in projections:
+                await rebuilder.rebuild(projection, if_stale=True)
+        except BaseException:
+            await runtime.close()
+            raise
+        return runtime
 
     async def database_reachable(self) -> bool:
         try:

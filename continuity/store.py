@@ -305,6 +305,20 @@ class EventStore:
             page.append(_record(row))
         return page
 
+    async def select_committed(
+        self, after: int, topics: Sequence[str], conn: Conn
+    ) -> list[RecordedEvent]:
+        """Every event committed after `after`, in position order, passing over any still in
+        flight. Only for a reader that holds off those transactions' projection writes and will
+        let them write on top of what it read (a rebuild switching over): any other reader
+        uses `select_notifications`, which stops at the first event in flight."""
+        sql = f"SELECT {_COLUMNS} FROM events WHERE position > $1"
+        args: list[object] = [after]
+        if topics:
+            sql += " AND topic = ANY($2::text[])"
+            args.append(list(topics))
+        return [_record(row) for row in await conn.fetch(sql + " ORDER BY position", *args)]
+
     async def max_notification_id(self) -> int | None:
         position: int | None = await self.pool.fetchval("SELECT max(position) FROM events")
         return position

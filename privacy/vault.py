@@ -43,6 +43,8 @@ from privacy.master_key import KEY_BYTES, KeyWrapper, Signer
 from privacy.rewrap import rewrap_table
 from privacy.system_keys import SystemKeys
 
+Queryable = asyncpg.Pool | asyncpg.Connection | PoolConnectionProxy
+
 # "keys": the per-subject lock class, taken exclusively by create and shred, shared by appends.
 _KEY_LOCK = 0x6B657973
 
@@ -324,9 +326,11 @@ class KeyVault:
         return row
 
     async def keys_for_reading(
-        self, wanted: Iterable[tuple[UUID, int]]
+        self, wanted: Iterable[tuple[UUID, int]], conn: Queryable | None = None
     ) -> dict[tuple[UUID, int], SubjectKey]:
-        """The keys that still exist among `wanted`; shredded ones are simply absent."""
+        """The keys that still exist among `wanted`; shredded ones are simply absent. Keys not
+        cached are read on `conn` if given (a caller inside a transaction needs no second
+        connection)."""
         found: dict[tuple[UUID, int], SubjectKey] = {}
         missing: list[tuple[UUID, int]] = []
         for pair in set(wanted):
@@ -337,7 +341,7 @@ class KeyVault:
                 found[pair] = cached
         if missing:
             epoch = self._epoch
-            rows = await self.pool.fetch(
+            rows = await (conn or self.pool).fetch(
                 "SELECT k.subject_id, k.key_version, k.kek_id, k.wrapped_key"
                 " FROM subject_keys k JOIN unnest($1::uuid[], $2::int[]) AS w(s, v)"
                 " ON k.subject_id = w.s AND k.key_version = w.v",
@@ -354,8 +358,10 @@ class KeyVault:
                 self._remember(key, epoch)
         return found
 
-    async def erased_among(self, subject_ids: Iterable[UUID]) -> set[UUID]:
-        rows = await self.pool.fetch(
+    async def erased_among(
+        self, subject_ids: Iterable[UUID], conn: Queryable | None = None
+    ) -> set[UUID]:
+        rows = await (conn or self.pool).fetch(
             "SELECT subject_id FROM erased_subjects WHERE subject_id = ANY($1::uuid[])",
             list(set(subject_ids)),
         )

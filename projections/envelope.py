@@ -23,6 +23,7 @@ class Envelope:
     topic: str
     channel: str
     recorded_at: datetime
+    key_version: int
     event: DomainEvent | None
     meta: EventMeta | None
 

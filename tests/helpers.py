@@ -26,6 +26,7 @@ def envelopes_of(cart: Cart, device: str = "phone", start: int = 1) -> list[Enve
             topic=type(event).__qualname__,
             channel="app",
             recorded_at=datetime.now(UTC),
+            key_version=1,
             event=event,  # type: ignore[arg-type]
             meta=EventMeta("app", device),
         )

@@ -13,10 +13,10 @@ from litestar.params import FromPath, HeaderParameter, JSONBody
 from aggregates.metadata import CHANNELS, EventMeta
 from api.auth import Principal, customer_only
 from api.problems import problem
-from api.schemas import AddItem, ChangeQuantity, SessionResponse
+from api.schemas import AddItem, Cart, ChangeQuantity, SessionResponse
 from continuity import carts
 from continuity.runtime import Runtime
-from projections.session import CartView
+from projections.cart import CartView
 
 IfMatch = Annotated[
     str | None,
@@ -95,8 +95,8 @@ def _meta(principal: Principal, channel: str | None) -> EventMeta:
     return EventMeta(channel=chosen, device=principal.device, actor_type="customer")  # type: ignore[arg-type]
 
 
-def _with_etag(cart: CartView) -> Response[CartView]:
-    return Response(cart, headers={"ETag": f'"{cart.version}"'})
+def _with_etag(cart: CartView) -> Response[Cart]:
+    return Response(Cart.of(cart), headers={"ETag": f'"{cart.version}"'})
 
 
 class DeviceController(Controller):
@@ -113,7 +113,7 @@ class DeviceController(Controller):
         idempotency_key: str | None,
         channel: str | None,
         opens_cart: bool = False,
-    ) -> Response[CartView]:
+    ) -> Response[Cart]:
         cart = await runtime.carts.execute(
             request.user.subject_id,
             _meta(request.user, channel),
@@ -127,10 +127,10 @@ class DeviceController(Controller):
     @get("/session", summary="Resume: the customer's cart and devices")
     async def session(self, request: Me, runtime: NamedDependency[Runtime]) -> SessionResponse:
         view = await runtime.carts.session(request.user.subject_id)
-        return SessionResponse(request.user.subject_id, view.cart, view.devices)
+        return SessionResponse.of(request.user.subject_id, view)
 
     @get("/cart", summary="The current cart, with its version in ETag")
-    async def get_cart(self, request: Me, runtime: NamedDependency[Runtime]) -> Response[CartView]:
+    async def get_cart(self, request: Me, runtime: NamedDependency[Runtime]) -> Response[Cart]:
         cart = await runtime.carts.cart(request.user.subject_id)
         if cart is None:
             raise NotFoundException("there is no cart yet")
@@ -145,7 +145,7 @@ class DeviceController(Controller):
         if_match: IfMatch = None,
         idempotency_key: IdempotencyKey = None,
         channel: ChannelHeader = None,
-    ) -> Response[CartView]:
+    ) -> Response[Cart]:
         command = carts.add_item(data.sku, data.name, data.unit_price, data.quantity)
         return await self._run(
             request, runtime, command, if_match, idempotency_key, channel, opens_cart=True
@@ -161,7 +161,7 @@ class DeviceController(Controller):
         if_match: IfMatch = None,
         idempotency_key: IdempotencyKey = None,
         channel: ChannelHeader = None,
-    ) -> Response[CartView]:
+    ) -> Response[Cart]:
         command = carts.change_quantity(sku, data.quantity)
         return await self._run(request, runtime, command, if_match, idempotency_key, channel)
 
@@ -174,7 +174,7 @@ class DeviceController(Controller):
         if_match: IfMatch = None,
         idempotency_key: IdempotencyKey = None,
         channel: ChannelHeader = None,
-    ) -> Response[CartView]:
+    ) -> Response[Cart]:
         command = carts.remove_item(sku)
         return await self._run(request, runtime, command, if_match, idempotency_key, channel)
 
@@ -186,7 +186,7 @@ class DeviceController(Controller):
         if_match: IfMatch = None,
         idempotency_key: IdempotencyKey = None,
         channel: ChannelHeader = None,
-    ) -> Response[CartView]:
+    ) -> Response[Cart]:
         return await self._run(
             request, runtime, carts.checkout(), if_match, idempotency_key, channel
         )

@@ -7,32 +7,58 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections import Counter
+from dataclasses import dataclass
 
-from continuity.db import Conn, close_pool, create_pool
+from continuity.db import Conn, Queryable, close_pool, create_pool
 from continuity.mapper import EventMapper
-from continuity.runner import AsyncProjection, ProjectionRunner
+from continuity.projection import Mode, Placement
+from continuity.runner import ProjectionRunner
 from continuity.store import EventStore
 from privacy.master_key import Keyring
 from privacy.vault import KeyVault
 from projections.envelope import Envelope
+from projections.tables import Table
 
-TABLE = "CREATE TABLE IF NOT EXISTS stream_counts (stream_id uuid PRIMARY KEY, events int NOT NULL)"
+TABLE = Table(
+    "stream_counts",
+    (
+        "CREATE TABLE {table} (stream_id uuid PRIMARY KEY, subject_id uuid NOT NULL,"
+        " events int NOT NULL)",
+        "CREATE INDEX ON {table} (subject_id)",
+    ),
+)
 
 
-def counting(pause: float = 0.0) -> AsyncProjection:
+async def create_table(conn: Queryable) -> None:
+    for statement in TABLE.create("stream_counts"):
+        await conn.execute(statement)
+
+
+@dataclass(frozen=True)
+class Counting:
     """The projection; `pause` seconds inside each page's transaction, to be caught mid-batch."""
 
-    async def handle(conn: Conn, envelopes: list[Envelope]) -> None:
-        counts = Counter(e.stream_id for e in envelopes)
-        await conn.executemany(
-            "INSERT INTO stream_counts (stream_id, events) VALUES ($1, $2) ON CONFLICT (stream_id)"
-            " DO UPDATE SET events = stream_counts.events + excluded.events",
-            list(counts.items()),
-        )
-        if pause:
-            await asyncio.sleep(pause)
+    pause: float = 0.0
+    name: str = "stream_counts"
+    topics: tuple[str, ...] = ()
+    tables: tuple[Table, ...] = (TABLE,)
+    mode: Mode = "async"
+    version: int = 1
 
-    return AsyncProjection("stream_counts", (), handle)
+    async def handle(self, conn: Conn, placement: Placement, envelopes: list[Envelope]) -> None:
+        table = placement["stream_counts"]
+        counts = Counter((e.stream_id, e.subject_id) for e in envelopes)
+        await conn.executemany(
+            f"INSERT INTO {table} (stream_id, subject_id, events) VALUES ($1, $2, $3)"
+            f" ON CONFLICT (stream_id) DO UPDATE SET events = {table}.events + excluded.events",
+            [(stream, subject, n) for (stream, subject), n in counts.items()],
+        )
+        if self.pause:
+            await asyncio.sleep(self.pause)
+
+
+def counting(pause: float = 0.0) -> Counting:
+    return Counting(pause)
 
 
 async def _main(url: str, schema: str, key: str) -> None:

@@ -48,6 +48,8 @@ async def cli(database_url: str, schema: str, *args: str) -> tuple[int, str]:
 async def test_a_restored_log_is_refused_then_repaired_and_read_in_order(
     store: EventStore, database_url: str, schema: str, keyring: Keyring
 ) -> None:
+    settings = Settings(database_schema=schema)
+    await (await Runtime.open(settings, database_url, keyring)).close()  # it has served before
     streams = [uuid4() for _ in range(3)]
     written = [(await store.append([new_event(s, 1)], {s: 0}))[0] for s in streams]
     await restore_from_an_older_cluster(store.pool, after=written[0])
@@ -56,7 +58,6 @@ async def test_a_restored_log_is_refused_then_repaired_and_read_in_order(
     page = await store.select_notifications(None, 100)
     assert [e.position for e in page] == written[:1], "a reader went past restored events"
 
-    settings = Settings(database_schema=schema)
     with pytest.raises(log_origin.LogFromAnotherCluster, match="continuity log repair") as no:
         await Runtime.open(settings, database_url, keyring)
     assert no.value.rows == 2

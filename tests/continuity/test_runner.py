@@ -23,7 +23,7 @@ from continuity.mapper import EventMapper
 from continuity.runner import ProjectionRunner
 from continuity.store import EventStore
 from privacy.master_key import Keyring
-from tests.continuity.counting import TABLE, counting
+from tests.continuity.counting import counting, create_table
 
 pytestmark = pytest.mark.anyio
 
@@ -82,7 +82,7 @@ def leased(*runners: ProjectionRunner) -> Callable[[], Awaitable[bool]]:
 async def test_a_runner_catches_up_follows_and_skips_erased_subjects(
     store: EventStore, mapper: EventMapper, pool: asyncpg.Pool
 ) -> None:
-    await pool.execute(TABLE)
+    await create_table(pool)
     carts = await write_carts(store, mapper, 5, 9)
     await shred_subject(store, mapper.vault, carts[0].subject_id)
     runner = ProjectionRunner(store, mapper, counting(), page_size=7, poll_interval=5)
@@ -106,7 +106,7 @@ async def test_a_runner_catches_up_follows_and_skips_erased_subjects(
 async def test_two_runners_never_both_apply_and_one_takes_over_from_the_other(
     store: EventStore, mapper: EventMapper, pool: asyncpg.Pool
 ) -> None:
-    await pool.execute(TABLE)
+    await create_table(pool)
     await write_carts(store, mapper, 6, 10)
     first, second = (
         ProjectionRunner(store, mapper, counting(), page_size=5, poll_interval=0.05)
@@ -144,7 +144,7 @@ async def test_a_runner_killed_mid_batch_resumes_to_what_a_rebuild_gives(
     schema: str,
     keyring: Keyring,
 ) -> None:
-    await pool.execute(TABLE)
+    await create_table(pool)
     await write_carts(store, mapper, 20, 19)  # 400 events, 20 pages of 20
     command = [sys.executable, "-m", "tests.continuity.counting", database_url, schema]
     child = await asyncio.create_subprocess_exec(

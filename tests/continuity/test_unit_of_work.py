@@ -34,7 +34,7 @@ async def test_aggregates_of_two_subjects_are_saved_in_one_append(
     guest, customer = a_cart("MUG-1"), a_cart("TEA-7")
     work = UnitOfWork().add(guest, guest.subject_id, APP).add(customer, customer.subject_id, AGENT)
     key = IdempotencyKey(customer.subject_id, uuid4())
-    positions = await repository.commit(work, key, b"merge")
+    positions = (await repository.commit(work, key, b"merge")).positions
     assert positions == list(range(positions[0], positions[0] + 4))
 
     loaded = await repository.load_many([guest.id, customer.id, uuid4()], Cart)
@@ -52,7 +52,7 @@ async def test_aggregates_of_two_subjects_are_saved_in_one_append(
     rebuilt[1].add_item("TEA-7", "An item", Decimal("1.50"), 1)
     retried = UnitOfWork().add(rebuilt[0], guest.subject_id, APP)
     retried.add(rebuilt[1], customer.subject_id, AGENT)
-    assert await repository.commit(retried, key, b"merge") == positions
+    assert (await repository.commit(retried, key, b"merge")).positions == positions
     assert len(await store.select_streams([guest.id, customer.id])) == 4
 
 

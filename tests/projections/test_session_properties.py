@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from aggregates.cart import Cart
 from aggregates.errors import DomainError
-from projections.session import SessionView, fold
+from projections.session import SESSION
 from tests.helpers import envelopes_of
 
 SKUS = st.sampled_from(["A", "B", "C"])
@@ -47,7 +47,7 @@ def test_the_fold_matches_the_aggregate(commands: list[tuple[object, ...]]) -> N
         with contextlib.suppress(DomainError):  # refused commands record nothing
             run(cart, command)
     envelopes = envelopes_of(cart)
-    view = fold(SessionView(), envelopes).cart
+    view = SESSION.fold(SESSION.empty(), envelopes).state.cart
     assert view is not None
     assert view.version == cart.version
     assert view.status == ("checked_out" if cart.checked_out else "open")

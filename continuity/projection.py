@@ -1,0 +1,57 @@
+"""What the framework runs: a projection's name, the topics it consumes, the tables it owns, how
+it runs (inline or async), and how it applies a batch of events to its tables.
+
+The same `handle` serves every way a projection is fed: inline in the append's transaction, by
+the async runner from its checkpoint, and by a rebuild into side tables (`placement` says which
+physical table stands for each table it owns). Erased subjects' placeholders never reach it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Literal, Protocol
+
+from continuity.db import Conn
+from projections.envelope import Envelope
+from projections.tables import Table
+
+Mode = Literal["inline", "async"]
+Placement = Mapping[str, str]
+"""Each table a projection owns, by name, to the physical table a batch goes to."""
+
+
+class Projection(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def topics(self) -> Sequence[str]:
+        """The topics it consumes; all, if empty."""
+
+    @property
+    def tables(self) -> Sequence[Table]: ...
+
+    @property
+    def mode(self) -> Mode: ...
+
+    @property
+    def version(self) -> int:
+        """Bumped when the fold or the rows change: rows built by another version are
+        rebuilt."""
+
+    async def handle(self, conn: Conn, placement: Placement, envelopes: list[Envelope]) -> object:
+        """Apply `envelopes` (in log order, none erased) inside the caller's transaction; what
+        it returns is what an inline caller gets back (see `Registry.apply_inline`)."""
+
+
+def live(projection: Projection) -> Placement:
+    return {table.name: table.name for table in projection.tables}
+
+
+def consumes(projection: Projection, topic: str) -> bool:
+    return not projection.topics or topic in projection.topics
+
+
+def side(table: str) -> str:
+    """Where a rebuild builds `table` before switching it in."""
+    return f"{table}__next"

@@ -1,0 +1,61 @@
+"""Every projection this process runs, by name: what an append folds inline, and what
+`continuity projections` lists, shows and rebuilds (the catalog in `continuity.catalog` records
+what the database holds)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+
+from continuity.db import Conn
+from continuity.projection import Projection, consumes, live
+from projections.envelope import Envelope
+
+_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,40}")
+
+Projected = dict[str, object]
+"""What each inline projection returned for an append, by projection name."""
+
+
+class UnknownProjection(LookupError):
+    def __init__(self, name: str, known: Iterable[str]) -> None:
+        super().__init__(f"no projection named {name!r} (known: {', '.join(sorted(known))})")
+        self.name = name
+
+
+class Registry:
+    def __init__(self, projections: Iterable[Projection]) -> None:
+        self._projections: dict[str, Projection] = {}
+        owners: dict[str, str] = {}
+        for projection in projections:
+            if projection.name in self._projections:
+                raise ValueError(f"two projections are named {projection.name!r}")
+            self._projections[projection.name] = projection
+            for table in projection.tables:
+                if not _IDENTIFIER.fullmatch(table.name):
+                    raise ValueError(f"{table.name!r} is not a plain lower-case table name")
+                if table.name in owners:
+                    raise ValueError(f"{table.name} is owned by {owners[table.name]} already")
+                owners[table.name] = projection.name
+
+    def __iter__(self) -> Iterator[Projection]:
+        return iter(self._projections.values())
+
+    def get(self, name: str) -> Projection:
+        try:
+            return self._projections[name]
+        except KeyError:
+            raise UnknownProjection(name, self._projections) from None
+
+    async def apply_inline(self, conn: Conn, envelopes: list[Envelope]) -> Projected:
+        """Fold an append's events into every inline projection that consumes them, inside the
+        append's transaction."""
+        projected: Projected = {}
+        readable = [e for e in envelopes if not e.erased]
+        for projection in self._projections.values():
+            if projection.mode != "inline":
+                continue
+            wanted = [e for e in readable if consumes(projection, e.topic)]
+            if wanted:
+                projected[projection.name] = await projection.handle(conn, live(projection), wanted)
+        return projected

@@ -1,0 +1,77 @@
+"""The cart part of the session view: the customer's current cart, as a device shows it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Literal
+from uuid import UUID
+
+import msgspec
+
+from aggregates.cart import Cart
+from projections.envelope import Envelope
+
+
+class CartItemView(msgspec.Struct, frozen=True):
+    sku: str
+    name: str
+    unit_price: Decimal
+    quantity: int
+    line_total: Decimal
+
+
+class CartView(msgspec.Struct, frozen=True):
+    cart_id: UUID
+    generation: int
+    version: int
+    status: Literal["open", "checked_out"]
+    items: list[CartItemView]
+    item_count: int
+    total: Decimal
+    updated_at: datetime
+
+
+def apply(cart: CartView | None, envelope: Envelope) -> CartView | None:
+    """A newly opened cart replaces the last one; events of an older cart change nothing."""
+    event = envelope.event
+    if isinstance(event, Cart.Opened):
+        return _cart(envelope, event.generation, [], "open")
+    if cart is None or cart.cart_id != envelope.stream_id:
+        return cart
+    items = {item.sku: item for item in cart.items}
+    status = cart.status
+    if isinstance(event, Cart.ItemAdded):
+        old = items.get(event.sku)
+        quantity = event.quantity + (old.quantity if old else 0)
+        items[event.sku] = _item(event.sku, event.name, event.unit_price, quantity)
+    elif isinstance(event, Cart.QuantityChanged):
+        old = items[event.sku]
+        items[event.sku] = _item(old.sku, old.name, old.unit_price, event.quantity)
+    elif isinstance(event, Cart.ItemRemoved):
+        items.pop(event.sku, None)
+    elif isinstance(event, Cart.CheckedOut):
+        status = "checked_out"
+    return _cart(envelope, cart.generation, list(items.values()), status)
+
+
+def _item(sku: str, name: str, unit_price: Decimal, quantity: int) -> CartItemView:
+    return CartItemView(sku, name, unit_price, quantity, unit_price * quantity)
+
+
+def _cart(
+    envelope: Envelope,
+    generation: int,
+    items: list[CartItemView],
+    status: Literal["open", "checked_out"],
+) -> CartView:
+    return CartView(
+        cart_id=envelope.stream_id,
+        generation=generation,
+        version=envelope.version,
+        status=status,
+        items=items,
+        item_count=sum(item.quantity for item in items),
+        total=sum((item.line_total for item in items), Decimal(0)),
+        updated_at=envelope.recorded_at,
+    )
