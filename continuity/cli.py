@@ -32,14 +32,16 @@ def _settings() -> Settings:
         raise click.UsageError(str(exc)) from None
 
 
-def _with_runtime(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
+def _with_runtime(
+    settings: Settings, work: Callable[[Any], Awaitable[T]], *, build_stale: bool = True
+) -> T:
     """Connect (starting the embedded database if none is configured), run `work`, clean up."""
     from continuity.runtime import Runtime, resolve_database
 
     url, server = resolve_database(settings)
 
     async def main() -> T:
-        runtime = await Runtime.open(settings, url)
+        runtime = await Runtime.open(settings, url, build_stale=build_stale)
         try:
             return await work(runtime)
         finally:
@@ -208,6 +210,91 @@ def log_repair() -> None:
 
     repaired = _with_connection(log_origin.repair)
     click.echo(f"{repaired} events repaired; the log now belongs to this cluster")
+
+
+@main.group()
+def projections() -> None:
+    """The read models folded from the log: list them, see where they stand, rebuild one."""
+
+
+@projections.command("list")
+def projections_list() -> None:
+    """Each projection: how it runs, what it consumes, the tables it owns."""
+    from continuity.runtime import Runtime
+
+    async def go(runtime: Runtime) -> list[str]:
+        return [
+            f"{p.name}\t{p.mode}\tversion {p.version}\ttopics: {', '.join(p.topics) or 'all'}"
+            f"\ttables: {', '.join(t.name for t in p.tables)}"
+            for p in runtime.projections
+        ]
+
+    for line in _with_runtime(_settings(), go, build_stale=False):
+        click.echo(line)
+
+
+@projections.command("status")
+@click.argument("name", required=False)
+def projections_status(name: str | None) -> None:
+    """Where each projection (or NAME) stands: its rows' version, position and lag."""
+    from continuity.projection_status import status
+    from continuity.registry import UnknownProjection
+    from continuity.runtime import Runtime
+
+    async def go(runtime: Runtime) -> list[str]:
+        chosen = [runtime.projections.get(name)] if name else list(runtime.projections)
+        lines = []
+        for projection in chosen:
+            s = await status(runtime.pool, projection)
+            rows = ", ".join(f"{t} {'missing' if n is None else n}" for t, n in s.rows.items())
+            built = s.built_at.isoformat(timespec="seconds") if s.built_at else "never"
+            lines.append(
+                f"{s.name}: {s.state}; {s.mode}, version {s.version}; at position {s.position}"
+                f" of {s.head}, {s.behind} events behind; rows: {rows}; last rebuilt: {built}"
+            )
+        return lines
+
+    try:
+        for line in _with_runtime(_settings(), go, build_stale=False):
+            click.echo(line)
+    except UnknownProjection as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+@projections.command("rebuild")
+@click.argument("name")
+def projections_rebuild(name: str) -> None:
+    """Rebuild NAME from the log into side tables, then switch over atomically: the current
+    rows are served until the switch, and writes go on meanwhile."""
+    from continuity.registry import UnknownProjection
+    from continuity.runtime import Runtime
+
+    async def go(runtime: Runtime) -> str:
+        projection = runtime.projections.get(name)
+        head = await runtime.store.max_notification_id() or 0
+
+        def shown(events: int | None) -> str:
+            return f"{events:,} events" if events is not None else ""
+
+        with click.progressbar(
+            length=max(head, 1), label=f"rebuilding {name}", item_show_func=shown
+        ) as bar:
+
+            def progress(events: int, position: int) -> None:
+                bar.update(max(0, min(position, head) - bar.pos), events)
+
+            rebuilt = await runtime.rebuilder.rebuild(projection, progress)
+            bar.update(head - bar.pos)
+        assert rebuilt is not None
+        return (
+            f"{name}: {rebuilt.events:,} events folded up to position {rebuilt.position} in"
+            f" {rebuilt.seconds:.2f} s ({rebuilt.rate:,.0f} events/s); switched over"
+        )
+
+    try:
+        click.echo(_with_runtime(_settings(), go, build_stale=False))
+    except UnknownProjection as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 @main.group()

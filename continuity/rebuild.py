@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from continuity import catalog
@@ -65,10 +65,16 @@ class Rebuilder:
         return False
 
     async def rebuild(
-        self, projection: Projection, progress: Progress | None = None, *, if_stale: bool = False
+        self,
+        projection: Projection,
+        progress: Progress | None = None,
+        *,
+        if_stale: bool = False,
+        before_switch: Callable[[], Awaitable[None]] | None = None,
     ) -> Rebuilt | None:
         """Rebuild `projection` and switch it in. One rebuild per projection at a time: another
-        waits for it, then (with `if_stale`) finds nothing left to do and returns None."""
+        waits for it, then (with `if_stale`) finds nothing left to do and returns None.
+        `before_switch` runs once the side tables have caught up with the settled log."""
         if if_stale and not await self.stale(projection):
             return None
         async with self._exclusive(projection):
@@ -78,6 +84,8 @@ class Rebuilder:
             placement = {table.name: side(table.name) for table in projection.tables}
             await self._create_side(projection)
             events, position = await self._fold(projection, placement, progress)
+            if before_switch is not None:
+                await before_switch()
             events += await self._switch(projection, placement, position)
             rebuilt = Rebuilt(projection.name, events, position, time.perf_counter() - started)
             log.info("rebuilt %s: %d events in %.2f s", projection.name, events, rebuilt.seconds)

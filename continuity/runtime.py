@@ -84,11 +84,16 @@ class Runtime:
 
     @classmethod
     async def open(
-        cls, settings: Settings, database_url: str, keyring: Keyring | None = None
+        cls,
+        settings: Settings,
+        database_url: str,
+        keyring: Keyring | None = None,
+        *,
+        build_stale: bool = True,
     ) -> Runtime:
         """Migrate, check the log came from this cluster (`log_origin.check`), connect, start
-        listening, and rebuild any projection whose rows another fold version built (or none
-        did). The caller owns any embedded server."""
+        listening, and (with `build_stale`) rebuild any projection whose rows another fold
+        version built, or none did. The caller owns any embedded server."""
         schema = settings.database_schema
         conn = await asyncpg.connect(database_url, server_settings={"search_path": schema})
         try:
@@ -123,7 +128,7 @@ class Runtime:
             carts=CartService(repository, sessions, vault),
         )
         try:
-            for projection in projections:
+            for projection in projections if build_stale else ():
                 await rebuilder.rebuild(projection, if_stale=True)
         except BaseException:
             await runtime.close()

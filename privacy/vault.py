@@ -125,6 +125,7 @@ class KeyVault:
         if task is not None:
             task.cancel()
             await asyncio.wait([task])
+            await self._drop_listener(gracefully=True)  # a task cancelled before it ran never did
             if not task.cancelled():
                 task.result()
 

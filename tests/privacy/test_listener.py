@@ -187,3 +187,14 @@ async def test_a_listener_that_goes_silent_is_replaced(
         finally:
             await within(other.close())
             await close_pool(other_pool)
+
+
+async def test_close_right_after_start_gives_the_listener_back(
+    pool: asyncpg.Pool, schema: str, keyring: Keyring
+) -> None:
+    """A command that opens, does nothing and closes: the watcher never got to run."""
+    vault = KeyVault(pool, schema, keyring)
+    await vault.start()
+    await vault.close()  # nothing between: the watcher task has not had a turn yet
+    assert not vault.listening
+    assert pool.get_size() == pool.get_idle_size(), "no connection left checked out"

@@ -1,0 +1,68 @@
+"""Where each projection stands, for `continuity projections status`: the fold version its rows
+were built by, the log position they reflect, and how far behind the log that is."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from continuity import catalog
+from continuity.db import Queryable
+from continuity.projection import Projection
+
+
+@dataclass(frozen=True)
+class Status:
+    name: str
+    mode: str
+    version: int
+    built_version: int | None
+    built_at: datetime | None
+    position: int
+    head: int
+    behind: int
+    rows: dict[str, int | None]
+
+    @property
+    def state(self) -> str:
+        if self.built_version is None or None in self.rows.values():
+            return "not built"
+        if self.built_version != self.version:
+            return f"stale (built by version {self.built_version})"
+        return "current" if self.behind == 0 else "catching up"
+
+
+async def status(conn: Queryable, projection: Projection) -> Status:
+    """Inline projections reflect every committed event (the append wrote them); an async one
+    reflects its checkpoint, and `behind` counts the events of its topics after it."""
+    entry = (await catalog.entries(conn)).get(projection.name)
+    head = await conn.fetchval("SELECT coalesce(max(position), 0) FROM events")
+    if projection.mode == "inline":
+        position = head if entry is not None else 0
+    else:
+        position = await conn.fetchval(
+            "SELECT coalesce(max(position), 0) FROM tracking WHERE name = $1", projection.name
+        )
+    behind = await conn.fetchval(
+        "SELECT count(*) FROM events WHERE position > $1"
+        " AND (cardinality($2::text[]) = 0 OR topic = ANY($2::text[]))",
+        position,
+        list(projection.topics),
+    )
+    rows: dict[str, int | None] = {}
+    for table in projection.tables:
+        exists = await conn.fetchval("SELECT to_regclass($1)", table.name)
+        rows[table.name] = (
+            await conn.fetchval(f"SELECT count(*) FROM {table.name}") if exists else None
+        )
+    return Status(
+        name=projection.name,
+        mode=projection.mode,
+        version=projection.version,
+        built_version=entry.version if entry else None,
+        built_at=entry.built_at if entry else None,
+        position=position,
+        head=head,
+        behind=behind,
+        rows=rows,
+    )
