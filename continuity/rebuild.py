@@ -26,10 +26,20 @@ from continuity.db import Conn
 from continuity.mapper import EventMapper
 from continuity.projection import Placement, Projection, side
 from continuity.store import EventStore, RecordedEvent
+from projections.envelope import Envelope
 
 log = logging.getLogger("continuity.projections")
 
 _REBUILD_CLASS = 0x72626C64  # "rbld"
+
+PAGE_SIZE = 5000
+"""Events per page of a rebuild. Each page rewrites the row of every subject it touches, so
+larger pages rewrite fewer rows when subjects come back often; but they keep more objects alive,
+which makes the garbage collector's full passes dearer, and that ate the gain in
+docs/benchmarks.md ("Projection rebuild")."""
+
+_DECRYPT_SLICE = 500
+"""Events decrypted between two turns of the event loop while the next page is prepared."""
 
 Progress = Callable[[int, int], None]
 """Called after each page with (events folded so far, log position reached)."""
@@ -48,7 +58,9 @@ class Rebuilt:
 
 
 class Rebuilder:
-    def __init__(self, store: EventStore, mapper: EventMapper, *, page_size: int = 5000) -> None:
+    def __init__(
+        self, store: EventStore, mapper: EventMapper, *, page_size: int = PAGE_SIZE
+    ) -> None:
         self.store = store
         self.mapper = mapper
         self.page_size = page_size
@@ -114,13 +126,14 @@ class Rebuilder:
     async def _fold(
         self, projection: Projection, placement: Placement, progress: Progress | None
     ) -> tuple[int, int]:
-        """Fold the settled log into the side tables, page by page, reading the next page
-        while the current one is folded. Returns (events folded, last position read)."""
+        """Fold the settled log into the side tables, page by page, reading and decrypting the
+        next page while the current one is folded and written. Returns (events folded, last
+        position read)."""
         position = events = 0
-        page = await self._page(projection, position)
+        page = await self._prepare(projection, position)
         while page:
             position = page[-1].position
-            following = asyncio.create_task(self._page(projection, position))
+            following = asyncio.create_task(self._prepare(projection, position))
             try:
                 events += await self._apply(projection, placement, page)
             except BaseException:
@@ -131,19 +144,29 @@ class Rebuilder:
             page = await following
         return events, position
 
-    async def _page(self, projection: Projection, after: int) -> list[RecordedEvent]:
-        return await self.store.select_notifications(
+    async def _prepare(self, projection: Projection, after: int) -> list[Envelope]:
+        """The page after `after`, decrypted (one envelope per event, erased ones included), a
+        slice at a time: between slices the page being applied gets the event loop back, so
+        decrypting fills the time it waits on the database instead of holding it up. The rows
+        read are let go once decrypted."""
+        page = await self.store.select_notifications(
             after, self.page_size, topics=projection.topics, inclusive_of_start=False
         )
+        envelopes: list[Envelope] = []
+        for start in range(0, len(page), _DECRYPT_SLICE):
+            if start:
+                await asyncio.sleep(0)
+            envelopes += await self.mapper.to_envelopes(page[start : start + _DECRYPT_SLICE])
+        return envelopes
 
     async def _apply(
         self,
         projection: Projection,
         placement: Placement,
-        records: list[RecordedEvent],
+        envelopes: list[Envelope],
         conn: Conn | None = None,
     ) -> int:
-        envelopes = [e for e in await self.mapper.to_envelopes(records, conn) if not e.erased]
+        envelopes = [e for e in envelopes if not e.erased]
         if envelopes:
             if conn is not None:
                 await projection.handle(conn, placement, envelopes)
@@ -173,7 +196,8 @@ class Rebuilder:
                 last = await self.store.select_committed(position, projection.topics, conn)
             else:
                 last = await self._settled_up_to(projection, position, checkpoint or 0)
-            events = await self._apply(projection, placement, last, conn) if last else 0
+            envelopes = await self.mapper.to_envelopes(last, conn)
+            events = await self._apply(projection, placement, envelopes, conn) if last else 0
             built_to = max([position, *(r.position for r in last)])
             if projection.mode == "async" and built_to > (checkpoint or 0):
                 await self.store.insert_tracking(projection.name, built_to, conn)

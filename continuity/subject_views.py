@@ -107,7 +107,8 @@ class SealedViews(Generic[S]):
                 subjects,
             )
         }
-        wanted = {(s, max(e.key_version for e in batches[s])) for s in subjects}
+        newest = {s: max(e.key_version for e in batch) for s, batch in batches.items()}
+        wanted = set(newest.items())
         wanted |= {(s, row["key_version"]) for s, row in rows.items()}
         keys = await self.vault.keys_for_reading(wanted, conn)
         states: dict[UUID, S] = {}
@@ -115,7 +116,7 @@ class SealedViews(Generic[S]):
         gone: list[UUID] = []
         for subject in subjects:
             batch = batches[subject]
-            key = keys.get((subject, max(e.key_version for e in batch)))
+            key = keys.get((subject, newest[subject]))
             row = rows.get(subject)
             stored = keys.get((subject, row["key_version"])) if row is not None else None
             if key is None or (row is not None and stored is None):
