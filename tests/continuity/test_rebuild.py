@@ -8,13 +8,10 @@ import asyncio
 from decimal import Decimal
 from uuid import UUID, uuid4
 
-import anyio
 import pytest
-from click.testing import CliRunner
 
 from aggregates.metadata import EventMeta
 from continuity import carts
-from continuity.cli import main
 from continuity.erasure import shred_subject
 from continuity.mapper import EventMapper
 from continuity.rebuild import Rebuilder
@@ -25,6 +22,7 @@ from continuity.store import EventStore
 from privacy.master_key import Keyring
 from projections.session import SESSION, SessionView
 from tests.continuity.counting import counting, create_table
+from tests.continuity.test_restore import cli
 from tests.continuity.test_runner import counted, rebuilt, until, write_carts
 
 pytestmark = pytest.mark.anyio
@@ -176,17 +174,6 @@ async def test_an_async_projection_is_rebuilt_under_its_running_runner(
         await running
 
 
-async def cli(keyring: Keyring, database_url: str, schema: str, *args: str) -> tuple[int, str]:
-    env = {
-        "CONTINUITY_DATABASE_URL": database_url,
-        "CONTINUITY_DATABASE_SCHEMA": schema,
-        "CONTINUITY_MASTER_KEY": keyring.to_text().strip().replace("\n", ","),
-    }
-    result = await anyio.to_thread.run_sync(lambda: CliRunner().invoke(main, list(args), env=env))
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
-    return result.exit_code, result.output
-
-
 async def test_the_projections_commands(
     runtime: Runtime, database_url: str, schema: str, keyring: Keyring
 ) -> None:
@@ -195,22 +182,26 @@ async def test_the_projections_commands(
         await add(runtime, subject, sku)
     head = await runtime.store.max_notification_id()
 
-    code, output = await cli(keyring, database_url, schema, "projections", "list")
+    code, output = await cli(database_url, schema, "projections", "list", keyring=keyring)
     assert code == 0, output
     assert "session\tinline\tversion 2\ttopics: all\ttables: session_views" in output
 
-    code, output = await cli(keyring, database_url, schema, "projections", "status")
+    code, output = await cli(database_url, schema, "projections", "status", keyring=keyring)
     assert code == 0, output
     assert f"session: current; inline, version 2; at position {head} of {head}" in output
     assert "0 events behind; rows: session_views 1" in output
 
-    code, output = await cli(keyring, database_url, schema, "projections", "rebuild", "session")
+    code, output = await cli(
+        database_url, schema, "projections", "rebuild", "session", keyring=keyring
+    )
     assert code == 0, output
     assert f"session: 3 events folded up to position {head}" in output
     assert "switched over" in output
     view = await runtime.carts.session(subject)
     assert view == await from_the_log(runtime, subject)
 
-    code, output = await cli(keyring, database_url, schema, "projections", "rebuild", "nope")
+    code, output = await cli(
+        database_url, schema, "projections", "rebuild", "nope", keyring=keyring
+    )
     assert code == 2
     assert "no projection named 'nope' (known: session)" in output

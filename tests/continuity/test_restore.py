@@ -37,9 +37,13 @@ async def restore_from_an_older_cluster(pool: asyncpg.Pool, after: int) -> None:
         )
 
 
-async def cli(database_url: str, schema: str, *args: str) -> tuple[int, str]:
+async def cli(
+    database_url: str, schema: str, *args: str, keyring: Keyring | None = None
+) -> tuple[int, str]:
     """The command as an operator runs it (in a thread: it runs its own event loop)."""
     env = {"CONTINUITY_DATABASE_URL": database_url, "CONTINUITY_DATABASE_SCHEMA": schema}
+    if keyring is not None:
+        env["CONTINUITY_MASTER_KEY"] = ",".join(keyring.to_text().split())
     result = await anyio.to_thread.run_sync(lambda: CliRunner().invoke(main, list(args), env=env))
     assert result.exception is None or isinstance(result.exception, SystemExit), result.output
     return result.exit_code, result.output
