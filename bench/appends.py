@@ -107,6 +107,21 @@ def code_version() -> str:
     return described.stdout.strip() or "unknown"
 
 
+def about_the_run(postgres: str, loop_name: str, **settings: Any) -> dict[str, Any]:
+    """What a benchmark's results are about: when, which code, PostgreSQL, machine, loop and
+    its own settings, and the load before it started."""
+    return {
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "code": code_version(),
+        "postgres": postgres,
+        "cpu_cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "event_loop": loop_name,
+        **settings,
+        "load_average_before": os.getloadavg(),
+    }
+
+
 async def server_version(dsn: str) -> str:
     conn = await asyncpg.connect(dsn)
     try:
@@ -290,19 +305,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     results: list[Result] = []
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         postgres = runner.run(server_version(dsn))
-        about: dict[str, Any] = {
-            "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "code": code_version(),
-            "postgres": postgres,
-            "cpu_cores": os.cpu_count(),
-            "python": platform.python_version(),
-            "event_loop": loop_name,
-            "seconds": args.seconds,
-            "warmup": args.warmup,
-            "repeat": args.repeat,
-            "load_average_before": os.getloadavg(),
-            "payload_bytes": contenders.payload_sizes(),
-        }
+        about = about_the_run(
+            postgres,
+            loop_name,
+            seconds=args.seconds,
+            warmup=args.warmup,
+            repeat=args.repeat,
+            payload_bytes=contenders.payload_sizes(),
+        )
         summary = (
             f"code {about['code']}; {postgres}\n"
             f"{os.cpu_count()} cores, Python {platform.python_version()},"

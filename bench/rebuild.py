@@ -51,7 +51,6 @@ import statistics
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from time import perf_counter
@@ -65,8 +64,8 @@ from aggregates.cart import Cart
 from aggregates.metadata import Channel, EventMeta
 from bench.appends import (
     _positive,
+    about_the_run,
     checkpoint,
-    code_version,
     database_url,
     event_loop_factory,
     server_version,
@@ -435,16 +434,11 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         postgres = runner.run(server_version(dsn))
-        about: dict[str, Any] = {
-            "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "code": code_version(),
-            "postgres": postgres,
-            "cpu_cores": os.cpu_count(),
-            "python": platform.python_version(),
-            "event_loop": loop_name,
+        about = about_the_run(
+            postgres,
+            loop_name,
             **{k: v for k, v in vars(args).items() if k not in ("profile", "json")},
-            "load_average_before": os.getloadavg(),
-        }
+        )
         summary = (
             f"code {about['code']}; {postgres}\n{os.cpu_count()} cores, Python"
             f" {platform.python_version()}, {loop_name}; {args.subjects:,} subjects x"
