@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal, get_args
+
+import msgspec
 
 Channel = Literal["web", "app", "chat", "email", "phone", "store", "agent", "system"]
 ActorType = Literal["customer", "agent", "bot", "system"]
@@ -12,8 +13,7 @@ CHANNELS: frozenset[str] = frozenset(get_args(Channel))
 ACTOR_TYPES: frozenset[str] = frozenset(get_args(ActorType))
 
 
-@dataclass(frozen=True, slots=True)
-class EventMeta:
+class EventMeta(msgspec.Struct, frozen=True, gc=False):
     """Who did it, where. The device and actor id are personal: they are stored encrypted."""
 
     channel: Channel

@@ -21,7 +21,8 @@ order (each starts after a CHECKPOINT):
   WHERE position > $1 ORDER BY position LIMIT n` on one asyncpg connection (the next page read
   while the current one is folded, as the rebuild does), every payload decrypted and decoded
   by `EventMapper.to_envelopes` with the subjects' cached keys, and `SESSION.fold` per subject
-  and page into documents kept in memory. It writes nothing.
+  and page into documents kept in memory, under the rebuild's garbage collector setting
+  (`continuity.collector.fewer_collections`). It writes nothing.
 - RAW READ: the same page reads alone.
 
 `--page-size` is the rebuild's page (default: `continuity.rebuild.PAGE_SIZE`) and CEILING's and
@@ -70,6 +71,7 @@ from bench.appends import (
     event_loop_factory,
     server_version,
 )
+from continuity.collector import fewer_collections
 from continuity.db import close_pool, create_pool, migrate
 from continuity.mapper import EventMapper
 from continuity.rebuild import PAGE_SIZE, Rebuilder
@@ -207,19 +209,22 @@ async def ceiling(bench: Bench, documents: dict[UUID, Folded[SessionView]] | Non
     events = 0
     async with bench.pool.acquire() as conn:
         started = perf_counter()
-        page = await conn.fetch(_PAGE_SQL, 0, bench.page_size)
-        while page:
-            following = asyncio.ensure_future(conn.fetch(_PAGE_SQL, page[-1][0], bench.page_size))
-            records = [RecordedEvent(*row) for row in page]
-            batches: dict[UUID, list[Envelope]] = {}
-            for envelope in await bench.mapper.to_envelopes(records):
-                if not envelope.erased:
-                    batches.setdefault(envelope.subject_id, []).append(envelope)
-                    events += 1
-            for subject, batch in batches.items():
-                state = folded.get(subject)
-                folded[subject] = fold(empty() if state is None else state, batch)
-            page = await following
+        with fewer_collections():
+            page = await conn.fetch(_PAGE_SQL, 0, bench.page_size)
+            while page:
+                following = asyncio.ensure_future(
+                    conn.fetch(_PAGE_SQL, page[-1][0], bench.page_size)
+                )
+                records = [RecordedEvent(*row) for row in page]
+                batches: dict[UUID, list[Envelope]] = {}
+                for envelope in await bench.mapper.to_envelopes(records):
+                    if not envelope.erased:
+                        batches.setdefault(envelope.subject_id, []).append(envelope)
+                        events += 1
+                for subject, batch in batches.items():
+                    state = folded.get(subject)
+                    folded[subject] = fold(empty() if state is None else state, batch)
+                page = await following
         seconds = perf_counter() - started
     return Run(events, seconds)
 

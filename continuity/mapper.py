@@ -39,7 +39,7 @@ from projections.envelope import Envelope
 _FROM_COLUMNS = ("originator_id", "originator_version", "timestamp")
 
 
-class _Stored(msgspec.Struct, array_like=True, frozen=True):
+class _Stored(msgspec.Struct, array_like=True, frozen=True, gc=False):
     """Any event's payload, its fields not yet typed: what another class version is read as.
     Each class's own payload struct has the same header and its typed fields."""
 
@@ -72,10 +72,14 @@ class _Codec:
         self.digest_fields = sorted(self.fields)
         name = cls.__qualname__.replace(".", "_")
         self.struct: type[msgspec.Struct] = msgspec.defstruct(
-            name, [_struct_field(f, hints[f.name]) for f in fields], frozen=True
+            name, [_struct_field(f, hints[f.name]) for f in fields], frozen=True, gc=False
         )
         payload = msgspec.defstruct(
-            f"{name}_Payload", [*_HEADER, ("fields", self.struct)], array_like=True, frozen=True
+            f"{name}_Payload",
+            [*_HEADER, ("fields", self.struct)],
+            array_like=True,
+            frozen=True,
+            gc=False,
         )
         self.decoder = msgspec.msgpack.Decoder(payload)
         self.values = _getter(self.fields)

@@ -9,7 +9,7 @@ physical table stands for each table it owns). Erased subjects' placeholders nev
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 from continuity.db import Conn
 from projections.envelope import Envelope
@@ -42,6 +42,22 @@ class Projection(Protocol):
     async def handle(self, conn: Conn, placement: Placement, envelopes: list[Envelope]) -> object:
         """Apply `envelopes` (in log order, none erased) inside the caller's transaction; what
         it returns is what an inline caller gets back (see `Registry.apply_inline`)."""
+
+
+class Builder(Protocol):
+    """What a rebuild feeds page after page, in transactions of its own, then flushes once."""
+
+    async def feed(self, conn: Conn, envelopes: list[Envelope]) -> None: ...
+
+    async def flush(self, conn: Conn) -> None: ...
+
+
+@runtime_checkable
+class Buildable(Protocol):
+    """A projection that rebuilds faster than through `handle` (holding its rows in memory
+    between pages, say) offers a builder for its side tables."""
+
+    def builder(self, placement: Placement) -> Builder: ...
 
 
 def live(projection: Projection) -> Placement:

@@ -22,9 +22,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from continuity import catalog
+from continuity.collector import fewer_collections
 from continuity.db import Conn
 from continuity.mapper import EventMapper
-from continuity.projection import Placement, Projection, side
+from continuity.projection import Buildable, Builder, Placement, Projection, side
 from continuity.store import EventStore, RecordedEvent
 from projections.envelope import Envelope
 
@@ -33,10 +34,7 @@ log = logging.getLogger("continuity.projections")
 _REBUILD_CLASS = 0x72626C64  # "rbld"
 
 PAGE_SIZE = 5000
-"""Events per page of a rebuild. Each page rewrites the row of every subject it touches, so
-larger pages rewrite fewer rows when subjects come back often; but they keep more objects alive,
-which makes the garbage collector's full passes dearer, and that ate the gain in
-docs/benchmarks.md ("Projection rebuild")."""
+"""Events per page of a rebuild: read and decrypted while the page before is folded."""
 
 _DECRYPT_SLICE = 500
 """Events decrypted between two turns of the event loop while the next page is prepared."""
@@ -95,7 +93,8 @@ class Rebuilder:
             started = time.perf_counter()
             placement = {table.name: side(table.name) for table in projection.tables}
             await self._create_side(projection)
-            events, position = await self._fold(projection, placement, progress)
+            with fewer_collections():
+                events, position = await self._fold(projection, placement, progress)
             if before_switch is not None:
                 await before_switch()
             events += await self._switch(projection, placement, position)
@@ -127,21 +126,32 @@ class Rebuilder:
         self, projection: Projection, placement: Placement, progress: Progress | None
     ) -> tuple[int, int]:
         """Fold the settled log into the side tables, page by page, reading and decrypting the
-        next page while the current one is folded and written. Returns (events folded, last
-        position read)."""
+        next page while the current one is folded. Returns (events folded, last position
+        read)."""
+        builder: Builder = (
+            projection.builder(placement)
+            if isinstance(projection, Buildable)
+            else _Handling(projection, placement)
+        )
         position = events = 0
         page = await self._prepare(projection, position)
         while page:
             position = page[-1].position
             following = asyncio.create_task(self._prepare(projection, position))
             try:
-                events += await self._apply(projection, placement, page)
+                envelopes = [e for e in page if not e.erased]
+                if envelopes:
+                    async with self.store.pool.acquire() as conn, conn.transaction():
+                        await builder.feed(conn, envelopes)
+                events += len(envelopes)
             except BaseException:
                 following.cancel()
                 raise
             if progress is not None:
                 progress(events, position)
             page = await following
+        async with self.store.pool.acquire() as conn, conn.transaction():
+            await builder.flush(conn)
         return events, position
 
     async def _prepare(self, projection: Projection, after: int) -> list[Envelope]:
@@ -160,19 +170,11 @@ class Rebuilder:
         return envelopes
 
     async def _apply(
-        self,
-        projection: Projection,
-        placement: Placement,
-        envelopes: list[Envelope],
-        conn: Conn | None = None,
+        self, projection: Projection, placement: Placement, envelopes: list[Envelope], conn: Conn
     ) -> int:
         envelopes = [e for e in envelopes if not e.erased]
         if envelopes:
-            if conn is not None:
-                await projection.handle(conn, placement, envelopes)
-            else:
-                async with self.store.pool.acquire() as own, own.transaction():
-                    await projection.handle(own, placement, envelopes)
+            await projection.handle(conn, placement, envelopes)
         return len(envelopes)
 
     async def _switch(self, projection: Projection, placement: Placement, position: int) -> int:
@@ -230,6 +232,20 @@ class Rebuilder:
             records += page
             after = page[-1].position
         return records
+
+
+@dataclass(frozen=True)
+class _Handling:
+    """The builder of a projection that offers none: each page goes through `handle`."""
+
+    projection: Projection
+    placement: Placement
+
+    async def feed(self, conn: Conn, envelopes: list[Envelope]) -> None:
+        await self.projection.handle(conn, self.placement, envelopes)
+
+    async def flush(self, conn: Conn) -> None:
+        """Nothing is held back."""
 
 
 async def _rename_indexes(conn: Conn, table: str, built_as: str) -> None:

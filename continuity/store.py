@@ -44,8 +44,9 @@ class NewEvent(msgspec.Struct, frozen=True):
     payload: bytes
 
 
-class RecordedEvent(msgspec.Struct, frozen=True):
-    """A row of the log as read back."""
+class RecordedEvent(msgspec.Struct, frozen=True, gc=False):
+    """A row of the log as read back (plain values only, so not tracked by the garbage
+    collector)."""
 
     position: int
     stream_id: UUID
@@ -81,19 +82,8 @@ Project = Callable[[Conn, list[int]], Awaitable[None]]
 
 
 def _record(row: asyncpg.Record) -> RecordedEvent:
-    return RecordedEvent(
-        position=row[0],
-        stream_id=row[1],
-        version=row[2],
-        event_id=row[3],
-        subject_id=row[4],
-        topic=row[5],
-        channel=row[6],
-        recorded_at=row[7],
-        key_version=row[8],
-        payload=row[9],
-        digest=row[10],
-    )
+    """The columns are selected in the struct's field order (a settled flag may follow)."""
+    return RecordedEvent(*row[:11])
 
 
 class EventStore:

@@ -42,8 +42,12 @@ class SealedViews(Generic[S]):
         store: EventStore,
         mapper: EventMapper,
         mode: Mode = "inline",
+        *,
+        held: int = 20_000,
     ) -> None:
+        """`held`: how many documents a rebuild keeps in memory between writes."""
         self.view = view
+        self.held = held
         self.vault = vault
         self.store = store
         self.mapper = mapper
@@ -92,60 +96,88 @@ class SealedViews(Generic[S]):
         """Fold each subject's events into their row, locked against a concurrent fold, and
         seal it with the newest key their events were sealed with."""
         table = placement[self.view.table]
-        batches: dict[UUID, list[Envelope]] = {}
-        for envelope in envelopes:
-            if not envelope.erased:
-                batches.setdefault(envelope.subject_id, []).append(envelope)
+        batches = _by_subject(envelopes)
         if not batches:
             return {}
-        subjects = sorted(batches)
-        rows = {
-            row["subject_id"]: row
-            for row in await conn.fetch(
-                f"SELECT subject_id, key_version, body FROM {table}"
-                " WHERE subject_id = ANY($1::uuid[]) ORDER BY subject_id FOR UPDATE",
-                subjects,
-            )
-        }
-        newest = {s: max(e.key_version for e in batch) for s, batch in batches.items()}
-        wanted = set(newest.items())
-        wanted |= {(s, row["key_version"]) for s, row in rows.items()}
-        keys = await self.vault.keys_for_reading(wanted, conn)
-        states: dict[UUID, S] = {}
-        sealed: list[tuple[UUID, int, int, bytes]] = []
-        gone: list[UUID] = []
-        for subject in subjects:
-            batch = batches[subject]
-            key = keys.get((subject, newest[subject]))
-            row = rows.get(subject)
-            stored = keys.get((subject, row["key_version"])) if row is not None else None
-            if key is None or (row is not None and stored is None):
-                gone.append(subject)
-                continue
-            folded = self.view.empty()
-            if row is not None and stored is not None:
-                folded = self._open(stored, subject, row["body"])
-            if self.view.follows(folded, batch):
-                folded = self.view.fold(folded, batch)
-            else:
-                log.warning("the %s view of subject %s disagrees with the log", self.name, subject)
-                folded = await self._refold(conn, subject)
-            states[subject] = folded.state
-            body = seal(key, _ENCODER.encode(folded), row_aad(self.view.table, subject))
-            sealed.append((subject, key.version, folded.position, body))
+        documents, gone = await self._read(conn, table, sorted(batches), lock=True)
+        newest: dict[UUID, int] = {}
+        for subject, batch in batches.items():
+            if subject not in gone:
+                _note_keys(newest, subject, batch)
+                documents[subject] = await self._next(conn, subject, documents.get(subject), batch)
+        gone += await self._write(conn, table, documents, newest)
         if gone:
             await self._forget_unreadable(conn, table, gone)
-        await conn.execute(
-            f"INSERT INTO {table} (subject_id, key_version, position, body)"
-            " SELECT * FROM unnest($1::uuid[], $2::int[], $3::bigint[], $4::bytea[])"
-            " ON CONFLICT (subject_id) DO UPDATE SET key_version = excluded.key_version,"
-            " position = excluded.position, body = excluded.body, updated_at = now()",
-            [s[0] for s in sealed],
-            [s[1] for s in sealed],
-            [s[2] for s in sealed],
-            [s[3] for s in sealed],
+        return {subject: documents[subject].state for subject in newest if subject not in gone}
+
+    def builder(self, placement: Placement) -> DocumentBuilder[S]:
+        """What a rebuild feeds instead of `handle`: it keeps documents in memory between
+        pages and writes each once (see `DocumentBuilder`)."""
+        return DocumentBuilder(self, placement[self.view.table], self.held)
+
+    async def _read(
+        self, conn: Conn, table: str, subjects: list[UUID], *, lock: bool
+    ) -> tuple[dict[UUID, Folded[S]], list[UUID]]:
+        """The stored documents of `subjects` (in subject order, so concurrent folds lock rows
+        in one order), and the subjects whose row's key is gone."""
+        rows = await conn.fetch(
+            f"SELECT subject_id, key_version, body FROM {table}"
+            f" WHERE subject_id = ANY($1::uuid[]) ORDER BY subject_id{' FOR UPDATE' * lock}",
+            subjects,
         )
-        return states
+        keys = await self.vault.keys_for_reading(
+            ((row["subject_id"], row["key_version"]) for row in rows), conn
+        )
+        documents: dict[UUID, Folded[S]] = {}
+        gone: list[UUID] = []
+        for subject, key_version, body in rows:
+            key = keys.get((subject, key_version))
+            if key is None:
+                gone.append(subject)
+            else:
+                documents[subject] = self._open(key, subject, body)
+        return documents, gone
+
+    async def _next(
+        self, conn: Conn, subject: UUID, folded: Folded[S] | None, batch: list[Envelope]
+    ) -> Folded[S]:
+        """`folded` with `batch` folded in; refolded from the log if `batch` does not follow it."""
+        folded = folded or self.view.empty()
+        if self.view.follows(folded, batch):
+            return self.view.fold(folded, batch)
+        log.warning("the %s view of subject %s disagrees with the log", self.name, subject)
+        return await self._refold(conn, subject)
+
+    async def _write(
+        self,
+        conn: Conn,
+        table: str,
+        documents: Mapping[UUID, Folded[S]],
+        newest: Mapping[UUID, int],
+    ) -> list[UUID]:
+        """Seal and upsert `documents`, each with its subject's key at `newest`; returns the
+        subjects whose key is gone (nothing is written for them)."""
+        keys = await self.vault.keys_for_reading(
+            ((subject, newest[subject]) for subject in documents), conn
+        )
+        sealed: list[tuple[UUID, int, int, bytes]] = []
+        gone: list[UUID] = []
+        for subject, folded in documents.items():
+            key = keys.get((subject, newest[subject]))
+            if key is None:
+                gone.append(subject)
+                continue
+            body = seal(key, _ENCODER.encode(folded), row_aad(self.view.table, subject))
+            sealed.append((subject, key.version, folded.position, body))
+        if sealed:
+            await conn.execute(
+                f"INSERT INTO {table} (subject_id, key_version, position, body)"
+                " SELECT * FROM unnest($1::uuid[], $2::int[], $3::bigint[], $4::bytea[])"
+                " ON CONFLICT (subject_id) DO UPDATE SET key_version = excluded.key_version,"
+                " position = excluded.position, body = excluded.body, updated_at = now()",
+                *map(list, zip(*sealed, strict=True)),
+            )
+        return gone
 
     async def _forget_unreadable(self, conn: Conn, table: str, subjects: list[UUID]) -> None:
         """Subjects whose key went while their events were in flight: erased ones lose their
@@ -172,3 +204,65 @@ class SealedViews(Generic[S]):
         except (DecryptionFailed, msgspec.DecodeError):
             raise IntegrityViolation(f"the {self.name} view of subject {subject_id}") from None
         return folded
+
+
+class DocumentBuilder(Generic[S]):
+    """A rebuild's write-behind for a subject view. Inline, each batch rewrites the document of
+    every subject it touches; a rebuild meets a subject in many pages, so it keeps their
+    documents in memory and writes them when it holds `limit` of them, and at the end. The side
+    table is the rebuild's alone (it holds the projection's rebuild lock), so nothing else
+    writes those rows meanwhile."""
+
+    def __init__(self, views: SealedViews[S], table: str, limit: int) -> None:
+        self.views = views
+        self.table = table
+        self.limit = limit
+        self._documents: dict[UUID, Folded[S]] = {}
+        self._newest: dict[UUID, int] = {}
+        self._written: set[UUID] = set()
+        self._gone: set[UUID] = set()
+
+    async def feed(self, conn: Conn, envelopes: list[Envelope]) -> None:
+        """Fold a page (in log order, none erased); a subject written out before is read back."""
+        batches = _by_subject(envelopes)
+        if away := sorted(s for s in batches if s in self._written and s not in self._documents):
+            stored, gone = await self.views._read(conn, self.table, away, lock=False)
+            self._documents.update(stored)
+            self._gone.update(gone)
+        documents, newest, views = self._documents, self._newest, self.views
+        for subject, batch in batches.items():
+            if subject not in self._gone:
+                _note_keys(newest, subject, batch)
+                documents[subject] = await views._next(conn, subject, documents.get(subject), batch)
+        if len(documents) >= self.limit:
+            await self.flush(conn)
+
+    async def flush(self, conn: Conn) -> None:
+        """Write every document held, and let them go."""
+        gone = [
+            *self._gone,
+            *await self.views._write(conn, self.table, self._documents, self._newest),
+        ]
+        if gone:
+            await self.views._forget_unreadable(conn, self.table, gone)
+        self._written.update(self._documents)
+        self._written.difference_update(gone)
+        self._documents.clear()
+        self._gone.clear()
+        for subject in gone:
+            self._newest.pop(subject, None)
+
+
+def _by_subject(envelopes: list[Envelope]) -> dict[UUID, list[Envelope]]:
+    batches: dict[UUID, list[Envelope]] = {}
+    for envelope in envelopes:
+        if not envelope.erased:
+            batches.setdefault(envelope.subject_id, []).append(envelope)
+    return batches
+
+
+def _note_keys(newest: dict[UUID, int], subject: UUID, batch: list[Envelope]) -> None:
+    """Remember the newest key version `subject`'s events were sealed with."""
+    version = max(envelope.key_version for envelope in batch)
+    if version > newest.get(subject, 0):
+        newest[subject] = version

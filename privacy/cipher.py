@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import struct
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
@@ -90,17 +91,25 @@ def event_aad(
     micros = (recorded_at - _EPOCH) // _MICROSECOND
     return b"\x00".join(
         (
-            b"continuity-event-v2",
-            event_id.bytes,
-            stream_id.bytes,
-            version.to_bytes(8, "big", signed=True),
-            subject_id.bytes,
-            key_version.to_bytes(8, "big", signed=True),
-            micros.to_bytes(8, "big", signed=True),
+            _EVENT_AAD.pack(
+                b"continuity-event-v2",
+                event_id.bytes,
+                stream_id.bytes,
+                version,
+                subject_id.bytes,
+                key_version,
+                micros,
+            ),
             topic.encode("utf-8"),
             channel.encode("utf-8"),
         )
     )
+
+
+_EVENT_AAD = struct.Struct(">19sx16sx16sxqx16sxqxq")
+"""The fixed-width head of an event's associated data: the label and the columns of fixed
+width, a zero byte between each (one pack instead of a join of seven: a rebuild makes one per
+event)."""
 
 
 def row_aad(table: str, subject_id: UUID, row_key: str = "") -> bytes:

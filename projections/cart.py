@@ -13,7 +13,7 @@ from aggregates.cart import Cart
 from projections.envelope import Envelope
 
 
-class CartItemView(msgspec.Struct, frozen=True):
+class CartItemView(msgspec.Struct, frozen=True, gc=False):
     sku: str
     name: str
     unit_price: Decimal
@@ -21,7 +21,7 @@ class CartItemView(msgspec.Struct, frozen=True):
     line_total: Decimal
 
 
-class CartView(msgspec.Struct, frozen=True):
+class CartView(msgspec.Struct, frozen=True, gc=False):
     cart_id: UUID
     generation: int
     version: int

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
+import msgspec
 from eventsourcing.domain import DomainEvent
 
 from aggregates.metadata import EventMeta
 
 
-@dataclass(frozen=True, slots=True)
-class Envelope:
+class Envelope(msgspec.Struct, frozen=True, gc=False):
     """`event` and `meta` are None when the subject has been erased: only the non-personal
-    facts (topic, channel, time, position) survive, and projections skip such events."""
+    facts (topic, channel, time, position) survive, and projections skip such events.
+    A rebuild makes one per event: a struct the garbage collector does not track is the
+    cheapest to make (an envelope refers to its event, never the other way round)."""
 
     position: int
     stream_id: UUID

@@ -20,7 +20,7 @@ from projections.view import SubjectView
 MAX_DEVICES = 20
 
 
-class DeviceView(msgspec.Struct, frozen=True):
+class DeviceView(msgspec.Struct, frozen=True, gc=False):
     """The resume point of one device: when it was last used, where, for what."""
 
     device: str
@@ -29,7 +29,7 @@ class DeviceView(msgspec.Struct, frozen=True):
     last_action: str
 
 
-class SessionView(msgspec.Struct, frozen=True):
+class SessionView(msgspec.Struct, frozen=True, gc=False):
     cart: CartView | None = None
     devices: list[DeviceView] = msgspec.field(default_factory=list)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
+from uuid import UUID
 
 import msgspec
 
@@ -20,12 +21,13 @@ from projections.tables import SUBJECT_ROWS, Table
 S = TypeVar("S", bound=msgspec.Struct)
 
 
-class Folded(msgspec.Struct, Generic[S], frozen=True):
+class Folded(msgspec.Struct, Generic[S], frozen=True, gc=False):
     """The stored document: the view's state, the last version folded of each stream, and the
-    highest position folded (for operators; it says nothing about what was folded)."""
+    highest position folded (for operators; it says nothing about what was folded). Documents
+    are values (no cycles), so the garbage collector need not track them."""
 
     state: S
-    streams: dict[str, int] = msgspec.field(default_factory=dict)
+    streams: dict[UUID, int] = msgspec.field(default_factory=dict)
     position: int = 0
 
 
@@ -57,7 +59,7 @@ class SubjectView(Generic[S]):
         for envelope in envelopes:
             if envelope.event is None:
                 continue
-            stream = str(envelope.stream_id)
+            stream = envelope.stream_id
             if envelope.version != streams.get(stream, 0) + 1:
                 return False
             streams[stream] = envelope.version
@@ -72,7 +74,7 @@ class SubjectView(Generic[S]):
         for envelope in envelopes:
             if envelope.event is None:
                 continue
-            stream = str(envelope.stream_id)
+            stream = envelope.stream_id
             last = streams.get(stream, 0)
             if envelope.version <= last:
                 continue

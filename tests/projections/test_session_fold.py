@@ -35,7 +35,7 @@ def test_the_view_follows_the_cart_and_the_devices() -> None:
     ]
     assert view.cart.total == Decimal("7.50")
     assert [d.device for d in view.devices] == ["laptop", "phone"]
-    assert folded.streams == {str(cart.id): 5}
+    assert folded.streams == {cart.id: 5}
     assert fold(folded, second) == folded, "an event already folded is not applied twice"
     assert not SESSION.follows(folded, second), "a repeat is not what comes next"
 
