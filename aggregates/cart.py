@@ -3,30 +3,37 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
-from aggregates.errors import InvalidState, InvalidValue, NotFound
+from aggregates import money
+from aggregates.errors import DomainError, InvalidState, InvalidValue, NotFound
 
 MAX_QUANTITY = 10_000
+MAX_LINES = 100
+"""Different SKUs in one cart."""
 CART_NAMESPACE = UUID("6f0f5a6e-2f44-4d0e-9a52-7d1c3e0c8a11")
 
 
 class CartLine:
     """One line of the cart (state, not an event)."""
 
-    __slots__ = ("name", "quantity", "sku", "unit_price")
+    __slots__ = ("currency", "name", "quantity", "sku", "unit_price")
 
-    def __init__(self, sku: str, name: str, unit_price: Decimal, quantity: int) -> None:
+    def __init__(
+        self, sku: str, name: str, unit_price: Decimal, quantity: int, currency: str
+    ) -> None:
         self.sku = sku
         self.name = name
         self.unit_price = unit_price
         self.quantity = quantity
+        self.currency = currency
 
     @property
     def total(self) -> Decimal:
-        return self.unit_price * self.quantity
+        return money.times(self.unit_price, self.quantity, self.currency)
 
 
 def _check_quantity(quantity: int) -> None:
@@ -43,8 +50,17 @@ class Cart(Aggregate):
     opening "the" cart at once collide on the same stream instead of opening two carts."""
 
     class Opened(Aggregate.Created):
+        """Version 2: a cart has a currency (ISO 4217), every price in it is in that currency.
+        Carts opened before were in the deployment's configured default currency."""
+
+        class_version = 2
         subject_id: UUID
         generation: int
+        currency: str
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["currency"] = money.legacy_currency()
 
     class ItemAdded(Aggregate.Event):
         sku: str
@@ -67,27 +83,46 @@ class Cart(Aggregate):
         return uuid5(CART_NAMESPACE, f"{subject_id}/{generation}")
 
     @event(Opened)
-    def __init__(self, subject_id: UUID, generation: int = 1) -> None:
+    def __init__(
+        self, subject_id: UUID, generation: int = 1, currency: str = money.DEFAULT_CURRENCY
+    ) -> None:
         self.subject_id = subject_id
         self.generation = generation
+        self.currency = currency
         self.lines: dict[str, CartLine] = {}
         self.checked_out = False
 
-    def add_item(self, sku: str, name: str, unit_price: Decimal, quantity: int) -> None:
+    def add_item(
+        self,
+        sku: str,
+        name: str,
+        unit_price: Decimal,
+        quantity: int,
+        currency: str | None = None,
+    ) -> None:
+        """Add `quantity` of `sku` at `unit_price`, in the cart's currency (`currency`, if
+        given, must be it); the price is kept at the currency's minor unit ("12.5" is 12.50)."""
         self._check_open()
         _check_quantity(quantity)
-        if not unit_price.is_finite() or unit_price < 0:
-            raise InvalidValue("unit_price must be zero or more", field="unit_price")
+        if currency is not None and currency != self.currency:
+            money.check_currency(currency)
+            raise InvalidValue(
+                f"the cart is in {self.currency}; its prices cannot be in {currency}",
+                field="currency",
+            )
+        unit_price = money.check_amount(unit_price, self.currency, "unit_price")
         existing = self.lines.get(sku)
         if existing is not None:
             _check_quantity(existing.quantity + quantity)
+        elif len(self.lines) >= MAX_LINES:
+            raise DomainError(f"a cart holds at most {MAX_LINES} different items", field="sku")
         self._item_added(sku, name, unit_price, quantity)
 
     @event(ItemAdded)
     def _item_added(self, sku: str, name: str, unit_price: Decimal, quantity: int) -> None:
         line = self.lines.get(sku)
         if line is None:
-            self.lines[sku] = CartLine(sku, name, unit_price, quantity)
+            self.lines[sku] = CartLine(sku, name, unit_price, quantity, self.currency)
         else:
             line.name = name
             line.unit_price = unit_price
@@ -124,7 +159,7 @@ class Cart(Aggregate):
 
     @property
     def total(self) -> Decimal:
-        return sum((line.total for line in self.lines.values()), Decimal(0))
+        return money.total([line.total for line in self.lines.values()], self.currency)
 
     def _line(self, sku: str) -> CartLine:
         line = self.lines.get(sku)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
-from litestar import Litestar
+from litestar import Litestar, Request, Response
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.logging import LoggingConfig
@@ -13,12 +14,19 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 
 from api.auth import jwt_auth
-from api.problems import EXPECTED_ERRORS, fallback_handlers, problem_details_plugin
+from api.body import ApiRequest
+from api.etags import NotModified, not_modified
+from api.limits import MAX_BODY_BYTES
+from api.problems import exception_handlers
 from api.routes.device import DeviceController
 from api.routes.ops import health, ready
 from continuity.runtime import Runtime, resolve_database, resolve_jwt_secret
 from continuity.settings import Settings
 from privacy.master_key import Keyring
+
+
+def _not_modified(_: Request[Any, Any, Any], exc: NotModified) -> Response[None]:
+    return not_modified(exc.etag)
 
 
 def _runtime(state: State) -> Runtime:
@@ -55,12 +63,11 @@ def create_app(
         dependencies={"runtime": Provide(_runtime, sync_to_thread=False)},
         lifespan=[lifespan],
         on_app_init=[auth.on_app_init],
-        plugins=[problem_details_plugin()],
-        exception_handlers=fallback_handlers(),
-        logging_config=LoggingConfig(
-            log_exceptions="always",
-            disable_stack_trace={400, 401, 403, 404, 405, 409, 410, 412, 422, *EXPECTED_ERRORS},
-        ),
+        request_class=ApiRequest,
+        request_max_body_size=MAX_BODY_BYTES,
+        exception_handlers={**exception_handlers(), NotModified: _not_modified},
+        # api.problems logs each error answered (4xx at INFO, 5xx at ERROR with a traceback).
+        logging_config=LoggingConfig(log_exceptions="never"),
         openapi_config=OpenAPIConfig(
             title="Continuity",
             version="0.1.0",

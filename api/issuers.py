@@ -25,6 +25,10 @@ from continuity.settings import BUILT_IN_ISSUER
 BUILT_IN_ALGORITHM = "HS256"
 
 
+class TokenExpired(NotAuthorizedException):
+    """The token checked out but for its `exp`: the client should get a new one, not give up."""
+
+
 class Verifier(Protocol):
     @property
     def issuer(self) -> str: ...
@@ -53,6 +57,8 @@ def _decode(
             audience=audience,
             options={"require": list(require), "enforce_minimum_key_length": True},
         )
+    except jwt.ExpiredSignatureError:
+        raise TokenExpired("the token expired") from None
     except jwt.PyJWTError as exc:
         # PyJWT's messages name the failed check ("Audience doesn't match", "Signature has
         # expired"), never a claim's value.

@@ -1,21 +1,26 @@
-"""RFC 9457 problem details for every error the API answers with."""
+"""RFC 9457 problem details for every error the API answers with.
+
+Every problem has a stable `type` (a URI under `PROBLEM_BASE`) and `title` from the catalog
+below, which docs/errors.md lists (a test holds the two together). A `detail` says what went
+wrong in this request; it never carries an exception's text, a log position or a stream id.
+Expected 4xx answers are logged at INFO in one line; 5xx at ERROR with the traceback.
+"""
 
 from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 
 from litestar import Request, Response
-from litestar.exceptions import HTTPException, ValidationException
-from litestar.plugins.problem_details import (
-    ProblemDetailsConfig,
-    ProblemDetailsException,
-    ProblemDetailsPlugin,
-)
+from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
+from litestar.plugins.problem_details import ProblemDetailsException
 from litestar.types import ExceptionHandlersMap
 
 from aggregates.errors import DomainError, InvalidState, InvalidValue, NotFound
+from api.issuers import TokenExpired
 from continuity.errors import (
     ConcurrencyConflict,
     EventIdReused,
@@ -25,71 +30,192 @@ from continuity.errors import (
 )
 
 PROBLEM_BASE = "https://continuity.dev/problems/"
+REALM = "continuity"
 log = logging.getLogger("continuity.api")
 
 
-def problem(
-    status: int, slug: str, title: str, detail: str, **extra: Any
-) -> ProblemDetailsException:
-    return ProblemDetailsException(
-        status_code=status,
-        type_=PROBLEM_BASE + slug,
-        title=title,
-        detail=detail,
-        extra=extra or None,
-    )
+@dataclass(frozen=True)
+class ProblemType:
+    """One kind of problem: its stable URI slug, status and title, and when it is answered."""
+
+    slug: str
+    status: int
+    title: str
+    when: str
+
+    @property
+    def uri(self) -> str:
+        return PROBLEM_BASE + self.slug
+
+    def __call__(
+        self, detail: str, *, headers: dict[str, str] | None = None, **extra: Any
+    ) -> ProblemDetailsException:
+        return ProblemDetailsException(
+            status_code=self.status,
+            type_=self.uri,
+            title=self.title,
+            detail=detail,
+            extra={k: v for k, v in extra.items() if v is not None} or None,
+            headers=headers,
+        )
+
+
+PROBLEM_TYPES: list[ProblemType] = []
+
+
+def _type(slug: str, status: int, title: str, when: str) -> ProblemType:
+    problem_type = ProblemType(slug, status, title, when)
+    PROBLEM_TYPES.append(problem_type)
+    return problem_type
+
+
+INVALID_REQUEST = _type(
+    "invalid-request",
+    400,
+    "Invalid request",
+    "A body field, header or path parameter is not what the schema accepts. `field` names the"
+    " first one at fault, `errors` lists each (`field`, `source`, `message`).",
+)
+MALFORMED_BODY = _type(
+    "malformed-body",
+    400,
+    "Malformed body",
+    "The body is not JSON, not UTF-8, or nests arrays and objects deeper than the limit.",
+)
+MISSING_TOKEN = _type(
+    "missing-token",
+    401,
+    "Authentication required",
+    'No bearer token was sent. `WWW-Authenticate: Bearer realm="continuity"`.',
+)
+INVALID_TOKEN = _type(
+    "invalid-token",
+    401,
+    "Invalid token",
+    "The bearer token failed a check (signature, issuer, audience, role, claims); `detail`"
+    ' says which. `WWW-Authenticate: Bearer error="invalid_token"`.',
+)
+TOKEN_EXPIRED = _type(
+    "token-expired",
+    401,
+    "Token expired",
+    'The bearer token is past its `exp`: get a new one. `WWW-Authenticate: Bearer error="'
+    'invalid_token", error_description="the token expired"`.',
+)
+FORBIDDEN = _type(
+    "forbidden", 403, "Forbidden", "The token is valid, but its role may not use this route."
+)
+CHANNEL_NOT_ALLOWED = _type(
+    "channel-not-allowed",
+    403,
+    "Channel not allowed",
+    "`X-Channel` is agent or system, which a customer's device may not claim.",
+)
+NOT_FOUND = _type(
+    "not-found",
+    404,
+    "Not found",
+    "No such route, or the command names something that does not exist (an item not in the"
+    " cart, no open cart); `field` says which input, if one.",
+)
+NO_CART = _type("no-cart", 404, "No cart yet", "`GET /v1/me/cart` before the first item.")
+METHOD_NOT_ALLOWED = _type(
+    "method-not-allowed",
+    405,
+    "Method not allowed",
+    "The route exists but not with this method; `Allow` lists the methods it has.",
+)
+INVALID_STATE = _type(
+    "invalid-state",
+    409,
+    "Not allowed in the current state",
+    "The command cannot apply to the resource as it is (changing a checked-out cart, checking"
+    " out an empty one).",
+)
+CONFLICT = _type(
+    "conflict",
+    409,
+    "Concurrent change",
+    "Without `If-Match`, the cart kept changing under this request after several retries;"
+    " `current_version` is its version now.",
+)
+SUBJECT_ERASED = _type(
+    "subject-erased", 410, "Subject erased", "The customer's data was erased (crypto-shredded)."
+)
+STALE_VERSION = _type(
+    "stale-version",
+    412,
+    "Precondition failed",
+    "`If-Match` names a version the cart is no longer at; `current_version` and `ETag` give"
+    " the current one.",
+)
+WEAK_ETAG = _type(
+    "weak-etag",
+    412,
+    "Weak ETag in If-Match",
+    '`If-Match` sent a weak ETag (`W/"3"`): writes compare strongly (RFC 9110 13.1.1), and a'
+    ' weak tag never matches. Send the ETag as given, e.g. `"3"`.',
+)
+BODY_TOO_LARGE = _type(
+    "body-too-large", 413, "Body too large", "The body is larger than the limit (64 KiB)."
+)
+UNSUPPORTED_MEDIA_TYPE = _type(
+    "unsupported-media-type",
+    415,
+    "Unsupported media type",
+    "A route with a body got a `Content-Type` other than `application/json` or `*/*+json`, or"
+    " none.",
+)
+INVALID_VALUE = _type(
+    "invalid-value",
+    422,
+    "Invalid value",
+    "A well-formed value the domain refuses: a price finer than the currency's minor unit,"
+    " a quantity that would pass the maximum, a currency other than the cart's.",
+)
+DOMAIN_RULE = _type(
+    "domain-rule",
+    422,
+    "Business rule violated",
+    "Another business rule, such as the most different items a cart holds.",
+)
+IDEMPOTENCY_KEY_REUSED = _type(
+    "idempotency-key-reused",
+    422,
+    "Idempotency key reused",
+    "An `Idempotency-Key` already used by this customer for a different request.",
+)
+INTERNAL = _type(
+    "internal", 500, "Internal server error", "An unexpected error; it was logged with a trace."
+)
+INTEGRITY = _type(
+    "integrity",
+    500,
+    "Stored data failed its integrity check",
+    "A stored event or view did not authenticate or decode; operators are alerted by the log.",
+)
+
+_BY_STATUS: dict[int, ProblemType] = {
+    400: INVALID_REQUEST,
+    401: INVALID_TOKEN,
+    403: FORBIDDEN,
+    404: NOT_FOUND,
+    405: METHOD_NOT_ALLOWED,
+    413: BODY_TOO_LARGE,
+    415: UNSUPPORTED_MEDIA_TYPE,
+}
+"""Problems for Litestar's own HTTP exceptions, by status. Any other status is answered as
+RFC 9457's `about:blank`: its title is the status's name."""
 
 
 def _domain(exc: DomainError) -> ProblemDetailsException:
-    field = {"field": exc.field} if exc.field else {}
     if isinstance(exc, NotFound):
-        return problem(404, "not-found", "Not found", str(exc), **field)
+        return NOT_FOUND(str(exc), field=exc.field)
     if isinstance(exc, InvalidState):
-        return problem(409, "invalid-state", "Not allowed in the current state", str(exc), **field)
+        return INVALID_STATE(str(exc), field=exc.field)
     if isinstance(exc, InvalidValue):
-        return problem(422, "invalid-value", "Invalid value", str(exc), **field)
-    return problem(422, "domain-rule", "Business rule violated", str(exc), **field)
-
-
-def _conflict(exc: ConcurrencyConflict) -> ProblemDetailsException:
-    return problem(
-        409,
-        "conflict",
-        "Concurrent change",
-        str(exc),
-        stream_id=str(exc.stream_id),
-        current_version=exc.actual,
-    )
-
-
-def _precondition(exc: PreconditionFailed) -> ProblemDetailsException:
-    return ProblemDetailsException(
-        status_code=412,
-        type_=PROBLEM_BASE + "stale-version",
-        title="Precondition failed",
-        detail=f"If-Match was {exc.expected} but the resource is at version {exc.current}",
-        extra={"current_version": exc.current},
-        headers={"ETag": f'"{exc.current}"'},
-    )
-
-
-def _erased(exc: SubjectErased) -> ProblemDetailsException:
-    return problem(410, "subject-erased", "Subject erased", "this customer's data was erased")
-
-
-def _reused(exc: EventIdReused) -> ProblemDetailsException:
-    return problem(
-        422,
-        "idempotency-key-reused",
-        "Idempotency key reused",
-        str(exc),
-        field="Idempotency-Key",
-    )
-
-
-def _integrity(exc: IntegrityViolation) -> ProblemDetailsException:
-    log.error("integrity violation: %s", exc)
-    return problem(500, "integrity", "Stored data failed its integrity check", str(exc))
+        return INVALID_VALUE(str(exc), field=exc.field)
+    return DOMAIN_RULE(str(exc), field=exc.field)
 
 
 _BODY_PATH = re.compile(r"at `\$\.([^`]+)`")
@@ -121,54 +247,98 @@ def _validation(exc: ValidationException) -> ProblemDetailsException:
     extra: dict[str, Any] = {"errors": errors}
     if errors:
         extra["field"] = errors[0]["field"]
-    return ProblemDetailsException(
-        status_code=400,
-        type_=PROBLEM_BASE + "invalid-request",
-        title="Invalid request",
-        detail=str(errors[0]["message"]) if errors and errors[0]["message"] else exc.detail,
-        extra=extra,
-    )
+    detail = str(errors[0]["message"]) if errors and errors[0]["message"] else exc.detail
+    return INVALID_REQUEST(detail, **extra)
+
+
+def _unauthorized(
+    request: Request[Any, Any, Any], exc: NotAuthorizedException
+) -> ProblemDetailsException:
+    """401 with RFC 6750's challenge: no error code when no token was sent, else
+    `invalid_token`, and a description that says when the token merely expired."""
+    if not request.headers.get("authorization"):
+        challenge = f'Bearer realm="{REALM}"'
+        return MISSING_TOKEN(
+            "send a bearer token: Authorization: Bearer <JWT>",
+            headers={"WWW-Authenticate": challenge},
+        )
+    expired = isinstance(exc, TokenExpired)
+    description = "the token expired" if expired else "the token was refused"
+    challenge = f'Bearer realm="{REALM}", error="invalid_token", error_description="{description}"'
+    problem_type = TOKEN_EXPIRED if expired else INVALID_TOKEN
+    return problem_type(exc.detail, headers={"WWW-Authenticate": challenge}, token_expired=expired)
 
 
 def _http(exc: HTTPException) -> ProblemDetailsException:
-    return ProblemDetailsException(
-        status_code=exc.status_code,
-        title=exc.detail,
-        detail=exc.detail,
-        headers=exc.headers,
-    )
+    """Litestar's own HTTP errors: a stable type and title by status; the detail is the
+    exception's only when it says more than the status's name (our own messages do)."""
+    problem_type = _BY_STATUS.get(exc.status_code)
+    phrase = HTTPStatus(exc.status_code).phrase
+    detail = exc.detail if exc.detail and exc.detail.lower() != phrase.lower() else None
+    headers = dict(exc.headers or {})
+    if problem_type is None:
+        return ProblemDetailsException(
+            status_code=exc.status_code,
+            type_="about:blank",
+            title=phrase,
+            detail=detail or phrase,
+            headers=headers or None,
+        )
+    return problem_type(detail or problem_type.title, headers=headers or None)
 
 
-def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    """Any other error: logged by Litestar (log_exceptions="always"), answered without detail."""
-    return problem(500, "internal", "Internal server error", "the error was logged").to_response(
-        request
-    )
+def to_problem(request: Request[Any, Any, Any], exc: Exception) -> ProblemDetailsException:
+    """The problem that answers `exc`."""
+    if isinstance(exc, ProblemDetailsException):
+        return exc
+    if isinstance(exc, ValidationException):
+        return _validation(exc)
+    if isinstance(exc, NotAuthorizedException):
+        return _unauthorized(request, exc)
+    if isinstance(exc, HTTPException):
+        return _http(exc)
+    if isinstance(exc, DomainError):
+        return _domain(exc)
+    if isinstance(exc, PreconditionFailed):
+        return STALE_VERSION(
+            f"If-Match was {exc.expected} but the cart is at version {exc.current}",
+            headers={"ETag": f'"{exc.current}"'},
+            current_version=exc.current,
+        )
+    if isinstance(exc, ConcurrencyConflict):
+        return CONFLICT(
+            "the cart kept changing while this request ran; retry it",
+            current_version=exc.actual,
+        )
+    if isinstance(exc, SubjectErased):
+        return SUBJECT_ERASED("this customer's data was erased")
+    if isinstance(exc, EventIdReused):
+        return IDEMPOTENCY_KEY_REUSED(
+            "this Idempotency-Key was already used for a different request",
+            field="Idempotency-Key",
+        )
+    if isinstance(exc, IntegrityViolation):
+        return INTEGRITY("the error was logged for the operators")
+    return INTERNAL("the error was logged")
 
 
-EXPECTED_ERRORS: tuple[type[Exception], ...] = (
-    DomainError,
-    ConcurrencyConflict,
-    PreconditionFailed,
-    SubjectErased,
-    EventIdReused,
-)
-"""Answered as 4xx: logged in one line, without a stack trace."""
+def _route(request: Request[Any, Any, Any]) -> str:
+    """The route's template, not its path: a path may hold whatever a client typed."""
+    return str(request.scope.get("path_template") or "(no route)")
 
 
-def problem_details_plugin() -> ProblemDetailsPlugin:
-    mapping: dict[type[Exception], Any] = {
-        HTTPException: _http,
-        ValidationException: _validation,
-        DomainError: _domain,
-        ConcurrencyConflict: _conflict,
-        PreconditionFailed: _precondition,
-        SubjectErased: _erased,
-        EventIdReused: _reused,
-        IntegrityViolation: _integrity,
-    }
-    return ProblemDetailsPlugin(ProblemDetailsConfig(exception_to_problem_detail_map=mapping))
+def handle(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """Answer `exc` as a problem, and log it: 4xx at INFO in one line, 5xx at ERROR with the
+    traceback (whose text stays in the log, never in the answer)."""
+    problem = to_problem(request, exc)
+    kind = problem.type_.removeprefix(PROBLEM_BASE) if problem.type_ else "about:blank"
+    args = (request.method, _route(request), problem.status_code, kind)
+    if problem.status_code >= 500:
+        log.error("%s %s answered %s %s", *args, exc_info=exc)
+    else:
+        log.info("%s %s answered %s %s", *args)
+    return problem.to_response(request)
 
 
-def fallback_handlers() -> ExceptionHandlersMap:
-    return {Exception: _unexpected}
+def exception_handlers() -> ExceptionHandlersMap:
+    return {Exception: handle}

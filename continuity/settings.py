@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aggregates.money import DEFAULT_CURRENCY, MINOR_UNITS
 from continuity.db import check_schema_name
 from continuity.identity_provider import (
     ALGORITHMS,
@@ -43,6 +44,9 @@ class Settings:
     pool_max_size: int = 20
     token_ttl_seconds: int = 30 * 24 * 3600
     log_level: str = "INFO"
+    currency: str = DEFAULT_CURRENCY
+    """The ISO 4217 currency of a cart opened without one, and of carts recorded before carts
+    had a currency."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -83,6 +87,12 @@ class Settings:
                 f"CONTINUITY_JWT_SECRET must be at least {MIN_JWT_SECRET} characters"
             )
         audience = text("JWT_AUDIENCE") or cls.jwt_audience
+        currency = text("CURRENCY") or cls.currency
+        if currency not in MINOR_UNITS:
+            raise SettingsError(
+                f"CONTINUITY_CURRENCY must be an ISO 4217 currency code such as EUR or USD,"
+                f" got {currency!r}"
+            )
         pool_min = integer("POOL_MIN_SIZE", cls.pool_min_size, 1, 1000)
         pool_max = integer("POOL_MAX_SIZE", cls.pool_max_size, 1, 1000)
         if pool_min > pool_max:
@@ -101,6 +111,7 @@ class Settings:
             pool_max_size=pool_max,
             token_ttl_seconds=integer("TOKEN_TTL_SECONDS", cls.token_ttl_seconds, 60, 10**8),
             log_level=level,
+            currency=currency,
         )
 
 

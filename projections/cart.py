@@ -9,6 +9,7 @@ from uuid import UUID
 
 import msgspec
 
+from aggregates import money
 from aggregates.cart import Cart
 from projections.envelope import Envelope
 
@@ -25,6 +26,7 @@ class CartView(msgspec.Struct, frozen=True, gc=False):
     cart_id: UUID
     generation: int
     version: int
+    currency: str
     status: Literal["open", "checked_out"]
     items: list[CartItemView]
     item_count: int
@@ -33,35 +35,39 @@ class CartView(msgspec.Struct, frozen=True, gc=False):
 
 
 def apply(cart: CartView | None, envelope: Envelope) -> CartView | None:
-    """A newly opened cart replaces the last one; events of an older cart change nothing."""
+    """A newly opened cart replaces the last one; events of an older cart change nothing.
+    Line totals and the total are rounded to the cart currency's minor unit."""
     event = envelope.event
     if isinstance(event, Cart.Opened):
-        return _cart(envelope, event.generation, [], "open")
+        return _cart(envelope, event.generation, event.currency, [], "open")
     if cart is None or cart.cart_id != envelope.stream_id:
         return cart
     items = {item.sku: item for item in cart.items}
     status = cart.status
+    currency = cart.currency
     if isinstance(event, Cart.ItemAdded):
         old = items.get(event.sku)
         quantity = event.quantity + (old.quantity if old else 0)
-        items[event.sku] = _item(event.sku, event.name, event.unit_price, quantity)
+        items[event.sku] = _item(event.sku, event.name, event.unit_price, quantity, currency)
     elif isinstance(event, Cart.QuantityChanged):
         old = items[event.sku]
-        items[event.sku] = _item(old.sku, old.name, old.unit_price, event.quantity)
+        items[event.sku] = _item(old.sku, old.name, old.unit_price, event.quantity, currency)
     elif isinstance(event, Cart.ItemRemoved):
         items.pop(event.sku, None)
     elif isinstance(event, Cart.CheckedOut):
         status = "checked_out"
-    return _cart(envelope, cart.generation, list(items.values()), status)
+    return _cart(envelope, cart.generation, currency, list(items.values()), status)
 
 
-def _item(sku: str, name: str, unit_price: Decimal, quantity: int) -> CartItemView:
-    return CartItemView(sku, name, unit_price, quantity, unit_price * quantity)
+def _item(sku: str, name: str, unit_price: Decimal, quantity: int, currency: str) -> CartItemView:
+    line_total = money.times(unit_price, quantity, currency)
+    return CartItemView(sku, name, unit_price, quantity, line_total)
 
 
 def _cart(
     envelope: Envelope,
     generation: int,
+    currency: str,
     items: list[CartItemView],
     status: Literal["open", "checked_out"],
 ) -> CartView:
@@ -69,9 +75,10 @@ def _cart(
         cart_id=envelope.stream_id,
         generation=generation,
         version=envelope.version,
+        currency=currency,
         status=status,
         items=items,
         item_count=sum(item.quantity for item in items),
-        total=sum((item.line_total for item in items), Decimal(0)),
+        total=money.total([item.line_total for item in items], currency),
         updated_at=envelope.recorded_at,
     )

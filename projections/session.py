@@ -56,6 +56,6 @@ def _touch_device(devices: list[DeviceView], envelope: Envelope) -> list[DeviceV
     return [touched, *others][:MAX_DEVICES]
 
 
-SESSION = SubjectView("session", "session_views", SessionView, apply, version=2)
+SESSION = SubjectView("session", "session_views", SessionView, apply, version=3)
 """Version 2: the document carries the framework's per-stream versions (version 1 kept them in
-the view itself)."""
+the view itself). Version 3: the cart has a currency, and its totals are rounded to it."""

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+
+import httpx
+from litestar import Litestar
 
 from aggregates.cart import Cart
 from aggregates.metadata import EventMeta
+from api.app import create_app
+from continuity.settings import Settings
+from privacy.master_key import Keyring
 from projections.envelope import Envelope
 
 SECRET = "test-secret-" + "x" * 40
@@ -32,3 +39,15 @@ def envelopes_of(cart: Cart, device: str = "phone", start: int = 1) -> list[Enve
         )
         for i, event in enumerate(cart.collect_events())
     ]
+
+
+@asynccontextmanager
+async def serve(
+    settings: Settings, database_url: str, keyring: Keyring
+) -> AsyncIterator[tuple[Litestar, httpx.AsyncClient]]:
+    """The app with `settings`, started, and a client of it in-process."""
+    app = create_app(settings, database_url=database_url, keyring=keyring)
+    async with app.lifespan():
+        transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+        async with httpx.AsyncClient(transport=transport, base_url="http://continuity.test") as c:
+            yield app, c

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Annotated, Any
 from uuid import UUID, uuid4
 
 from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.di import NamedDependency
-from litestar.exceptions import NotFoundException, ValidationException
-from litestar.params import FromPath, HeaderParameter, JSONBody
+from litestar.exceptions import ValidationException
+from litestar.params import HeaderParameter, JSONBody, Parameter
 
 from aggregates.metadata import CHANNELS, EventMeta
 from api.auth import Principal, customer_only
-from api.problems import problem
-from api.schemas import AddItem, Cart, ChangeQuantity, SessionResponse
+from api.etags import check_not_modified, content_etag, if_match_version, version_etag
+from api.limits import MAX_SKU
+from api.problems import CHANNEL_NOT_ALLOWED, NO_CART
+from api.schemas import SKU_PATTERN, AddItem, Cart, ChangeQuantity, SessionResponse
 from continuity import carts
 from continuity.runtime import Runtime
 from projections.cart import CartView
@@ -23,7 +26,27 @@ IfMatch = Annotated[
     HeaderParameter(
         name="If-Match",
         required=False,
-        description='The cart version the change was based on, e.g. "3" (412 if stale).',
+        description=(
+            'The cart version the change was based on, as its ETag gave it: "3" (412 if stale;'
+            ' a weak W/"3" is 412 too, since writes compare strongly).'
+        ),
+    ),
+]
+IfNoneMatch = Annotated[
+    str | None,
+    HeaderParameter(
+        name="If-None-Match",
+        required=False,
+        description="ETags the client holds; 304 without a body when one is current.",
+    ),
+]
+SkuPath = Annotated[
+    str,
+    Parameter(
+        min_length=1,
+        max_length=MAX_SKU,
+        pattern=SKU_PATTERN,
+        description="The item's SKU.",
     ),
 ]
 IdempotencyKey = Annotated[
@@ -53,18 +76,6 @@ CUSTOMER_CHANNELS: frozenset[str] = CHANNELS - {"agent", "system"}
 from those actors' routes, so an event's channel can be trusted to say who acted."""
 
 
-def _version_from_if_match(value: str | None) -> int | None:
-    if value is None or value.strip() == "*":
-        return None
-    text = value.strip().removeprefix("W/").strip('"')
-    if not text.isdigit():
-        raise ValidationException(
-            'If-Match must be a cart version such as "3"',
-            extra=[{"key": "If-Match", "source": "header", "message": "not a version"}],
-        )
-    return int(text)
-
-
 def _idempotency_key(value: str | None) -> UUID:
     if value is None:
         return uuid4()
@@ -85,10 +96,7 @@ def _meta(principal: Principal, channel: str | None) -> EventMeta:
             extra=[{"key": "X-Channel", "source": "header", "message": "unknown channel"}],
         )
     if chosen not in CUSTOMER_CHANNELS:
-        raise problem(
-            403,
-            "channel-not-allowed",
-            "Channel not allowed",
+        raise CHANNEL_NOT_ALLOWED(
             f"X-Channel {chosen} is for agents and the system, not a customer's device token",
             field="X-Channel",
         )
@@ -96,7 +104,7 @@ def _meta(principal: Principal, channel: str | None) -> EventMeta:
 
 
 def _with_etag(cart: CartView) -> Response[Cart]:
-    return Response(Cart.of(cart), headers={"ETag": f'"{cart.version}"'})
+    return Response(Cart.of(cart), headers={"ETag": version_etag(cart.version)})
 
 
 class DeviceController(Controller):
@@ -119,21 +127,35 @@ class DeviceController(Controller):
             _meta(request.user, channel),
             command,
             idempotency_key=_idempotency_key(idempotency_key),
-            if_match=_version_from_if_match(if_match),
+            if_match=if_match_version(if_match),
             opens_cart=opens_cart,
         )
         return _with_etag(cart)
 
     @get("/session", summary="Resume: the customer's cart and devices")
-    async def session(self, request: Me, runtime: NamedDependency[Runtime]) -> SessionResponse:
+    async def session(
+        self,
+        request: Me,
+        runtime: NamedDependency[Runtime],
+        if_none_match: IfNoneMatch = None,
+    ) -> Response[SessionResponse]:
         view = await runtime.carts.session(request.user.subject_id)
-        return SessionResponse.of(request.user.subject_id, view)
+        body = SessionResponse.of(request.user.subject_id, view)
+        etag = content_etag(body)
+        check_not_modified(if_none_match, etag)
+        return Response(body, headers={"ETag": etag})
 
     @get("/cart", summary="The current cart, with its version in ETag")
-    async def get_cart(self, request: Me, runtime: NamedDependency[Runtime]) -> Response[Cart]:
+    async def get_cart(
+        self,
+        request: Me,
+        runtime: NamedDependency[Runtime],
+        if_none_match: IfNoneMatch = None,
+    ) -> Response[Cart]:
         cart = await runtime.carts.cart(request.user.subject_id)
         if cart is None:
-            raise NotFoundException("there is no cart yet")
+            raise NO_CART("there is no cart yet: add an item to open one")
+        check_not_modified(if_none_match, version_etag(cart.version))
         return _with_etag(cart)
 
     @post("/cart/items", status_code=200, summary="Add an item (adds to its quantity if present)")
@@ -146,7 +168,10 @@ class DeviceController(Controller):
         idempotency_key: IdempotencyKey = None,
         channel: ChannelHeader = None,
     ) -> Response[Cart]:
-        command = carts.add_item(data.sku, data.name, data.unit_price, data.quantity)
+        currency = data.currency if isinstance(data.currency, str) else None
+        command = carts.add_item(
+            data.sku, data.name, Decimal(data.unit_price), data.quantity, currency
+        )
         return await self._run(
             request, runtime, command, if_match, idempotency_key, channel, opens_cart=True
         )
@@ -156,7 +181,7 @@ class DeviceController(Controller):
         self,
         request: Me,
         runtime: NamedDependency[Runtime],
-        sku: FromPath[str],
+        sku: SkuPath,
         data: JSONBody[ChangeQuantity],
         if_match: IfMatch = None,
         idempotency_key: IdempotencyKey = None,
@@ -170,7 +195,7 @@ class DeviceController(Controller):
         self,
         request: Me,
         runtime: NamedDependency[Runtime],
-        sku: FromPath[str],
+        sku: SkuPath,
         if_match: IfMatch = None,
         idempotency_key: IdempotencyKey = None,
         channel: ChannelHeader = None,

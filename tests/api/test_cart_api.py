@@ -145,9 +145,14 @@ async def test_bad_bodies_are_400_problems_naming_the_field(
 async def test_domain_rules_are_4xx_problems(client: httpx.AsyncClient, auth: TokenFactory) -> None:
     phone = auth(uuid4())
     zero = await client.post("/v1/me/cart/items", json={**MUG, "quantity": 0}, headers=phone)
-    assert zero.status_code == 422
+    assert zero.status_code == 400, "the schema says a quantity is at least 1"
     assert zero.json()["field"] == "quantity"
     await client.post("/v1/me/cart/items", json=MUG, headers=phone)
+    too_many = await client.post(
+        "/v1/me/cart/items", json={**MUG, "quantity": 10_000}, headers=phone
+    )
+    assert too_many.status_code == 422
+    assert too_many.json()["field"] == "quantity"
     unknown = await client.patch("/v1/me/cart/items/NOPE", json={"quantity": 1}, headers=phone)
     assert unknown.status_code == 404
     assert unknown.json()["field"] == "sku"

@@ -14,14 +14,12 @@ from uuid import UUID, uuid4, uuid5
 
 import httpx
 import pytest
-from litestar import Litestar
 
-from api.app import create_app
 from api.auth import EXTERNAL_SUBJECTS
 from continuity.identity_provider import IdentityProvider
 from continuity.settings import Settings
 from privacy.master_key import Keyring
-from tests.helpers import SECRET, TokenFactory
+from tests.helpers import SECRET, TokenFactory, serve
 from tests.idp import IDP_AUDIENCE, IDP_ISSUER, JwksServer, SigningKey, idp_claims
 
 pytestmark = pytest.mark.anyio
@@ -41,16 +39,6 @@ def jwks_server(signing_keys: dict[str, SigningKey]) -> Iterator[JwksServer]:
         yield server
 
 
-async def serve(
-    settings: Settings, database_url: str, keyring: Keyring
-) -> AsyncIterator[httpx.AsyncClient]:
-    app: Litestar = create_app(settings, database_url=database_url, keyring=keyring)
-    async with app.lifespan():
-        transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
-        async with httpx.AsyncClient(transport=transport, base_url="http://continuity.test") as c:
-            yield c
-
-
 @pytest.fixture
 async def idp_client(
     jwks_server: JwksServer, database_url: str, schema: str, keyring: Keyring
@@ -58,7 +46,7 @@ async def idp_client(
     """The app with both issuers: its own (SECRET) and the IdP, keys from `jwks_server`."""
     idp = IdentityProvider(IDP_ISSUER, IDP_AUDIENCE, jwks_url=jwks_server.url)
     settings = Settings(database_schema=schema, jwt_secret=SECRET, idp=idp)
-    async for client in serve(settings, database_url, keyring):
+    async with serve(settings, database_url, keyring) as (_, client):
         yield client
 
 
@@ -207,7 +195,7 @@ async def test_idp_tokens_checked_with_a_configured_public_key(
     key = signing_keys[algorithm]
     idp = IdentityProvider(IDP_ISSUER, IDP_AUDIENCE, public_key=key.public_pem())
     settings = Settings(database_schema=schema, jwt_secret=SECRET, idp=idp)
-    async for client in serve(settings, database_url, keyring):
+    async with serve(settings, database_url, keyring) as (_, client):
         good = await client.get("/v1/me/session", headers=bearer(key.sign(idp_claims("u-7"))))
         assert good.status_code == 200, good.text
         assert good.json()["subject_id"] == str(idp_subject("u-7"))

@@ -12,11 +12,10 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from api.app import create_app
 from api.auth import issue_token
 from continuity.settings import Settings
 from privacy.master_key import Keyring
-from tests.helpers import SECRET, TokenFactory
+from tests.helpers import SECRET, TokenFactory, serve
 
 pytestmark = pytest.mark.anyio
 
@@ -95,11 +94,8 @@ async def shop_client(
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The app configured with CONTINUITY_JWT_AUDIENCE=shop-api."""
     settings = Settings(database_schema=schema, jwt_secret=SECRET, jwt_audience="shop-api")
-    app = create_app(settings, database_url=database_url, keyring=keyring)
-    async with app.lifespan():
-        transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
-        async with httpx.AsyncClient(transport=transport, base_url="http://continuity.test") as c:
-            yield c
+    async with serve(settings, database_url, keyring) as (_, client):
+        yield client
 
 
 async def test_the_audience_is_configurable(

@@ -184,11 +184,16 @@ async def test_the_projections_commands(
 
     code, output = await cli(database_url, schema, "projections", "list", keyring=keyring)
     assert code == 0, output
-    assert "session\tinline\tversion 2\ttopics: all\ttables: session_views" in output
+    assert (
+        f"session\tinline\tversion {SESSION.version}\ttopics: all\ttables: session_views" in output
+    )
 
     code, output = await cli(database_url, schema, "projections", "status", keyring=keyring)
     assert code == 0, output
-    assert f"session: current; inline, version 2; at position {head} of {head}" in output
+    assert (
+        f"session: current; inline, version {SESSION.version}; at position {head} of {head}"
+        in output
+    )
     assert "0 events behind; rows: session_views 1" in output
 
     code, output = await cli(
