@@ -13,6 +13,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 
 from api.auth import jwt_auth
+from api.cors import cors_config
 from api.problems import EXPECTED_ERRORS, fallback_handlers, problem_details_plugin
 from api.routes.device import DeviceController
 from api.routes.ops import health, ready
@@ -55,6 +56,7 @@ def create_app(
         dependencies={"runtime": Provide(_runtime, sync_to_thread=False)},
         lifespan=[lifespan],
         on_app_init=[auth.on_app_init],
+        cors_config=cors_config(settings.cors_origins),
         plugins=[problem_details_plugin()],
         exception_handlers=fallback_handlers(),
         logging_config=LoggingConfig(

@@ -189,6 +189,7 @@ def jwt_auth(
         retrieve_user_handler=principal_from_token,
         token_cls=ContinuityToken,
         exclude=["^/health$", "^/ready$", "^/schema"],
+        exclude_http_methods=["OPTIONS"],
         description=(
             "A bearer JWT: from `continuity token` (HS256, issuer `continuity`) or from the"
             " configured identity provider."
@@ -198,6 +199,10 @@ def jwt_auth(
 
 
 def customer_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    principal = connection.user
+    """A customer's token, except for `OPTIONS`: authentication skips it (a browser sends no
+    token with a preflight), and Litestar's own handler answers it with only `Allow`."""
+    if connection.scope.get("method") == "OPTIONS":
+        return
+    principal = connection.scope.get("user")
     if not isinstance(principal, Principal) or principal.role != "customer":
         raise PermissionDeniedException("this route is for a customer's device token")

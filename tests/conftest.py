@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import timedelta
 from uuid import UUID, uuid4
 
@@ -83,6 +84,30 @@ def mapper(vault: KeyVault) -> EventMapper:
     return EventMapper(vault)
 
 
+ClientFactory = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
+"""serve(**settings) -> an async context with a client of an app built with those settings."""
+
+
+@pytest.fixture
+def serve(database_url: str, schema: str, keyring: Keyring) -> ClientFactory:
+    """A client of the real app on the test's schema, with some settings changed (CORS, rate
+    limits, proxies...): `async with serve(cors_origins=(...,)) as client: ...`."""
+
+    @asynccontextmanager
+    async def started(**changes: object) -> AsyncIterator[httpx.AsyncClient]:
+        settings = Settings(database_schema=schema, jwt_secret=SECRET, **changes)  # type: ignore[arg-type]
+        app = create_app(settings, database_url=database_url, keyring=keyring)
+        async with app.lifespan(), client_of(app) as client:
+            yield client
+
+    return started
+
+
+def client_of(app: Litestar) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+    return httpx.AsyncClient(transport=transport, base_url="http://continuity.test")
+
+
 @pytest.fixture
 async def app(database_url: str, schema: str, keyring: Keyring) -> AsyncIterator[Litestar]:
     settings = Settings(database_schema=schema, jwt_secret=SECRET)
@@ -99,8 +124,7 @@ def runtime(app: Litestar) -> Runtime:
 
 @pytest.fixture
 async def client(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
-    async with httpx.AsyncClient(transport=transport, base_url="http://continuity.test") as client:
+    async with client_of(app) as client:
         yield client
 
 
