@@ -7,15 +7,17 @@ import re
 from typing import Any
 
 from litestar import Request, Response
+from litestar.config.app import AppConfig
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.plugins.problem_details import (
     ProblemDetailsConfig,
     ProblemDetailsException,
     ProblemDetailsPlugin,
 )
-from litestar.types import ExceptionHandlersMap
+from litestar.types import ExceptionHandler, ExceptionHandlersMap
 
 from aggregates.errors import DomainError, InvalidState, InvalidValue, NotFound
+from api.request_context import request_urn
 from continuity.errors import (
     ConcurrencyConflict,
     EventIdReused,
@@ -25,6 +27,7 @@ from continuity.errors import (
 )
 
 PROBLEM_BASE = "https://continuity.dev/problems/"
+PROBLEM_MEDIA_TYPE = "application/problem+json"
 log = logging.getLogger("continuity.api")
 
 
@@ -156,6 +159,32 @@ EXPECTED_ERRORS: tuple[type[Exception], ...] = (
 """Answered as 4xx: logged in one line, without a stack trace."""
 
 
+def _naming_the_request(handler: ExceptionHandler[Any]) -> ExceptionHandler[Any]:
+    def answer(request: Request[Any, Any, Any], exc: Any) -> Response[Any]:
+        response = handler(request, exc)
+        urn = request_urn()
+        if response.media_type == PROBLEM_MEDIA_TYPE and isinstance(response.content, dict) and urn:
+            response.content.setdefault("instance", urn)
+        return response
+
+    return answer
+
+
+class _Problems(ProblemDetailsPlugin):
+    """Every problem names the request it answers: `instance` is `urn:request:<id>`, the id
+    also sent in `X-Request-ID` and on every log line of the request, so a client's report
+    leads to the logs. Done here, around every exception handler (this plugin's, any added
+    later, and the fallback), rather than in each mapping."""
+
+    def on_app_init(self, app_config: AppConfig) -> AppConfig:
+        app_config = super().on_app_init(app_config)
+        app_config.exception_handlers = {
+            kind: _naming_the_request(handler)
+            for kind, handler in app_config.exception_handlers.items()
+        }
+        return app_config
+
+
 def problem_details_plugin() -> ProblemDetailsPlugin:
     mapping: dict[type[Exception], Any] = {
         HTTPException: _http,
@@ -167,7 +196,7 @@ def problem_details_plugin() -> ProblemDetailsPlugin:
         EventIdReused: _reused,
         IntegrityViolation: _integrity,
     }
-    return ProblemDetailsPlugin(ProblemDetailsConfig(exception_to_problem_detail_map=mapping))
+    return _Problems(ProblemDetailsConfig(exception_to_problem_detail_map=mapping))
 
 
 def fallback_handlers() -> ExceptionHandlersMap:
