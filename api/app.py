@@ -8,15 +8,17 @@ from contextlib import asynccontextmanager
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.logging import LoggingConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 
 from api.auth import jwt_auth
 from api.cors import cors_config
+from api.log_config import ContinuityLogging
 from api.problems import EXPECTED_ERRORS, fallback_handlers, problem_details_plugin
+from api.request_context import RequestContext
 from api.routes.device import DeviceController
-from api.routes.ops import health, ready
+from api.routes.ops import health, metrics, ready
+from continuity.metrics import Metrics
 from continuity.runtime import Runtime, resolve_database, resolve_jwt_secret
 from continuity.settings import Settings
 from privacy.master_key import Keyring
@@ -37,12 +39,13 @@ def create_app(
     PostgreSQL under the data dir; it is connected and migrated at startup."""
     settings = settings or Settings.from_env()
     auth = jwt_auth(resolve_jwt_secret(settings), settings.jwt_audience, settings.idp)
+    measured = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         await auth.issuers.start()
         url, server = (database_url, None) if database_url else resolve_database(settings)
-        runtime = await Runtime.open(settings, url, keyring)
+        runtime = await Runtime.open(settings, url, keyring, metrics=measured)
         app.state.runtime = runtime
         try:
             yield
@@ -51,15 +54,17 @@ def create_app(
             if server is not None:
                 server.cleanup()
 
-    return Litestar(
-        route_handlers=[DeviceController, health, ready],
+    app = Litestar(
+        route_handlers=[DeviceController, health, ready, metrics],
         dependencies={"runtime": Provide(_runtime, sync_to_thread=False)},
         lifespan=[lifespan],
         on_app_init=[auth.on_app_init],
         cors_config=cors_config(settings.cors_origins),
         plugins=[problem_details_plugin()],
         exception_handlers=fallback_handlers(),
-        logging_config=LoggingConfig(
+        logging_config=ContinuityLogging(
+            level=settings.log_level,
+            format=settings.log_format,
             log_exceptions="always",
             disable_stack_trace={400, 401, 403, 404, 405, 409, 410, 412, 422, *EXPECTED_ERRORS},
         ),
@@ -71,3 +76,5 @@ def create_app(
             render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
         ),
     )
+    app.asgi_handler = RequestContext(app.asgi_handler, measured)
+    return app
