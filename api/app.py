@@ -9,10 +9,10 @@ from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 
 from api.auth import jwt_auth
 from api.cors import cors_config
+from api.docs_ui import docs_asset, render_plugins
 from api.log_config import ContinuityLogging
 from api.problems import EXPECTED_ERRORS, fallback_handlers, problem_details_plugin
 from api.request_context import RequestContext
@@ -55,7 +55,7 @@ def create_app(
                 server.cleanup()
 
     app = Litestar(
-        route_handlers=[DeviceController, health, ready, metrics],
+        route_handlers=[DeviceController, health, ready, metrics, docs_asset],
         dependencies={"runtime": Provide(_runtime, sync_to_thread=False)},
         lifespan=[lifespan],
         on_app_init=[auth.on_app_init],
@@ -73,7 +73,7 @@ def create_app(
             version="0.1.0",
             description="One continuous conversation across devices and channels.",
             path="/schema",
-            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+            render_plugins=render_plugins(),
         ),
     )
     app.asgi_handler = RequestContext(app.asgi_handler, measured)
