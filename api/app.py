@@ -15,6 +15,7 @@ from api.cors import cors_config
 from api.docs_ui import docs_asset, render_plugins
 from api.log_config import ContinuityLogging
 from api.problems import EXPECTED_ERRORS, fallback_handlers, problem_details_plugin
+from api.rate_limits import rate_limit_config
 from api.request_context import RequestContext
 from api.routes.device import DeviceController
 from api.routes.ops import health, metrics, ready
@@ -40,6 +41,7 @@ def create_app(
     settings = settings or Settings.from_env()
     auth = jwt_auth(resolve_jwt_secret(settings), settings.jwt_audience, settings.idp)
     measured = Metrics()
+    limits = rate_limit_config(settings.rate_limit_per_minute, settings.trusted_proxies)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -60,6 +62,7 @@ def create_app(
         lifespan=[lifespan],
         on_app_init=[auth.on_app_init],
         cors_config=cors_config(settings.cors_origins),
+        middleware=[limits.middleware] if limits else [],
         plugins=[problem_details_plugin()],
         exception_handlers=fallback_handlers(),
         logging_config=ContinuityLogging(

@@ -84,27 +84,42 @@ def mapper(vault: KeyVault) -> EventMapper:
     return EventMapper(vault)
 
 
+AppFactory = Callable[..., AbstractAsyncContextManager[Litestar]]
+"""started(**settings) -> an async context with the real app, started, built with those
+settings on the test's schema."""
 ClientFactory = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
-"""serve(**settings) -> an async context with a client of an app built with those settings."""
+"""serve(**settings) -> an async context with a client of such an app."""
 
 
 @pytest.fixture
-def serve(database_url: str, schema: str, keyring: Keyring) -> ClientFactory:
-    """A client of the real app on the test's schema, with some settings changed (CORS, rate
-    limits, proxies...): `async with serve(cors_origins=(...,)) as client: ...`."""
+def started(database_url: str, schema: str, keyring: Keyring) -> AppFactory:
+    """The real app with some settings changed (CORS, rate limits, proxies...)."""
 
     @asynccontextmanager
-    async def started(**changes: object) -> AsyncIterator[httpx.AsyncClient]:
+    async def start(**changes: object) -> AsyncIterator[Litestar]:
         settings = Settings(database_schema=schema, jwt_secret=SECRET, **changes)  # type: ignore[arg-type]
         app = create_app(settings, database_url=database_url, keyring=keyring)
-        async with app.lifespan(), client_of(app) as client:
+        async with app.lifespan():
+            yield app
+
+    return start
+
+
+@pytest.fixture
+def serve(started: AppFactory) -> ClientFactory:
+    """`async with serve(cors_origins=(...,)) as client: ...`"""
+
+    @asynccontextmanager
+    async def client(**changes: object) -> AsyncIterator[httpx.AsyncClient]:
+        async with started(**changes) as app, client_of(app) as client:
             yield client
 
-    return started
+    return client
 
 
-def client_of(app: Litestar) -> httpx.AsyncClient:
-    transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+def client_of(app: Litestar, peer: str = "127.0.0.1") -> httpx.AsyncClient:
+    """A client of `app` whose requests come from `peer` (the socket's address)."""
+    transport = httpx.ASGITransport(app=app, client=(peer, 40000))  # type: ignore[arg-type]
     return httpx.AsyncClient(transport=transport, base_url="http://continuity.test")
 
 
