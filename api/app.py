@@ -9,17 +9,21 @@ from typing import Any
 from litestar import Litestar, Request, Response
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.logging import LoggingConfig
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 
 from api.auth import jwt_auth
 from api.body import ApiRequest
+from api.cors import cors_config
+from api.docs_ui import docs_asset, render_plugins
 from api.etags import NotModified, not_modified
 from api.limits import MAX_BODY_BYTES
+from api.log_config import ContinuityLogging
 from api.problems import exception_handlers
+from api.rate_limits import rate_limit_config
+from api.request_context import RequestContext
 from api.routes.device import DeviceController
-from api.routes.ops import health, ready
+from api.routes.ops import health, metrics, ready
+from continuity.metrics import Metrics
 from continuity.runtime import Runtime, resolve_database, resolve_jwt_secret
 from continuity.settings import Settings
 from privacy.master_key import Keyring
@@ -44,12 +48,14 @@ def create_app(
     PostgreSQL under the data dir; it is connected and migrated at startup."""
     settings = settings or Settings.from_env()
     auth = jwt_auth(resolve_jwt_secret(settings), settings.jwt_audience, settings.idp)
+    measured = Metrics()
+    limits = rate_limit_config(settings.rate_limit_per_minute, settings.trusted_proxies)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         await auth.issuers.start()
         url, server = (database_url, None) if database_url else resolve_database(settings)
-        runtime = await Runtime.open(settings, url, keyring)
+        runtime = await Runtime.open(settings, url, keyring, metrics=measured)
         app.state.runtime = runtime
         try:
             yield
@@ -58,21 +64,27 @@ def create_app(
             if server is not None:
                 server.cleanup()
 
-    return Litestar(
-        route_handlers=[DeviceController, health, ready],
+    app = Litestar(
+        route_handlers=[DeviceController, health, ready, metrics, docs_asset],
         dependencies={"runtime": Provide(_runtime, sync_to_thread=False)},
         lifespan=[lifespan],
         on_app_init=[auth.on_app_init],
         request_class=ApiRequest,
         request_max_body_size=MAX_BODY_BYTES,
+        cors_config=cors_config(settings.cors_origins),
+        middleware=[limits.middleware] if limits else [],
         exception_handlers={**exception_handlers(), NotModified: _not_modified},
         # api.problems logs each error answered (4xx at INFO, 5xx at ERROR with a traceback).
-        logging_config=LoggingConfig(log_exceptions="never"),
+        logging_config=ContinuityLogging(
+            level=settings.log_level, format=settings.log_format, log_exceptions="never"
+        ),
         openapi_config=OpenAPIConfig(
             title="Continuity",
             version="0.1.0",
             description="One continuous conversation across devices and channels.",
             path="/schema",
-            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+            render_plugins=render_plugins(),
         ),
     )
+    app.asgi_handler = RequestContext(app.asgi_handler, measured)
+    return app

@@ -23,6 +23,7 @@ from litestar.exceptions import (
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import DefineMiddleware
 from litestar.middleware.authentication import AuthenticationResult
+from litestar.openapi.spec import SecurityRequirement
 from litestar.security.jwt import JWTAuth, JWTAuthenticationMiddleware, Token
 
 from api.issuers import (
@@ -41,6 +42,10 @@ ALGORITHM = BUILT_IN_ALGORITHM
 ISSUER = BUILT_IN_ISSUER
 AUDIENCE = Settings.jwt_audience
 MAX_DEVICE_NAME = 100
+
+NO_TOKEN: list[SecurityRequirement] = [{}]
+"""An operation's OpenAPI `security` for the token-free routes: the empty requirement overrides
+the API-wide bearer requirement (Litestar drops an empty list, which would inherit it)."""
 
 EXTERNAL_SUBJECTS = UUID("6f0b8c5e-3d1a-4c7e-9b2f-5a4d8e1c7b90")
 """The uuid5 namespace that maps an identity provider's subjects to ours. Never change it: every
@@ -188,7 +193,8 @@ def jwt_auth(
         algorithm=ALGORITHM,
         retrieve_user_handler=principal_from_token,
         token_cls=ContinuityToken,
-        exclude=["^/health$", "^/ready$", "^/schema"],
+        exclude=["^/health$", "^/ready$", "^/metrics$", "^/schema"],
+        exclude_http_methods=["OPTIONS"],
         description=(
             "A bearer JWT: from `continuity token` (HS256, issuer `continuity`) or from the"
             " configured identity provider."
@@ -198,6 +204,10 @@ def jwt_auth(
 
 
 def customer_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    principal = connection.user
+    """A customer's token, except for `OPTIONS`: authentication skips it (a browser sends no
+    token with a preflight), and Litestar's own handler answers it with only `Allow`."""
+    if connection.scope.get("method") == "OPTIONS":
+        return
+    principal = connection.scope.get("user")
     if not isinstance(principal, Principal) or principal.role != "customer":
         raise PermissionDeniedException("this route is for a customer's device token")

@@ -21,6 +21,7 @@ from litestar.types import ExceptionHandlersMap
 
 from aggregates.errors import DomainError, InvalidState, InvalidValue, NotFound
 from api.issuers import TokenExpired
+from api.request_context import request_urn
 from continuity.errors import (
     ConcurrencyConflict,
     EventIdReused,
@@ -185,6 +186,13 @@ IDEMPOTENCY_KEY_REUSED = _type(
     "Idempotency key reused",
     "An `Idempotency-Key` already used by this customer for a different request.",
 )
+RATE_LIMITED = _type(
+    "rate-limited",
+    429,
+    "Too many requests",
+    "Too many requests without a token from one client within a minute; `Retry-After` says"
+    " when to try again.",
+)
 INTERNAL = _type(
     "internal", 500, "Internal server error", "An unexpected error; it was logged with a trace."
 )
@@ -329,7 +337,9 @@ def _route(request: Request[Any, Any, Any]) -> str:
 
 def handle(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """Answer `exc` as a problem, and log it: 4xx at INFO in one line, 5xx at ERROR with the
-    traceback (whose text stays in the log, never in the answer)."""
+    traceback (whose text stays in the log, never in the answer). Every problem names the
+    request it answers: `instance` is `urn:request:<id>`, the id also sent in `X-Request-ID`
+    and on every log line of the request, so a client's report leads to the logs."""
     problem = to_problem(request, exc)
     kind = problem.type_.removeprefix(PROBLEM_BASE) if problem.type_ else "about:blank"
     args = (request.method, _route(request), problem.status_code, kind)
@@ -337,7 +347,10 @@ def handle(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
         log.error("%s %s answered %s %s", *args, exc_info=exc)
     else:
         log.info("%s %s answered %s %s", *args)
-    return problem.to_response(request)
+    response = problem.to_response(request)
+    if (urn := request_urn()) and isinstance(response.content, dict):
+        response.content.setdefault("instance", urn)
+    return response
 
 
 def exception_handlers() -> ExceptionHandlersMap:

@@ -69,26 +69,29 @@ def run(host: str | None, port: int | None) -> None:
     import uvicorn
 
     from api.app import create_app
+    from continuity import logs
+    from continuity.banner import banner
 
     settings = _settings()
     host = host or settings.host
     port = port or settings.port
-    where = (settings.database_url and "CONTINUITY_DATABASE_URL") or (
-        f"embedded PostgreSQL under {settings.data_dir / 'postgres'}"
-    )
-    click.echo(f"Continuity on http://{host}:{port}  (API docs: http://{host}:{port}/schema)")
-    click.echo(f"database: {where}; schema: {settings.database_schema}")
-    idp = settings.idp
-    click.echo(
-        f"tokens: issuer continuity, audience {settings.jwt_audience}"
-        + (f"; identity provider {idp.issuer}, audience {idp.audience}" if idp else "")
-    )
-    logging.basicConfig(level=settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
+    logging.captureWarnings(True)  # a library's warning is a log event too, in the same format
     try:
         app = create_app(settings)
     except SettingsError as exc:
         raise click.UsageError(str(exc)) from None
-    uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower())
+    click.echo(banner(settings, host, port))
+    # uvicorn's own logging set-up (log_config) would replace ours; its access log would name
+    # client addresses and query strings: `api/request_context.py` writes one without them.
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+    )
 
 
 @main.command()

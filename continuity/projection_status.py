@@ -32,23 +32,47 @@ class Status:
         return "current" if self.behind == 0 else "catching up"
 
 
-async def status(conn: Queryable, projection: Projection) -> Status:
-    """Inline projections reflect every committed event (the append wrote them); an async one
-    reflects its checkpoint, and `behind` counts the events of its topics after it."""
-    entry = (await catalog.entries(conn)).get(projection.name)
+@dataclass(frozen=True)
+class Lag:
+    position: int
+    head: int
+    behind: int
+
+
+BEHIND_CAP = 100_000
+"""`lag` counts at most this many events behind: enough to alert on, and a scrape stays cheap
+however far behind a projection is."""
+
+
+async def lag(conn: Queryable, projection: Projection, cap: int | None = BEHIND_CAP) -> Lag:
+    """Inline projections reflect every committed event once built (the append wrote them); an
+    async one reflects its checkpoint, and `behind` counts the events of its topics after it
+    (up to `cap`; None counts them all)."""
     head = await conn.fetchval("SELECT coalesce(max(position), 0) FROM events")
     if projection.mode == "inline":
-        position = head if entry is not None else 0
+        built = await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM projections WHERE name = $1)", projection.name
+        )
+        position = head if built else 0
     else:
         position = await conn.fetchval(
             "SELECT coalesce(max(position), 0) FROM tracking WHERE name = $1", projection.name
         )
     behind = await conn.fetchval(
-        "SELECT count(*) FROM events WHERE position > $1"
-        " AND (cardinality($2::text[]) = 0 OR topic = ANY($2::text[]))",
+        "SELECT count(*) FROM (SELECT 1 FROM events WHERE position > $1"
+        " AND (cardinality($2::text[]) = 0 OR topic = ANY($2::text[])) LIMIT $3) AS after",
         position,
         list(projection.topics),
+        cap,
     )
+    return Lag(position, head, behind)
+
+
+async def status(conn: Queryable, projection: Projection) -> Status:
+    """Where `projection` stands (`lag`, uncapped), with its catalog entry and row counts."""
+    entry = (await catalog.entries(conn)).get(projection.name)
+    found = await lag(conn, projection, cap=None)
+    position, head, behind = found.position, found.head, found.behind
     rows: dict[str, int | None] = {}
     for table in projection.tables:
         exists = await conn.fetchval("SELECT to_regclass($1)", table.name)

@@ -16,6 +16,7 @@ from continuity.carts import CartService
 from continuity.db import close_pool, create_pool, migrate, migrations
 from continuity.embedded import start_embedded
 from continuity.mapper import EventMapper
+from continuity.metrics import Metrics
 from continuity.rebuild import Rebuilder
 from continuity.registry import Registry
 from continuity.repository import Repository
@@ -82,6 +83,7 @@ class Runtime:
     projections: Registry
     rebuilder: Rebuilder
     carts: CartService
+    metrics: Metrics
 
     @classmethod
     async def open(
@@ -91,10 +93,12 @@ class Runtime:
         keyring: Keyring | None = None,
         *,
         build_stale: bool = True,
+        metrics: Metrics | None = None,
     ) -> Runtime:
         """Migrate, check the log came from this cluster (`log_origin.check`), connect, start
         listening, and (with `build_stale`) rebuild any projection whose rows another fold
-        version built, or none did. The caller owns any embedded server."""
+        version built, or none did. Appends are counted in `metrics` (the app's, so `/metrics`
+        shows them; a fresh registry if none is given). The caller owns any embedded server."""
         schema = settings.database_schema
         money.use_legacy_currency(settings.currency)
         conn = await asyncpg.connect(database_url, server_settings={"search_path": schema})
@@ -109,7 +113,8 @@ class Runtime:
             min_size=settings.pool_min_size,
             max_size=settings.pool_max_size,
         )
-        store = EventStore(pool, schema)
+        metrics = metrics or Metrics()
+        store = EventStore(pool, schema, metrics.observe_append)
         vault = KeyVault(pool, schema, keyring or resolve_keyring(settings))
         await vault.start()
         mapper = EventMapper(vault)
@@ -128,6 +133,7 @@ class Runtime:
             projections=projections,
             rebuilder=rebuilder,
             carts=CartService(repository, sessions, vault, settings.currency),
+            metrics=metrics,
         )
         try:
             for projection in projections if build_stale else ():

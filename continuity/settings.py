@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
 
 from aggregates.money import DEFAULT_CURRENCY, MINOR_UNITS
 from continuity.db import check_schema_name
@@ -20,6 +23,8 @@ from continuity.identity_provider import (
 BUILT_IN_ISSUER = "continuity"
 """The `iss` of tokens Continuity signs itself (HS256, `continuity token`)."""
 MIN_JWT_SECRET = 32
+
+LogFormat = Literal["text", "json"]
 
 
 class SettingsError(ValueError):
@@ -47,6 +52,11 @@ class Settings:
     currency: str = DEFAULT_CURRENCY
     """The ISO 4217 currency of a cart opened without one, and of carts recorded before carts
     had a currency."""
+    log_format: LogFormat = "text"
+    cors_origins: tuple[str, ...] = ()
+    trusted_proxies: tuple[str, ...] = ()
+    """Networks in CIDR notation, checked and normalised (a plain address is a /32 or /128)."""
+    rate_limit_per_minute: int = 120
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -112,6 +122,10 @@ class Settings:
             token_ttl_seconds=integer("TOKEN_TTL_SECONDS", cls.token_ttl_seconds, 60, 10**8),
             log_level=level,
             currency=currency,
+            log_format=_log_format(text("LOG_FORMAT")),
+            cors_origins=_cors_origins(text("CORS_ORIGINS")),
+            trusted_proxies=_trusted_proxies(text("TRUSTED_PROXIES")),
+            rate_limit_per_minute=integer("RATE_LIMIT", cls.rate_limit_per_minute, 0, 10**6),
         )
 
 
@@ -174,3 +188,56 @@ def _identity_provider(text: Callable[[str], str | None]) -> IdentityProvider | 
                 f" CONTINUITY_IDP_ALGORITHMS ({', '.join(chosen)}) does not allow"
             )
     return IdentityProvider(issuer, audience, jwks_url, public_key, chosen)
+
+
+def _log_format(raw: str | None) -> LogFormat:
+    if raw is None or raw.lower() == "text":
+        return "text"
+    if raw.lower() == "json":
+        return "json"
+    raise SettingsError(f"CONTINUITY_LOG_FORMAT must be json or text, got {raw!r}")
+
+
+def _cors_origins(raw: str | None) -> tuple[str, ...]:
+    """CONTINUITY_CORS_ORIGINS: `*`, or origins (`https://app.example.com[:port]`), comma-separated.
+
+    An origin is compared as a browser sends it, so a path, a trailing slash or a wildcard in
+    the host would never match: those are refused rather than silently never allowing anything.
+    """
+    if raw is None:
+        return ()
+    origins = tuple(part.strip() for part in raw.split(",") if part.strip())
+    if origins == ("*",):
+        return origins
+    for origin in origins:
+        parts = urlsplit(origin)
+        if (
+            parts.scheme not in {"http", "https"}
+            or not parts.hostname
+            or "*" in origin
+            or f"{parts.scheme}://{parts.netloc}" != origin
+        ):
+            raise SettingsError(
+                f"CONTINUITY_CORS_ORIGINS: {origin!r} is not an origin like"
+                " https://app.example.com or http://localhost:5173 (no path, no trailing slash),"
+                " nor `*` alone"
+            )
+    return origins
+
+
+def _trusted_proxies(raw: str | None) -> tuple[str, ...]:
+    """CONTINUITY_TRUSTED_PROXIES: addresses or networks (CIDR), comma-separated."""
+    if raw is None:
+        return ()
+    networks: list[str] = []
+    for part in (p.strip() for p in raw.split(",")):
+        if not part:
+            continue
+        try:
+            networks.append(str(ipaddress.ip_network(part, strict=False)))
+        except ValueError:
+            raise SettingsError(
+                f"CONTINUITY_TRUSTED_PROXIES: {part!r} is not an IP address or network"
+                " (e.g. 10.0.0.5 or 10.0.0.0/8)"
+            ) from None
+    return tuple(networks)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from uuid import UUID
@@ -26,6 +27,10 @@ SUBJECT_ERASED = "CY410"
 APPEND_SQL = "SELECT append_events($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
 NOTIFY_DEBOUNCE = 0.005
 """Seconds the notifier waits to gather more commits into one NOTIFY."""
+
+ObserveAppend = Callable[[str, int, float], None]
+"""Told of every append: its outcome (committed, replayed, conflict, erased, reused, failed),
+how many events it carried, and how long it took in seconds (`Metrics.observe_append`)."""
 
 
 class NewEvent(msgspec.Struct, frozen=True):
@@ -89,9 +94,12 @@ def _record(row: asyncpg.Record) -> RecordedEvent:
 class EventStore:
     """Appends and reads events; one instance per pool and schema."""
 
-    def __init__(self, pool: asyncpg.Pool, schema: str) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, schema: str, observe: ObserveAppend | None = None
+    ) -> None:
         self.pool = pool
         self.schema = schema
+        self.observe = observe
         self.channel = f"{schema}_events"
         self._wake = asyncio.Event()
         self._notifier: asyncio.Task[None] | None = None
@@ -116,6 +124,33 @@ class EventStore:
         if not events:
             return []
         _check_batch(events, expected or {})
+        if self.observe is None:
+            return (await self._append(events, expected, project))[0]
+        started = time.perf_counter()
+        outcome = "failed"
+        try:
+            positions, replayed = await self._append(events, expected, project)
+            outcome = "replayed" if replayed else "committed"
+            return positions
+        except (ConcurrencyConflict, DuplicateEvent):
+            outcome = "conflict"
+            raise
+        except SubjectErased:
+            outcome = "erased"
+            raise
+        except EventIdReused:
+            outcome = "reused"
+            raise
+        finally:
+            self.observe(outcome, len(events), time.perf_counter() - started)
+
+    async def _append(
+        self,
+        events: Sequence[NewEvent],
+        expected: Mapping[UUID, int] | None,
+        project: Project | None,
+    ) -> tuple[list[int], bool]:
+        """The positions, and whether they are an earlier identical append's (a retry)."""
         try:
             if project is None:
                 async with self.pool.acquire() as conn:
@@ -130,9 +165,9 @@ class EventStore:
             original = await self._original_positions(events)
             if original is None:
                 raise
-            return original
+            return original, True
         self._notify()
-        return positions
+        return positions, False
 
     async def _insert(
         self, conn: Conn, events: Sequence[NewEvent], expected: Mapping[UUID, int]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import timedelta
 from uuid import UUID, uuid4
 
@@ -83,6 +84,45 @@ def mapper(vault: KeyVault) -> EventMapper:
     return EventMapper(vault)
 
 
+AppFactory = Callable[..., AbstractAsyncContextManager[Litestar]]
+"""started(**settings) -> an async context with the real app, started, built with those
+settings on the test's schema."""
+ClientFactory = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
+"""serve(**settings) -> an async context with a client of such an app."""
+
+
+@pytest.fixture
+def started(database_url: str, schema: str, keyring: Keyring) -> AppFactory:
+    """The real app with some settings changed (CORS, rate limits, proxies...)."""
+
+    @asynccontextmanager
+    async def start(**changes: object) -> AsyncIterator[Litestar]:
+        settings = Settings(database_schema=schema, jwt_secret=SECRET, **changes)  # type: ignore[arg-type]
+        app = create_app(settings, database_url=database_url, keyring=keyring)
+        async with app.lifespan():
+            yield app
+
+    return start
+
+
+@pytest.fixture
+def serve(started: AppFactory) -> ClientFactory:
+    """`async with serve(cors_origins=(...,)) as client: ...`"""
+
+    @asynccontextmanager
+    async def client(**changes: object) -> AsyncIterator[httpx.AsyncClient]:
+        async with started(**changes) as app, client_of(app) as client:
+            yield client
+
+    return client
+
+
+def client_of(app: Litestar, peer: str = "127.0.0.1") -> httpx.AsyncClient:
+    """A client of `app` whose requests come from `peer` (the socket's address)."""
+    transport = httpx.ASGITransport(app=app, client=(peer, 40000))  # type: ignore[arg-type]
+    return httpx.AsyncClient(transport=transport, base_url="http://continuity.test")
+
+
 @pytest.fixture
 async def app(database_url: str, schema: str, keyring: Keyring) -> AsyncIterator[Litestar]:
     settings = Settings(database_schema=schema, jwt_secret=SECRET)
@@ -99,8 +139,7 @@ def runtime(app: Litestar) -> Runtime:
 
 @pytest.fixture
 async def client(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
-    async with httpx.AsyncClient(transport=transport, base_url="http://continuity.test") as client:
+    async with client_of(app) as client:
         yield client
 
 

@@ -4,11 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from uuid import uuid4
@@ -22,6 +17,7 @@ from api.auth import ContinuityToken
 from continuity.cli import main
 from privacy.master_key import MasterKey
 from tests.helpers import SECRET
+from tests.server import running_server
 
 
 def drop_schema(url: str, schema: str) -> None:
@@ -88,40 +84,12 @@ def test_migrate_is_safe_to_run_twice(cli_env: dict[str, str]) -> None:
     assert "nothing (up to date)" in second.output
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def test_the_server_process_serves_the_tour_and_erases_from_the_cli(
     cli_env: dict[str, str], tmp_path: Path
 ) -> None:
     """`continuity run` as a real process: two devices share a cart; then `erase-subject`
     makes the same requests answer 410."""
-    port = free_port()
-    env = {**os.environ, **cli_env, "CONTINUITY_PORT": str(port)}
-    log = tmp_path / "server.log"
-    with log.open("wb") as sink:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "continuity.cli", "run"],
-            env=env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, "the server did not come up"
-            time.sleep(0.2)
+    with running_server(cli_env, tmp_path / "server.log") as base:
         customer = str(uuid4())
         runner = CliRunner()
         tokens = [
@@ -144,6 +112,3 @@ def test_the_server_process_serves_the_tour_and_erases_from_the_cli(
         assert certificate["key_versions_destroyed"] == [1]
         gone = httpx.get(f"{base}/v1/me/session", headers=laptop)
         assert gone.status_code == 410
-    finally:
-        server.terminate()
-        server.wait(20)

@@ -202,3 +202,44 @@ def test_the_public_key_may_be_given_as_a_certificate() -> None:
     loaded, algorithm = load_public_key(idp.public_key or "")
     assert algorithm == "ES256"
     assert loaded == key.public_key()
+
+
+def test_operations_settings_default_to_off_text_and_a_modest_rate_limit() -> None:
+    settings = Settings.from_env({})
+    assert settings.cors_origins == ()
+    assert settings.trusted_proxies == ()
+    assert settings.log_format == "text"
+    assert settings.rate_limit_per_minute == 120
+
+
+def test_operations_settings_are_read() -> None:
+    settings = Settings.from_env(
+        {
+            "CONTINUITY_CORS_ORIGINS": "https://app.example.com, http://localhost:5173",
+            "CONTINUITY_TRUSTED_PROXIES": "10.0.0.5, 192.168.0.0/16,::1",
+            "CONTINUITY_LOG_FORMAT": "JSON",
+            "CONTINUITY_RATE_LIMIT": "0",
+        }
+    )
+    assert settings.cors_origins == ("https://app.example.com", "http://localhost:5173")
+    assert settings.trusted_proxies == ("10.0.0.5/32", "192.168.0.0/16", "::1/128")
+    assert settings.log_format == "json"
+    assert settings.rate_limit_per_minute == 0
+    assert Settings.from_env({"CONTINUITY_CORS_ORIGINS": "*"}).cors_origins == ("*",)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("CONTINUITY_CORS_ORIGINS", "https://app.example.com/", "not an origin"),
+        ("CONTINUITY_CORS_ORIGINS", "app.example.com", "not an origin"),
+        ("CONTINUITY_CORS_ORIGINS", "https://*.example.com", "not an origin"),
+        ("CONTINUITY_CORS_ORIGINS", "*,https://app.example.com", "not an origin"),
+        ("CONTINUITY_TRUSTED_PROXIES", "10.0.0.300", "not an IP address or network"),
+        ("CONTINUITY_LOG_FORMAT", "xml", "CONTINUITY_LOG_FORMAT must be json or text"),
+        ("CONTINUITY_RATE_LIMIT", "-1", "CONTINUITY_RATE_LIMIT must be between"),
+    ],
+)
+def test_bad_operations_settings_are_named(name: str, value: str, message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        Settings.from_env({name: value})

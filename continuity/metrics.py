@@ -1,0 +1,136 @@
+"""Every metric `/metrics` exposes, in one place, so what leaves the process can be audited.
+
+Labels are bounded and never personal: HTTP method, route *template* (`/v1/me/cart/items/{sku}`,
+never the raw path), status code, append outcome, projection name, pool state. No subject,
+device, token or client address is ever a label.
+
+Each app owns a `CollectorRegistry` (prometheus-client) instead of the process-wide default, so
+two apps in one process (the tests build many) never share or double-register series. Values
+that live in the database (pool usage, projection lag) are read when scraped (`refresh`), not
+kept up to date on every request.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+import asyncpg
+from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from continuity.projection import Projection
+from continuity.projection_status import lag
+
+__all__ = ["CONTENT_TYPE", "Metrics"]
+
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+UNMATCHED = "unmatched"
+"""The route label of a request no route matched (404, 405, a CORS preflight)."""
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+log = logging.getLogger("continuity.metrics")
+
+
+class Metrics:
+    """The registry and its series. `observe_request` and `observe_append` are called on the
+    hot paths (a counter and a histogram each); `refresh` runs at scrape time."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "continuity_http_requests",
+            "HTTP requests answered, by method, route template and status.",
+            ["method", "route", "status"],
+            registry=r,
+        )
+        self.request_seconds = Histogram(
+            "continuity_http_request_duration_seconds",
+            "Time to answer an HTTP request, by method, route template and status.",
+            ["method", "route", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.appends = Counter(
+            "continuity_appends",
+            "Appends to the event log (one per atomic batch), by outcome: committed, replayed"
+            " (an idempotent retry), conflict, erased, reused (an event id used for something"
+            " else) or failed.",
+            ["outcome"],
+            registry=r,
+        )
+        self.appended_events = Counter(
+            "continuity_appended_events", "Events committed to the log.", registry=r
+        )
+        self.append_seconds = Histogram(
+            "continuity_append_duration_seconds",
+            "Time of one append, with its inline projections, by outcome.",
+            ["outcome"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.pool_connections = Gauge(
+            "continuity_db_pool_connections",
+            "Connections of the database pool, by state (in_use, idle), at scrape time.",
+            ["state"],
+            registry=r,
+        )
+        self.pool_max = Gauge(
+            "continuity_db_pool_max_connections",
+            "The most connections the database pool may open.",
+            registry=r,
+        )
+        self.log_head = Gauge(
+            "continuity_log_head_position", "The highest position in the event log.", registry=r
+        )
+        self.projection_position = Gauge(
+            "continuity_projection_position",
+            "The log position each projection's rows reflect.",
+            ["projection"],
+            registry=r,
+        )
+        self.projection_behind = Gauge(
+            "continuity_projection_behind_events",
+            "Events of each projection's topics after its position (capped; 0 when current).",
+            ["projection"],
+            registry=r,
+        )
+        self.scrape_errors = Counter(
+            "continuity_metrics_database_errors",
+            "Scrapes whose database-backed values could not be read (the database was down).",
+            registry=r,
+        )
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        labels = (method if method in METHODS else "other", route, str(status))
+        self.requests.labels(*labels).inc()
+        self.request_seconds.labels(*labels).observe(seconds)
+
+    def observe_append(self, outcome: str, events: int, seconds: float) -> None:
+        self.appends.labels(outcome).inc()
+        self.append_seconds.labels(outcome).observe(seconds)
+        if outcome == "committed":
+            self.appended_events.inc(events)
+
+    async def refresh(self, pool: asyncpg.Pool, projections: Iterable[Projection]) -> None:
+        """Read the pool's usage and each projection's lag (one cheap query per projection).
+        A database that cannot be reached leaves the last values and counts an error."""
+        size, idle = pool.get_size(), pool.get_idle_size()
+        self.pool_connections.labels("in_use").set(size - idle)
+        self.pool_connections.labels("idle").set(idle)
+        self.pool_max.set(pool.get_max_size())
+        try:
+            async with pool.acquire() as conn:
+                for projection in projections:
+                    found = await lag(conn, projection)
+                    self.log_head.set(found.head)
+                    self.projection_position.labels(projection.name).set(found.position)
+                    self.projection_behind.labels(projection.name).set(found.behind)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            self.scrape_errors.inc()
+            log.warning("metrics: the database could not be read (%s)", type(exc).__name__)
+
+    def exposition(self) -> bytes:
+        """The Prometheus text format of every series."""
+        return generate_latest(self.registry)
