@@ -11,6 +11,7 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 
+from api.allow import complete_allow
 from api.auth import jwt_auth
 from api.body import ApiRequest
 from api.cors import cors_config
@@ -86,5 +87,6 @@ def create_app(
             render_plugins=render_plugins(),
         ),
     )
+    complete_allow(app)
     app.asgi_handler = RequestContext(app.asgi_handler, measured)
     return app
