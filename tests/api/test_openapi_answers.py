@@ -136,4 +136,3 @@ async def test_bodies_refuse_unknown_fields_in_the_schema_too(openapi: dict[str,
     components = openapi["components"]["schemas"]
     assert components["AddItem"]["additionalProperties"] is False
     assert components["ChangeQuantity"]["additionalProperties"] is False
-
