@@ -2,7 +2,7 @@
 and each answer's status, content type, headers and body as the schema says.
 
 Bounded so that it stays a unit of `make test`: Hypothesis derandomized (a fixed seed), a few
-dozen cases per operation and mode (valid and invalid data), once with a valid customer token
+hundred cases per operation and mode (valid and invalid data), once with a valid customer token
 and once with a refused one. The server is `continuity run` over the test PostgreSQL, so what
 is fuzzed is what is deployed: uvicorn, every middleware, the real store.
 """
@@ -31,7 +31,7 @@ from tests.continuity.test_cli import drop_schema
 from tests.helpers import SECRET
 from tests.server import running_server
 
-CASES = 100
+CASES = 250
 """Examples per operation and generation mode."""
 
 FUZZED = settings(
