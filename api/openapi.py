@@ -81,6 +81,12 @@ _ETAG = OpenAPIHeader(
     schema=Schema(type=OpenAPIType.STRING),
     description='The representation\'s strong ETag; for a cart, its version (`"3"`).',
 )
+_SENT_ETAG = OpenAPIHeader(
+    schema=Schema(type=OpenAPIType.STRING),
+    description=_ETAG.description,
+    required=True,
+)
+"""`ETag` where every answer carries one (a customer's 200s and 304s)."""
 _RETRY_AFTER = OpenAPIHeader(
     schema=Schema(type=OpenAPIType.INTEGER, minimum=0),
     description="Seconds to wait before trying again.",
@@ -197,10 +203,7 @@ def _problems(method: str, path: str, operation: Operation) -> Iterator[ProblemT
 def _formats(operation: Operation) -> None:
     """Say exactly what the conditional and idempotency headers accept."""
     formats = {
-        "If-Match": Schema(
-            type=OpenAPIType.STRING,
-            pattern=IF_MATCH,
-        ),
+        "If-Match": Schema(type=OpenAPIType.STRING, pattern=IF_MATCH),
         "If-None-Match": Schema(type=OpenAPIType.STRING, pattern=ENTITY_TAGS, examples=['"3"']),
         "Idempotency-Key": Schema(type=OpenAPIType.STRING, format="uuid"),  # type: ignore[arg-type]
         "X-Channel": Schema(type=OpenAPIType.STRING, enum=sorted(CUSTOMER_CHANNELS)),
@@ -224,11 +227,12 @@ def _answers(method: str, path: str, operation: Operation) -> None:
                 content=answer.content if isinstance(answer, OpenAPIResponse) else None,
             )
         if path.startswith("/v1/me/") and isinstance(answer, OpenAPIResponse):
-            answer.headers = {**(answer.headers or {}), "ETag": _ETAG}
+            answer.headers = {**(answer.headers or {}), "ETag": _SENT_ETAG}
             responses[code] = answer
     if _header(operation, "If-None-Match") is not None:
         responses["304"] = OpenAPIResponse(
-            description="Not Modified: the ETag sent is still current.", headers={"ETag": _ETAG}
+            description="Not Modified: the ETag sent is still current.",
+            headers={"ETag": _SENT_ETAG},
         )
     by_status: dict[int, list[ProblemType]] = {}
     for kind in _problems(method, path, operation):
