@@ -11,6 +11,7 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 
+from api.allow import complete_allow
 from api.auth import jwt_auth
 from api.body import ApiRequest
 from api.cors import cors_config
@@ -18,6 +19,7 @@ from api.docs_ui import docs_asset, render_plugins
 from api.etags import NotModified, not_modified
 from api.limits import MAX_BODY_BYTES
 from api.log_config import ContinuityLogging
+from api.openapi import document_answers
 from api.problems import exception_handlers
 from api.rate_limits import rate_limit_config
 from api.request_context import RequestContext
@@ -86,5 +88,7 @@ def create_app(
             render_plugins=render_plugins(),
         ),
     )
+    complete_allow(app)
+    document_answers(app.openapi_schema)
     app.asgi_handler = RequestContext(app.asgi_handler, measured)
     return app

@@ -227,7 +227,7 @@ def _domain(exc: DomainError) -> ProblemDetailsException:
 
 
 _BODY_PATH = re.compile(r"at `\$\.([^`]+)`")
-_BODY_FIELD = re.compile(r"field `([^`]+)`")
+_BODY_FIELD = re.compile(r"field `([^`]*)`")
 
 
 def _field_of(key: object, message: str) -> object:

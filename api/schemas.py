@@ -66,7 +66,14 @@ CurrencyCode = Annotated[
     ),
 ]
 Quantity = Annotated[
-    int, msgspec.Meta(ge=1, le=MAX_QUANTITY, description="How many.", examples=[2])
+    int,
+    msgspec.Meta(
+        ge=1,
+        le=MAX_QUANTITY,
+        description="How many: a JSON integer written without a fraction or exponent (2, not"
+        " 2.0 or 2e0).",
+        examples=[2],
+    ),
 ]
 
 

@@ -89,7 +89,7 @@ def _idempotency_key(value: str | None) -> UUID:
 
 
 def _meta(principal: Principal, channel: str | None) -> EventMeta:
-    chosen = channel or "web"
+    chosen = "web" if channel is None else channel
     if chosen not in CHANNELS:
         raise ValidationException(
             f"X-Channel must be one of {', '.join(sorted(CUSTOMER_CHANNELS))}",

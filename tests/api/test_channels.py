@@ -66,3 +66,14 @@ async def test_an_unknown_channel_is_a_400_naming_the_header(
     )
     assert response.status_code == 400
     assert response.json()["field"] == "X-Channel"
+
+
+async def test_an_empty_channel_is_a_400_not_the_default(
+    client: httpx.AsyncClient, auth: TokenFactory
+) -> None:
+    """Only a missing X-Channel means web; an empty one is no channel (found by Schemathesis)."""
+    phone = auth(uuid4())
+    response = await client.post("/v1/me/cart/items", json=MUG, headers={**phone, "X-Channel": ""})
+    assert response.status_code == 400
+    assert response.json()["field"] == "X-Channel"
+    assert (await client.get("/v1/me/cart", headers=phone)).status_code == 404

@@ -233,3 +233,17 @@ async def test_the_schema_says_what_is_accepted(app: Litestar) -> None:
     assert props["name"]["maxLength"] == 200
     assert props["currency"]["pattern"].startswith("^[A-Z]{3}")
     assert set(add_item["required"]) == {"sku", "name", "unit_price"}
+
+
+@pytest.mark.parametrize("name", ["colour", ""])
+async def test_an_unknown_field_is_named_even_when_its_name_is_empty(
+    client: httpx.AsyncClient, auth: TokenFactory, name: str
+) -> None:
+    """Schemathesis sent `{"": false, "quantity": 3}`: the problem named the handler's parameter
+    (`data`) instead of the field, whose name is the empty string."""
+    phone = auth(uuid4())
+    added = await client.post(ITEMS, json={**MUG, name: 1}, headers=phone)
+    changed = await client.patch(f"{ITEMS}/MUG-1", json={"quantity": 3, name: 1}, headers=phone)
+    for response in (added, changed):
+        assert response.status_code == 400, response.text
+        assert response.json()["field"] == name

@@ -1,0 +1,138 @@
+"""The served OpenAPI schema says what each operation answers: every status it can return,
+problems in RFC 9457's shape with their catalog types, ETags, and the header formats."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import httpx
+import pytest
+
+from api.problems import PROBLEM_TYPES
+
+PROBLEM = "application/problem+json"
+
+EXPECTED: dict[tuple[str, str], set[str]] = {
+    ("get", "/v1/me/session"): {"200", "304", "400", "401", "403", "410", "500"},
+    ("get", "/v1/me/cart"): {"200", "304", "400", "401", "403", "404", "410", "500"},
+    ("post", "/v1/me/cart/items"): {
+        *("200", "400", "401", "403", "409", "410", "412", "413", "415", "422", "500"),
+    },
+    ("patch", "/v1/me/cart/items/{sku}"): {
+        *("200", "400", "401", "403", "404", "409", "410", "412", "413", "415", "422", "500"),
+    },
+    ("delete", "/v1/me/cart/items/{sku}"): {
+        *("200", "400", "401", "403", "404", "409", "410", "412", "422", "500"),
+    },
+    ("post", "/v1/me/cart/checkout"): {
+        *("200", "400", "401", "403", "404", "409", "410", "412", "422", "500"),
+    },
+    ("get", "/health"): {"200", "429", "500", "503"},
+    ("get", "/ready"): {"200", "429", "500", "503"},
+    ("get", "/metrics"): {"200", "429", "500"},
+}
+
+
+@pytest.fixture
+async def openapi(client: httpx.AsyncClient) -> dict[str, Any]:
+    answer = await client.get("/schema/openapi.json")
+    assert answer.status_code == 200
+    schema: dict[str, Any] = answer.json()
+    return schema
+
+
+def _operations(openapi: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {
+        (method, path): operation
+        for path, item in openapi["paths"].items()
+        for method, operation in item.items()
+    }
+
+
+@pytest.mark.anyio
+async def test_every_operation_lists_the_statuses_it_answers(openapi: dict[str, Any]) -> None:
+    operations = _operations(openapi)
+    assert set(operations) == set(EXPECTED), "a new operation: say here what it answers"
+    for key, operation in operations.items():
+        assert set(operation["responses"]) == EXPECTED[key], key
+
+
+@pytest.mark.anyio
+async def test_errors_are_problems_with_the_catalog_types(openapi: dict[str, Any]) -> None:
+    problem = openapi["components"]["schemas"]["Problem"]
+    assert set(problem["required"]) == {"type", "title", "status", "detail"}
+    assert {"instance", "field", "errors", "current_version", "token_expired"} <= set(
+        problem["properties"]
+    )
+    assert problem["additionalProperties"] is False
+    catalog = {kind.uri: kind.status for kind in PROBLEM_TYPES}
+    for key, operation in _operations(openapi).items():
+        for code, answer in operation["responses"].items():
+            if not code.startswith(("4", "5")) or code == "503":
+                continue
+            content = answer["content"]
+            assert list(content) == [PROBLEM], (key, code)
+            schema = content[PROBLEM]["schema"]
+            assert schema["allOf"][0] == {"$ref": "#/components/schemas/Problem"}
+            narrowed = schema["allOf"][1]["properties"]
+            assert narrowed["status"]["const"] == int(code)
+            for uri in narrowed["type"]["enum"]:
+                assert catalog[uri] == int(code), (key, code, uri)
+
+
+@pytest.mark.anyio
+async def test_specific_problems_are_where_they_apply(openapi: dict[str, Any]) -> None:
+    def types(method: str, path: str, code: str) -> set[str]:
+        answer = openapi["paths"][path][method]["responses"][code]
+        enum = answer["content"][PROBLEM]["schema"]["allOf"][1]["properties"]["type"]["enum"]
+        return {uri.rsplit("/", 1)[-1] for uri in enum}
+
+    assert types("get", "/v1/me/cart", "404") == {"no-cart"}
+    assert types("post", "/v1/me/cart/items", "412") == {"stale-version", "weak-etag"}
+    assert types("get", "/v1/me/session", "401") == {
+        "missing-token",
+        "invalid-token",
+        "token-expired",
+    }
+    assert {"idempotency-key-reused", "invalid-value"} <= types("post", "/v1/me/cart/items", "422")
+    assert types("post", "/v1/me/cart/items", "415") == {"unsupported-media-type"}
+    assert types("get", "/health", "429") == {"rate-limited"}
+    unauthorized = openapi["paths"]["/v1/me/cart"]["get"]["responses"]["401"]
+    assert "WWW-Authenticate" in unauthorized["headers"]
+    assert "Retry-After" in openapi["paths"]["/health"]["get"]["responses"]["429"]["headers"]
+
+
+@pytest.mark.anyio
+async def test_etags_and_header_formats_are_documented(openapi: dict[str, Any]) -> None:
+    for (_, path), operation in _operations(openapi).items():
+        if path.startswith("/v1/me/"):
+            assert operation["responses"]["200"]["headers"]["ETag"]["required"], path
+    assert "ETag" in openapi["paths"]["/v1/me/cart"]["get"]["responses"]["304"]["headers"]
+    stale = openapi["paths"]["/v1/me/cart/checkout"]["post"]["responses"]["412"]
+    assert "ETag" in stale["headers"]
+    parameters = {
+        parameter["name"]: parameter["schema"]
+        for parameter in openapi["paths"]["/v1/me/cart/items"]["post"]["parameters"]
+    }
+    if_match = re.compile(parameters["If-Match"]["pattern"])
+    assert if_match.search('"3"')
+    assert if_match.search("*")
+    assert not if_match.search('W/"3"')
+    assert not if_match.search("3")
+    assert not if_match.search('"' + "1" * 19 + '"'), "at most 18 digits"
+    assert parameters["Idempotency-Key"] == {
+        **parameters["Idempotency-Key"],
+        "type": "string",
+        "format": "uuid",
+    }
+    assert set(parameters["X-Channel"]["enum"]) == {"web", "app", "chat", "email", "phone", "store"}
+    if_none_match = openapi["paths"]["/v1/me/session"]["get"]["parameters"][0]["schema"]
+    assert re.search(if_none_match["pattern"], '"a", W/"b"')
+
+
+@pytest.mark.anyio
+async def test_bodies_refuse_unknown_fields_in_the_schema_too(openapi: dict[str, Any]) -> None:
+    components = openapi["components"]["schemas"]
+    assert components["AddItem"]["additionalProperties"] is False
+    assert components["ChangeQuantity"]["additionalProperties"] is False
