@@ -14,13 +14,13 @@ from litestar.openapi import OpenAPIConfig
 from api.allow import complete_allow
 from api.auth import jwt_auth
 from api.body import ApiRequest
-from api.cors import cors_config
+from api.cors import Cors, cors_config
 from api.docs_ui import docs_asset, render_plugins
 from api.etags import NotModified, not_modified
 from api.limits import MAX_BODY_BYTES
 from api.log_config import ContinuityLogging
 from api.openapi import document_answers
-from api.problems import exception_handlers
+from api.problems import exception_handlers, refuse_preflight
 from api.rate_limits import rate_limit_config
 from api.request_context import RequestContext
 from api.routes.device import DeviceController
@@ -73,7 +73,6 @@ def create_app(
         on_app_init=[auth.on_app_init],
         request_class=ApiRequest,
         request_max_body_size=MAX_BODY_BYTES,
-        cors_config=cors_config(settings.cors_origins),
         middleware=[limits.middleware] if limits else [],
         exception_handlers={**exception_handlers(), NotModified: _not_modified},
         # api.problems logs each error answered (4xx at INFO, 5xx at ERROR with a traceback).
@@ -90,5 +89,7 @@ def create_app(
     )
     complete_allow(app)
     document_answers(app.openapi_schema)
-    app.asgi_handler = RequestContext(app.asgi_handler, measured)
+    cors = cors_config(settings.cors_origins)
+    inner = Cors(app.asgi_handler, cors, refuse_preflight) if cors else app.asgi_handler
+    app.asgi_handler = RequestContext(inner, measured)
     return app

@@ -14,10 +14,18 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
+import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
 from litestar.plugins.problem_details import ProblemDetailsException
-from litestar.types import ExceptionHandlersMap
+from litestar.types import (
+    ExceptionHandlersMap,
+    HTTPResponseBodyEvent,
+    HTTPResponseStartEvent,
+    Receive,
+    Scope,
+    Send,
+)
 
 from aggregates.errors import DomainError, InvalidState, InvalidValue, NotFound
 from api.issuers import TokenExpired
@@ -111,6 +119,13 @@ CHANNEL_NOT_ALLOWED = _type(
     403,
     "Channel not allowed",
     "`X-Channel` is agent or system, which a customer's device may not claim.",
+)
+CORS_REFUSED = _type(
+    "cors-refused",
+    403,
+    "Cross-origin request refused",
+    "A browser's preflight from an origin not in `CONTINUITY_CORS_ORIGINS`, or asking for a"
+    " method or header the API does not allow. The answer carries no `Access-Control-*` header.",
 )
 NOT_FOUND = _type(
     "not-found",
@@ -355,3 +370,29 @@ def handle(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
 
 def exception_handlers() -> ExceptionHandlersMap:
     return {Exception: handle}
+
+
+async def refuse_preflight(scope: Scope, receive: Receive, send: Send, refused: str) -> None:
+    """Answer a refused CORS preflight (see `api.cors`), before any route is matched."""
+    problem = CORS_REFUSED(refused)
+    body: dict[str, Any] = {
+        "type": problem.type_,
+        "title": problem.title,
+        "status": problem.status_code,
+        "detail": problem.detail,
+    }
+    if urn := request_urn():
+        body["instance"] = urn
+    log.info("OPTIONS (preflight) answered %s cors-refused", problem.status_code)
+    start: HTTPResponseStartEvent = {
+        "type": "http.response.start",
+        "status": problem.status_code,
+        "headers": [(b"content-type", b"application/problem+json")],
+    }
+    await send(start)
+    content: HTTPResponseBodyEvent = {
+        "type": "http.response.body",
+        "body": msgspec.json.encode(body),
+        "more_body": False,
+    }
+    await send(content)

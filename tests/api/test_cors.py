@@ -79,7 +79,24 @@ async def test_another_origin_gets_no_cors_headers(serve: ClientFactory) -> None
     async with serve(cors_origins=(APP,)) as client:
         response = await client.options("/v1/me/cart", headers=preflight("https://evil.example"))
     assert_no_leak(response)
-    assert "access-control-allow-origin" not in response.headers
+    assert response.status_code == 403
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["type"] == "https://continuity.dev/problems/cors-refused"
+    assert not [name for name in response.headers if name.startswith("access-control-")]
+
+
+@pytest.mark.anyio
+async def test_a_preflight_asking_for_a_header_not_allowed_is_a_problem(
+    serve: ClientFactory,
+) -> None:
+    async with serve(cors_origins=(APP,)) as client:
+        response = await client.options(
+            "/v1/me/cart",
+            headers={**preflight(APP), "Access-Control-Request-Headers": "X-Secret"},
+        )
+    assert response.status_code == 403
+    assert response.json()["type"] == "https://continuity.dev/problems/cors-refused"
+    assert "x-secret" in response.json()["detail"]
 
 
 @pytest.mark.anyio
@@ -102,4 +119,4 @@ async def test_a_configured_origin_may_read_etag_and_request_id(
     exposed = listed(added.headers["access-control-expose-headers"])
     assert {"etag", "x-request-id", "retry-after"} <= exposed
     assert other.status_code == 200
-    assert "access-control-allow-origin" not in other.headers
+    assert not [name for name in other.headers if name.startswith("access-control-")]
