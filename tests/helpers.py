@@ -18,6 +18,9 @@ from projections.envelope import Envelope
 
 SECRET = "test-secret-" + "x" * 40
 
+MUG = {"sku": "MUG-1", "name": "Blue mug", "unit_price": "12.50", "quantity": 1}
+"""The body of one valid `POST /v1/me/cart/items`."""
+
 TokenFactory = Callable[..., dict[str, str]]
 """auth(customer_id, device="phone", role="customer") -> headers with a bearer token."""
 

@@ -7,11 +7,9 @@ from uuid import uuid4
 import httpx
 import pytest
 
-from tests.helpers import TokenFactory
+from tests.helpers import MUG, TokenFactory
 
 pytestmark = pytest.mark.anyio
-
-MUG = {"sku": "MUG-1", "name": "Blue mug", "unit_price": "12.50", "quantity": 1}
 
 
 @pytest.mark.parametrize("channel", ["agent", "system"])

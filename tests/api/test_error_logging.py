@@ -9,11 +9,9 @@ import httpx
 import pytest
 from litestar import Litestar, get
 
-from tests.helpers import TokenFactory
+from tests.helpers import MUG, TokenFactory
 
 pytestmark = pytest.mark.anyio
-
-MUG = {"sku": "MUG-1", "name": "Blue mug", "unit_price": "12.50", "quantity": 1}
 
 
 def api_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:

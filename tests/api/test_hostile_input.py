@@ -8,11 +8,10 @@ import httpx
 import pytest
 
 from api.problems import PROBLEM_BASE
-from tests.helpers import TokenFactory
+from tests.helpers import MUG, TokenFactory
 
 pytestmark = pytest.mark.anyio
 
-MUG = {"sku": "MUG-1", "name": "Blue mug", "unit_price": "12.50", "quantity": 1}
 JSON = {"Content-Type": "application/json"}
 
 

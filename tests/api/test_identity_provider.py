@@ -19,13 +19,12 @@ from api.auth import EXTERNAL_SUBJECTS
 from continuity.identity_provider import IdentityProvider
 from continuity.settings import Settings
 from privacy.master_key import Keyring
-from tests.helpers import SECRET, TokenFactory, serve
+from tests.helpers import MUG, SECRET, TokenFactory, serve
 from tests.idp import IDP_AUDIENCE, IDP_ISSUER, JwksServer, SigningKey, idp_claims
 
 pytestmark = pytest.mark.anyio
 
 ALGORITHMS = ["RS256", "ES256", "EdDSA"]
-MUG = {"sku": "MUG-1", "name": "Blue mug", "unit_price": "12.50", "quantity": 1}
 
 
 @pytest.fixture(scope="module")

@@ -16,11 +16,10 @@ from api.limits import MAX_BODY_BYTES
 from api.problems import PROBLEM_BASE
 from continuity.settings import Settings, SettingsError
 from privacy.master_key import Keyring
-from tests.helpers import SECRET, TokenFactory, serve
+from tests.helpers import MUG, SECRET, TokenFactory, serve
 
 pytestmark = pytest.mark.anyio
 
-MUG = {"sku": "MUG-1", "name": "Blue mug", "unit_price": "12.50", "quantity": 1}
 ITEMS = "/v1/me/cart/items"
 
 

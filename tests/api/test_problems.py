@@ -18,11 +18,10 @@ from continuity.errors import ConcurrencyConflict, EventIdReused, IntegrityViola
 from continuity.runtime import Runtime
 from tests.api.test_tokens import signed
 from tests.continuity.test_integrity import tamper
-from tests.helpers import TokenFactory
+from tests.helpers import MUG, TokenFactory
 
 pytestmark = pytest.mark.anyio
 
-MUG = {"sku": "MUG-1", "name": "Blue mug", "unit_price": "12.50", "quantity": 1}
 TITLES = {t.uri: t.title for t in PROBLEM_TYPES}
 UUID_TEXT = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 ERRORS_DOC = Path(__file__).parents[2] / "docs" / "errors.md"

@@ -10,11 +10,10 @@ import pytest
 
 from continuity.errors import IntegrityViolation
 from continuity.runtime import Runtime
-from tests.helpers import TokenFactory
+from tests.helpers import MUG, TokenFactory
 
 pytestmark = pytest.mark.anyio
 
-MUG = {"sku": "MUG-1", "name": "Blue mug", "unit_price": "12.50", "quantity": 1}
 TEA = {"sku": "TEA-7", "name": "Green tea", "unit_price": "4.20", "quantity": 3}
 
 

@@ -15,11 +15,9 @@ from continuity.errors import SubjectErased
 from continuity.runtime import Runtime
 from privacy.master_key import Keyring
 from privacy.vault import KeyVault
-from tests.helpers import TokenFactory
+from tests.helpers import MUG, TokenFactory
 
 pytestmark = pytest.mark.anyio
-
-MUG = {"sku": "MUG-1", "name": "Blue mug", "unit_price": "12.50", "quantity": 1}
 
 
 async def test_a_shredded_subject_reads_back_as_placeholders_and_others_are_untouched(
