@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import Any, Self
 from uuid import UUID, uuid5
 
+import msgspec
 from eventsourcing.domain import Aggregate, event
 
 from aggregates import money
@@ -34,6 +35,24 @@ class CartLine:
     @property
     def total(self) -> Decimal:
         return money.times(self.unit_price, self.quantity, self.currency)
+
+
+class LineState(msgspec.Struct, frozen=True, gc=False):
+    sku: str
+    name: str
+    unit_price: Decimal
+    quantity: int
+
+
+class CartState(msgspec.Struct, frozen=True, gc=False):
+    """A cart's state at a version: what a snapshot holds, and what the session view's cart
+    part carries too (so the cart service can stand a cart up from either)."""
+
+    subject_id: UUID
+    generation: int
+    currency: str
+    lines: list[LineState]
+    checked_out: bool
 
 
 def _check_quantity(quantity: int) -> None:
@@ -77,6 +96,45 @@ class Cart(Aggregate):
 
     class CheckedOut(Aggregate.Event):
         total: Decimal
+
+    @classmethod
+    def snapshot_type(cls) -> type[CartState]:
+        return CartState
+
+    def snapshot_state(self) -> CartState:
+        return CartState(
+            subject_id=self.subject_id,
+            generation=self.generation,
+            currency=self.currency,
+            lines=[
+                LineState(line.sku, line.name, line.unit_price, line.quantity)
+                for line in self.lines.values()
+            ],
+            checked_out=self.checked_out,
+        )
+
+    @classmethod
+    def restore(cls, stream_id: UUID, version: int, state: CartState) -> Self:
+        """The cart at `version` from its state then, as if its events had been replayed."""
+        cart = object.__new__(cls)
+        cart.__dict__.update(
+            _id=stream_id,
+            _version=version,
+            _created_on=None,
+            _modified_on=None,
+            _pending_events=[],
+            subject_id=state.subject_id,
+            generation=state.generation,
+            currency=state.currency,
+            lines={
+                line.sku: CartLine(
+                    line.sku, line.name, line.unit_price, line.quantity, state.currency
+                )
+                for line in state.lines
+            },
+            checked_out=state.checked_out,
+        )
+        return cart
 
     @staticmethod
     def create_id(subject_id: UUID, generation: int = 1) -> UUID:

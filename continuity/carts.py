@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import random
 from dataclasses import dataclass
 from decimal import Decimal
 from uuid import UUID
@@ -9,7 +11,7 @@ from uuid import UUID
 import msgspec
 
 from aggregates import money
-from aggregates.cart import Cart
+from aggregates.cart import Cart, CartState, LineState
 from aggregates.errors import NotFound
 from aggregates.metadata import EventMeta
 from continuity.errors import (
@@ -18,16 +20,21 @@ from continuity.errors import (
     IntegrityViolation,
     PreconditionFailed,
     SubjectErased,
+    ViewMoved,
 )
 from continuity.mapper import request_digest
 from continuity.registry import Projected
 from continuity.repository import IdempotencyKey, Repository
-from continuity.subject_views import SealedViews
+from continuity.subject_views import Read, SealedViews
+from continuity.turns import Turns
 from privacy.vault import KeyVault
 from projections.cart import CartView
 from projections.session import SessionView
 
-RETRIES_WITHOUT_IF_MATCH = 5
+ATTEMPTS = 5
+"""Times a command is tried when another process's append or a moved view row gets between."""
+BACKOFF = 0.002
+"""Seconds: the most the first retry waits (doubling), so racing processes fall out of step."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,15 @@ def checkout() -> Command:
     return Command("checkout")
 
 
+class _Loaded(msgspec.Struct, frozen=True, gc=False):
+    """What a command needs, from one query: the digest recorded under the request's first
+    event id (a retry), whether the subject is erased, and their session row."""
+
+    digest: bytes | None
+    erased: bool
+    session: Read[SessionView]
+
+
 class CartService:
     def __init__(
         self,
@@ -81,6 +97,13 @@ class CartService:
         self.sessions = sessions
         self.vault = vault
         self.pool = repository.store.pool
+        self.turns = Turns()
+        self._load_sql = (
+            "SELECT (SELECT digest FROM events WHERE event_id = $2) AS digest,"
+            " EXISTS (SELECT FROM erased_subjects WHERE subject_id = $1) AS erased,"
+            " v.key_version, v.body, v.revision FROM (SELECT) AS one"
+            f" LEFT JOIN (SELECT {sessions.select_row} WHERE subject_id = $1) AS v ON true"
+        )
 
     async def session(self, subject_id: UUID) -> SessionView:
         """The resume view; an empty one for a new customer, SubjectErased after erasure."""
@@ -108,20 +131,37 @@ class CartService:
 
         A retried request (same idempotency key) returns the cart without running the command
         again. With `if_match`, a cart at another version is PreconditionFailed; without it, a
-        concurrent change is retried on the fresh state.
+        concurrent change (from another process: this one runs a subject's commands in turn)
+        is retried on the fresh state.
         """
-        attempts = 1 if if_match is not None else RETRIES_WITHOUT_IF_MATCH
-        for attempt in range(attempts):
+        from_view = True
+        for attempt in range(ATTEMPTS):
             try:
-                return await self._attempt(
-                    subject_id, meta, command, idempotency_key, if_match, opens_cart
-                )
+                async with self.turns.of(subject_id):
+                    return await self._attempt(
+                        subject_id, meta, command, idempotency_key, if_match, opens_cart, from_view
+                    )
             except ConcurrencyConflict as conflict:
                 if if_match is not None:
                     raise PreconditionFailed(str(if_match), conflict.actual) from None
-                if attempt == attempts - 1:
+                if attempt == ATTEMPTS - 1:
                     raise
+                from_view = False  # the view may be what is behind: read the log next time
+            except ViewMoved:
+                if attempt == ATTEMPTS - 1:
+                    raise
+            await asyncio.sleep(random.uniform(0, BACKOFF * 2**attempt))  # noqa: S311
         raise AssertionError("unreachable")
+
+    async def _load(self, subject_id: UUID, event_id: UUID) -> _Loaded:
+        row = await self.pool.fetchrow(self._load_sql, subject_id, event_id)
+        assert row is not None  # one row, always: the session row is left-joined
+        session: Read[SessionView] = Read(None, None)
+        if row["body"] is not None:
+            session = await self.sessions.opened(
+                subject_id, row["key_version"], row["body"], row["revision"]
+            )
+        return _Loaded(row["digest"], row["erased"], session)
 
     async def _attempt(
         self,
@@ -131,17 +171,19 @@ class CartService:
         idempotency_key: UUID,
         if_match: int | None,
         opens_cart: bool,
+        from_view: bool,
     ) -> CartView:
-        view = await self.session(subject_id)
-        cart_id = view.cart.cart_id if view.cart is not None else None
         request = IdempotencyKey(subject_id, idempotency_key)
-        recorded = await self.repository.store.recorded_digest(request.event_ids(1)[0])
-        if recorded is not None:
+        loaded = await self._load(subject_id, request.event_ids(1)[0])
+        if loaded.erased:
+            raise SubjectErased(subject_id)
+        view = loaded.session.folded.state if loaded.session.folded else SessionView()
+        if loaded.digest is not None:
             key = await self.vault.key_for_writing(subject_id)
-            if recorded != request_digest(key, command.fingerprint, 0):
+            if loaded.digest != request_digest(key, command.fingerprint, 0):
                 raise EventIdReused(idempotency_key)
-            return await self._current(subject_id)
-        cart = await self.repository.load(cart_id, Cart) if cart_id is not None else None
+            return _current(view)
+        cart = await self._cart(subject_id, view, loaded.session, from_view)
         current_version = cart.version if cart is not None else 0
         if if_match is not None and if_match != current_version:
             raise PreconditionFailed(str(if_match), current_version)
@@ -160,15 +202,46 @@ class CartService:
                 raise IntegrityViolation(f"the session view of subject {subject_id}")
 
         saved = await self.repository.save(
-            cart, subject_id, meta, request, command.fingerprint, cart_folded
+            cart,
+            subject_id,
+            meta,
+            request,
+            command.fingerprint,
+            cart_folded,
+            reads={self.sessions.name: {subject_id: loaded.session}},
         )
         written = self.sessions.written(saved.projected).get(subject_id)
         if written is None or written.cart is None:  # an earlier identical request was recorded
-            return await self._current(subject_id)
+            return _current(await self.session(subject_id))
         return written.cart
 
-    async def _current(self, subject_id: UUID) -> CartView:
-        view = await self.cart(subject_id)
-        if view is None:
-            raise NotFound("there is no cart")
-        return view
+    async def _cart(
+        self, subject_id: UUID, view: SessionView, session: Read[SessionView], from_view: bool
+    ) -> Cart | None:
+        """The current cart: stood up from the session view, which is written in the same
+        commit as the cart's events; loaded from its snapshot and the log instead when the view
+        turned out to be behind the stream (`from_view` False: a stale row put back, say)."""
+        shown = view.cart
+        if shown is None:
+            return None
+        folded = session.folded
+        if from_view and folded is not None and folded.streams.get(shown.cart_id) == shown.version:
+            return Cart.restore(shown.cart_id, shown.version, cart_state(shown, subject_id))
+        return await self.repository.load(shown.cart_id, Cart)
+
+
+def cart_state(cart: CartView, subject_id: UUID) -> CartState:
+    """The state of the cart a session view shows."""
+    return CartState(
+        subject_id=subject_id,
+        generation=cart.generation,
+        currency=cart.currency,
+        lines=[LineState(i.sku, i.name, i.unit_price, i.quantity) for i in cart.items],
+        checked_out=cart.status == "checked_out",
+    )
+
+
+def _current(view: SessionView) -> CartView:
+    if view.cart is None:
+        raise NotFound("there is no cart")
+    return view.cart

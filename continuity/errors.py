@@ -14,6 +14,7 @@ __all__ = [
     "IntegrityViolation",
     "PreconditionFailed",
     "SubjectErased",
+    "ViewMoved",
 ]
 
 
@@ -64,3 +65,12 @@ class PreconditionFailed(ContinuityError):
         super().__init__(f"the resource is at version {current}, not {expected}")
         self.expected = expected
         self.current = current
+
+
+class ViewMoved(ContinuityError):
+    """A view row an append was computed from changed before it committed; read it again."""
+
+    def __init__(self, table: str, subject_id: UUID | None) -> None:
+        super().__init__(f"a row of {table} changed since it was read")
+        self.table = table
+        self.subject_id = subject_id

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Literal, Protocol, runtime_checkable
+from uuid import UUID
 
-from continuity.db import Conn
+from continuity.db import Conn, Queryable
+from continuity.group_commit import ViewWrite
 from projections.envelope import Envelope
 from projections.tables import Table
 
@@ -58,6 +60,23 @@ class Buildable(Protocol):
     between pages, say) offers a builder for its side tables."""
 
     def builder(self, placement: Placement) -> Builder: ...
+
+
+@runtime_checkable
+class Preparable(Protocol):
+    """An inline projection that computes its rows before the append, from rows read before
+    it, so that a group commit writes them with the events (nothing read inside the
+    transaction). A row changed since it was read refuses the append (ViewMoved)."""
+
+    async def read(self, conn: Queryable, subjects: Sequence[UUID]) -> Mapping[UUID, object]:
+        """What `prepare` needs of each subject's rows, as they are now."""
+
+    async def prepare(
+        self, read: Mapping[UUID, object], envelopes: list[Envelope]
+    ) -> tuple[list[ViewWrite], object] | None:
+        """The rows to write for `envelopes` (positions not yet known: 0) and what an inline
+        caller gets back; None when it cannot tell without reading inside the transaction
+        (then the append folds through `handle`)."""
 
 
 def live(projection: Projection) -> Placement:

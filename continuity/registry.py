@@ -5,16 +5,21 @@ what the database holds)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from uuid import UUID
 
-from continuity.db import Conn
-from continuity.projection import Projection, consumes, live
+from continuity.db import Conn, Queryable
+from continuity.group_commit import ViewWrite
+from continuity.projection import Preparable, Projection, consumes, live
 from projections.envelope import Envelope
 
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,40}")
 
 Projected = dict[str, object]
 """What each inline projection returned for an append, by projection name."""
+
+Reads = dict[str, Mapping[UUID, object]]
+"""What each inline projection read of some subjects' rows before an append, by name."""
 
 
 class UnknownProjection(LookupError):
@@ -59,3 +64,37 @@ class Registry:
             if wanted:
                 projected[projection.name] = await projection.handle(conn, live(projection), wanted)
         return projected
+
+    def _inline(self) -> list[Projection]:
+        return [p for p in self._projections.values() if p.mode == "inline"]
+
+    async def read_inline(self, conn: Queryable, subjects: Sequence[UUID]) -> Reads | None:
+        """Every inline projection's rows of `subjects`, for `prepare_inline`; None if one of
+        them cannot prepare its rows ahead of an append."""
+        reads: Reads = {}
+        for projection in self._inline():
+            if not isinstance(projection, Preparable):
+                return None
+            reads[projection.name] = await projection.read(conn, subjects)
+        return reads
+
+    async def prepare_inline(
+        self, reads: Reads, envelopes: list[Envelope]
+    ) -> tuple[list[ViewWrite], Projected] | None:
+        """The rows every inline projection writes for an append's `envelopes`, computed from
+        `reads`; None if one of them needs to read inside the append's transaction."""
+        writes: list[ViewWrite] = []
+        projected: Projected = {}
+        for projection in self._inline():
+            wanted = [e for e in envelopes if not e.erased and consumes(projection, e.topic)]
+            if not wanted:
+                continue
+            read = reads.get(projection.name)
+            if read is None or not isinstance(projection, Preparable):
+                return None
+            prepared = await projection.prepare(read, wanted)
+            if prepared is None:
+                return None
+            writes += prepared[0]
+            projected[projection.name] = prepared[1]
+        return writes, projected

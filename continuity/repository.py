@@ -7,7 +7,7 @@ customer and applying an offline batch all change several aggregates at once.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar, cast
 from uuid import UUID, uuid5
@@ -16,22 +16,21 @@ from eventsourcing.domain import Aggregate, DomainEvent
 
 from aggregates.metadata import EventMeta
 from continuity import mapper as mapping
+from continuity import snapshots
 from continuity.db import Conn
-from continuity.errors import IntegrityViolation, SubjectErased
+from continuity.errors import IntegrityViolation, SubjectErased, ViewMoved
+from continuity.group_commit import SnapshotWrite
 from continuity.mapper import EventMapper, request_digest
-from continuity.registry import Projected
+from continuity.registry import Projected, Reads, Registry
+from continuity.snapshots import Snapshotting
 from continuity.store import EventStore, NewEvent
+from privacy.cipher import DecryptionFailed
 from projections.envelope import Envelope
 
 A = TypeVar("A", bound=Aggregate)
 
-ProjectInline = Callable[[Conn, list[Envelope]], Awaitable[Projected]]
-"""Folds saved events into the inline projections inside the append's transaction
-(`Registry.apply_inline`)."""
-
 Verify = Callable[[Projected], None]
-"""Checks, inside the append's transaction, what the inline projections made of it; raising
-rolls the append back."""
+"""Checks what the inline projections made of an append before it commits; raising stops it."""
 
 
 @dataclass(frozen=True)
@@ -74,13 +73,21 @@ class UnitOfWork:
         return self
 
 
+PREPARE_ATTEMPTS = 3
+"""Times an append whose view rows moved under it reads them again before it folds inside its
+own transaction instead."""
+
+
 class Repository:
+    """Loads aggregates (from their newest snapshot and the events after it) and commits units
+    of work, with the inline projections' rows (`inline`) written in the same commit."""
+
     def __init__(
-        self, store: EventStore, mapper: EventMapper, project: ProjectInline | None = None
+        self, store: EventStore, mapper: EventMapper, inline: Registry | None = None
     ) -> None:
         self.store = store
         self.mapper = mapper
-        self.project = project
+        self.inline = inline
 
     async def load(self, stream_id: UUID, cls: type[A]) -> A | None:
         """The aggregate as of its last event, None if the stream is empty; SubjectErased if
@@ -88,10 +95,14 @@ class Repository:
         return (await self.load_many([stream_id], cls)).get(stream_id)
 
     async def load_many(self, stream_ids: Iterable[UUID], cls: type[A]) -> dict[UUID, A]:
-        """The aggregates among `stream_ids` that exist, from one read of the log."""
-        records = await self.store.select_streams(list(dict.fromkeys(stream_ids)))
+        """The aggregates among `stream_ids` that exist: each from its snapshot, if it has one
+        this code can use, and the events after it. A load that replayed a whole stream of at
+        least `snapshots.EVERY` events leaves a snapshot behind."""
+        ids = list(dict.fromkeys(stream_ids))
+        aggregates = await self._snapshots(ids, cls)
+        based = {stream: aggregate.version for stream, aggregate in aggregates.items()}
+        records = await self.store.select_streams(ids, based)
         envelopes = await self.mapper.to_envelopes(records)
-        aggregates: dict[UUID, A] = {}
         for envelope in envelopes:
             if envelope.event is None:
                 raise SubjectErased(envelope.subject_id)
@@ -106,7 +117,39 @@ class Repository:
             if not isinstance(mutated, cls):
                 raise TypeError(f"stream {envelope.stream_id} is not a {cls.__name__}")
             aggregates[envelope.stream_id] = mutated
+        await self._leave_snapshots(aggregates, based, envelopes)
         return aggregates
+
+    async def _snapshots(self, stream_ids: list[UUID], cls: type[A]) -> dict[UUID, A]:
+        if not issubclass(cls, snapshots.Snapshotting) or not stream_ids:
+            return {}
+        rows = await snapshots.read(self.store.pool, stream_ids)
+        keys = await self.mapper.vault.keys_for_reading(
+            (row["subject_id"], row["key_version"]) for row in rows
+        )
+        found: dict[UUID, A] = {}
+        for row in rows:
+            key = keys.get((row["subject_id"], row["key_version"]))
+            if key is None:  # erased, or re-keyed since: the events tell which
+                continue
+            try:
+                aggregate = snapshots.restore(cls, key, row)
+            except DecryptionFailed:
+                raise IntegrityViolation(f"the snapshot of stream {row['stream_id']}") from None
+            if aggregate is not None:
+                found[row["stream_id"]] = aggregate
+        return found
+
+    async def _leave_snapshots(
+        self, aggregates: Mapping[UUID, A], based: Mapping[UUID, int], envelopes: list[Envelope]
+    ) -> None:
+        if not envelopes or not isinstance(next(iter(aggregates.values())), Snapshotting):
+            return
+        subjects = {envelope.stream_id: envelope.subject_id for envelope in envelopes}
+        for stream, aggregate in aggregates.items():
+            if aggregate.version - based.get(stream, 0) >= snapshots.EVERY:
+                key = await self.mapper.vault.key_for_writing(subjects[stream])
+                await snapshots.write(self.store.pool, snapshots.take(key, aggregate))
 
     async def save(
         self,
@@ -116,10 +159,12 @@ class Repository:
         idempotency_key: IdempotencyKey,
         request: bytes,
         verify: Verify | None = None,
+        *,
+        reads: Reads | None = None,
     ) -> Saved:
         """`commit` of one aggregate."""
         work = UnitOfWork().add(aggregate, subject_id, meta)
-        return await self.commit(work, idempotency_key, request, verify)
+        return await self.commit(work, idempotency_key, request, verify, reads=reads)
 
     async def commit(
         self,
@@ -127,12 +172,20 @@ class Repository:
         idempotency_key: IdempotencyKey,
         request: bytes,
         verify: Verify | None = None,
+        *,
+        reads: Reads | None = None,
     ) -> Saved:
         """Append every pending event of `work` in one atomic append, each stream expected
         where its aggregate was loaded. `request` fingerprints the command: each row's digest
         is `request_digest(its subject's key, request, index)`, so a retry matches even if the
-        state moved on. The inline projections fold the events in the same transaction, and
-        `verify` may refuse what they made, rolling the append back."""
+        state moved on.
+
+        The inline projections' rows are computed before the append from `reads` (what
+        `Registry.read_inline` read when the command's state was loaded; read here if not
+        given) and written by the append's group commit, with any snapshot due; `verify` may
+        refuse what they made, and then nothing is appended. Rows that moved since `reads`
+        were read raise ViewMoved (read here: they are read again). A projection that must
+        read the log to fold folds inside the append's own transaction instead."""
         pending: list[tuple[DomainEvent, UUID, EventMeta]] = []
         expected: dict[UUID, int] = {}
         for aggregate, subject_id, meta in work.changes:
@@ -159,17 +212,63 @@ class Repository:
                 zip(pending, ids, strict=True)
             )
         ]
-        project = self.project
-        if project is None:
-            return Saved(await self.store.append(rows, expected))
+        due = [
+            snapshots.take(keys[subject_id], aggregate)
+            for aggregate, subject_id, _ in work.changes
+            if aggregate.id in expected
+            and snapshots.due(type(aggregate), expected[aggregate.id], aggregate.version)
+        ]
+        inline = self.inline
+        if inline is None:
+            positions, _ = await self.store.append_detailed(rows, expected, snapshots=due)
+            return Saved(positions)
+        envelopes = _envelopes(rows, pending, [0] * len(rows))
+        subjects = list(keys)
+        given = reads is not None
+        for _ in range(PREPARE_ATTEMPTS):
+            if reads is None:
+                reads = await inline.read_inline(self.store.pool, subjects)
+            prepared = None if reads is None else await inline.prepare_inline(reads, envelopes)
+            if prepared is None:
+                break
+            writes, projected = prepared
+            if verify is not None:
+                verify(projected)
+            try:
+                positions, replayed = await self.store.append_detailed(
+                    rows, expected, views=writes, snapshots=due
+                )
+            except ViewMoved:
+                if given:
+                    raise
+                reads = None
+                continue
+            return Saved(positions, {} if replayed else projected)
+        return await self._commit_folding(inline, rows, pending, expected, due, verify)
+
+    async def _commit_folding(
+        self,
+        inline: Registry,
+        rows: list[NewEvent],
+        pending: list[tuple[DomainEvent, UUID, EventMeta]],
+        expected: dict[UUID, int],
+        due: list[SnapshotWrite],
+        verify: Verify | None,
+    ) -> Saved:
+        """The append with the inline projections folding inside its own transaction."""
         projected: Projected = {}
 
         async def in_transaction(conn: Conn, positions: list[int]) -> None:
-            projected.update(await project(conn, _envelopes(rows, pending, positions)))
+            projected.update(await inline.apply_inline(conn, _envelopes(rows, pending, positions)))
             if verify is not None:
                 verify(projected)
+            for snapshot in due:
+                await snapshots.write(conn, snapshot)
 
-        return Saved(await self.store.append(rows, expected, project=in_transaction), projected)
+        positions, replayed = await self.store.append_detailed(
+            rows, expected, project=in_transaction
+        )
+        return Saved(positions, {} if replayed else projected)
 
 
 def _envelopes(

@@ -120,7 +120,7 @@ class Runtime:
         mapper = EventMapper(vault)
         sessions = SealedViews(SESSION, vault, store, mapper)
         projections = Registry([sessions])
-        repository = Repository(store, mapper, projections.apply_inline)
+        repository = Repository(store, mapper, projections)
         rebuilder = Rebuilder(store, mapper)
         runtime = cls(
             settings=settings,

@@ -20,7 +20,14 @@ import msgspec
 from asyncpg.pool import PoolConnectionProxy
 
 from continuity.db import Conn
-from continuity.errors import ConcurrencyConflict, DuplicateEvent, EventIdReused, SubjectErased
+from continuity.errors import (
+    ConcurrencyConflict,
+    DuplicateEvent,
+    EventIdReused,
+    SubjectErased,
+    ViewMoved,
+)
+from continuity.group_commit import GroupCommitter, SnapshotWrite, ViewWrite, expected_version
 
 WRONG_EXPECTED_VERSION = "CY409"
 SUBJECT_ERASED = "CY410"
@@ -103,6 +110,7 @@ class EventStore:
         self.channel = f"{schema}_events"
         self._wake = asyncio.Event()
         self._notifier: asyncio.Task[None] | None = None
+        self.group = GroupCommitter(pool)
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -112,27 +120,47 @@ class EventStore:
         expected: Mapping[UUID, int] | None = None,
         *,
         project: Project | None = None,
+        views: Sequence[ViewWrite] = (),
+        snapshots: Sequence[SnapshotWrite] = (),
     ) -> list[int]:
         """Append `events` atomically and return their positions.
 
         `expected` maps each stream to the version it must be at (0: the stream must not
-        exist); a stream without one must not yet hold any of the batch's versions. `project`,
-        if given, runs in the same transaction after the insert, so a projection is never
-        behind its own writes. A batch whose event_ids are all recorded already, with the same
-        content, returns the original positions, writes nothing and projects nothing.
+        exist); a stream without one must not yet hold any of the batch's versions. A batch
+        whose event_ids are all recorded already, with the same content, returns the original
+        positions and writes nothing.
+
+        Without `project` the append joins a group commit (`continuity.group_commit`), with
+        the inline view rows and snapshots computed beforehand (`views`, `snapshots`; a view
+        row changed since it was read is ViewMoved). `project` instead runs in the append's
+        own transaction after the insert, for a caller that must read to fold.
         """
+        return (await self.append_detailed(events, expected, project, views, snapshots))[0]
+
+    async def append_detailed(
+        self,
+        events: Sequence[NewEvent],
+        expected: Mapping[UUID, int] | None = None,
+        project: Project | None = None,
+        views: Sequence[ViewWrite] = (),
+        snapshots: Sequence[SnapshotWrite] = (),
+    ) -> tuple[list[int], bool]:
+        """`append`, and whether the positions are an earlier identical append's (a retry:
+        nothing was written, no view and no `project`)."""
         if not events:
-            return []
+            return [], False
+        if project is not None and (views or snapshots):
+            raise ValueError("views and snapshots are written by a group commit, without project")
         _check_batch(events, expected or {})
         if self.observe is None:
-            return (await self._append(events, expected, project))[0]
+            return await self._append(events, expected, project, views, snapshots)
         started = time.perf_counter()
         outcome = "failed"
         try:
-            positions, replayed = await self._append(events, expected, project)
+            positions, replayed = await self._append(events, expected, project, views, snapshots)
             outcome = "replayed" if replayed else "committed"
-            return positions
-        except (ConcurrencyConflict, DuplicateEvent):
+            return positions, replayed
+        except (ConcurrencyConflict, DuplicateEvent, ViewMoved):
             outcome = "conflict"
             raise
         except SubjectErased:
@@ -149,12 +177,13 @@ class EventStore:
         events: Sequence[NewEvent],
         expected: Mapping[UUID, int] | None,
         project: Project | None,
+        views: Sequence[ViewWrite],
+        snapshots: Sequence[SnapshotWrite],
     ) -> tuple[list[int], bool]:
         """The positions, and whether they are an earlier identical append's (a retry)."""
         try:
             if project is None:
-                async with self.pool.acquire() as conn:
-                    positions = await self._insert(conn, events, expected or {})
+                positions = await self.group.commit(events, expected or {}, views, snapshots)
             else:
                 async with self.pool.acquire() as conn, conn.transaction():
                     positions = await self._insert(conn, events, expected or {})
@@ -199,7 +228,7 @@ class EventStore:
                 stream, actual = detail.split()
                 stream_id = UUID(stream)
                 raise ConcurrencyConflict(
-                    stream_id, _wanted(stream_id, events, expected), int(actual)
+                    stream_id, expected_version(stream_id, events, expected), int(actual)
                 ) from None
             if exc.sqlstate == SUBJECT_ERASED:
                 raise SubjectErased(UUID(detail)) from None
@@ -270,14 +299,20 @@ class EventStore:
         rows = await (conn or self.pool).fetch(sql, *args)
         return [_record(row) for row in rows]
 
-    async def select_streams(self, stream_ids: Sequence[UUID]) -> list[RecordedEvent]:
-        """Several streams' events in one read: each stream's in version order."""
+    async def select_streams(
+        self, stream_ids: Sequence[UUID], after: Mapping[UUID, int] | None = None
+    ) -> list[RecordedEvent]:
+        """Several streams' events in one read: each stream's in version order, those after
+        its version in `after` (a snapshot's, say) only."""
         if not stream_ids:
             return []
+        after = after or {}
         rows = await self.pool.fetch(
-            f"SELECT {_COLUMNS} FROM events WHERE stream_id = ANY($1::uuid[])"
-            " ORDER BY stream_id, version",
+            f"SELECT {_COLUMNS} FROM events"
+            " JOIN unnest($1::uuid[], $2::int[]) AS s(id, after)"
+            " ON stream_id = s.id AND version > s.after ORDER BY stream_id, version",
             list(stream_ids),
+            [after.get(stream_id, 0) for stream_id in stream_ids],
         )
         return [_record(row) for row in rows]
 
@@ -516,10 +551,3 @@ def _check_batch(events: Sequence[NewEvent], expected: Mapping[UUID, int]) -> No
                 f" version {following[event.stream_id]}"
             )
         following[event.stream_id] = event.version
-
-
-def _wanted(stream_id: UUID, events: Sequence[NewEvent], expected: Mapping[UUID, int]) -> int:
-    """The version the batch expected `stream_id` to be at."""
-    if stream_id in expected:
-        return expected[stream_id]
-    return min(e.version for e in events if e.stream_id == stream_id) - 1

@@ -8,7 +8,7 @@ rebuilt from their events in the log, and a gap in the log itself is an integrit
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Generic, TypeVar
 from uuid import UUID
 
@@ -16,6 +16,7 @@ import msgspec
 
 from continuity.db import Conn, Queryable
 from continuity.errors import IntegrityViolation, SubjectErased
+from continuity.group_commit import ViewWrite
 from continuity.mapper import EventMapper
 from continuity.projection import Mode, Placement
 from continuity.store import EventStore
@@ -30,6 +31,16 @@ S = TypeVar("S", bound=msgspec.Struct)
 log = logging.getLogger("continuity.projections")
 
 _ENCODER = msgspec.msgpack.Encoder()
+
+
+class Read(msgspec.Struct, Generic[S], frozen=True, gc=False):
+    """A subject's row as read before an append (`SealedViews.read`): its document (None: no
+    row) and revision (the row's xmin, which the append's write checks; None: no row).
+    `readable` is False when the row's key is gone (an erasure in flight)."""
+
+    folded: Folded[S] | None
+    revision: int | None
+    readable: bool = True
 
 
 class SealedViews(Generic[S]):
@@ -110,6 +121,62 @@ class SealedViews(Generic[S]):
             await self._forget_unreadable(conn, table, gone)
         return {subject: documents[subject].state for subject in newest if subject not in gone}
 
+    @property
+    def select_row(self) -> str:
+        """The columns `opened` takes, from the live table (for a caller's own query)."""
+        return f"key_version, body, xmin::text::bigint AS revision FROM {self.view.table}"
+
+    async def read(self, conn: Queryable, subjects: Sequence[UUID]) -> dict[UUID, Read[S]]:
+        """Each subject's live row, for `prepare` (`continuity.projection.Preparable`)."""
+        rows = await conn.fetch(
+            f"SELECT subject_id, {self.select_row} WHERE subject_id = ANY($1::uuid[])",
+            list(subjects),
+        )
+        found: dict[UUID, Read[S]] = {subject: Read(None, None) for subject in subjects}
+        for row in rows:
+            found[row["subject_id"]] = await self.opened(
+                row["subject_id"], row["key_version"], row["body"], row["revision"]
+            )
+        return found
+
+    async def opened(
+        self, subject_id: UUID, key_version: int, body: bytes, revision: int
+    ) -> Read[S]:
+        """A row read by `select_row`, opened with its subject's key."""
+        keys = await self.vault.keys_for_reading([(subject_id, key_version)])
+        key = keys.get((subject_id, key_version))
+        if key is None:
+            return Read(None, revision, readable=False)
+        return Read(self._open(key, subject_id, body), revision)
+
+    async def prepare(
+        self, read: Mapping[UUID, object], envelopes: list[Envelope]
+    ) -> tuple[list[ViewWrite], dict[UUID, S]] | None:
+        """Each subject's document with `envelopes` folded in, sealed for the group commit
+        with the newest key their events were sealed with; None when a row's key is gone or
+        the events do not follow its document (`handle` then deals with it in the append's
+        transaction: it forgets the row, or refolds the subject from the log)."""
+        documents: dict[UUID, tuple[Folded[S], int | None]] = {}
+        newest: dict[UUID, int] = {}
+        for subject, batch in _by_subject(envelopes).items():
+            before = read.get(subject)
+            if not isinstance(before, Read) or not before.readable:
+                return None
+            folded = before.folded or self.view.empty()
+            if not self.view.follows(folded, batch):
+                return None
+            _note_keys(newest, subject, batch)
+            documents[subject] = (self.view.fold(folded, batch), before.revision)
+        keys = await self.vault.keys_for_reading((s, newest[s]) for s in documents)
+        writes: list[ViewWrite] = []
+        for subject, (folded, revision) in documents.items():
+            key = keys.get((subject, newest[subject]))
+            if key is None:
+                return None
+            body = self._seal(key, subject, folded)
+            writes.append(ViewWrite(self.view.table, subject, revision, key.version, body))
+        return writes, {subject: folded.state for subject, (folded, _) in documents.items()}
+
     def builder(self, placement: Placement) -> DocumentBuilder[S]:
         """What a rebuild feeds instead of `handle`: it keeps documents in memory between
         pages and writes each once (see `DocumentBuilder`)."""
@@ -167,14 +234,14 @@ class SealedViews(Generic[S]):
             if key is None:
                 gone.append(subject)
                 continue
-            body = seal(key, _ENCODER.encode(folded), row_aad(self.view.table, subject))
-            sealed.append((subject, key.version, folded.position, body))
+            sealed.append((subject, key.version, folded.position, self._seal(key, subject, folded)))
         if sealed:
             await conn.execute(
                 f"INSERT INTO {table} (subject_id, key_version, position, body)"
                 " SELECT * FROM unnest($1::uuid[], $2::int[], $3::bigint[], $4::bytea[])"
-                " ON CONFLICT (subject_id) DO UPDATE SET key_version = excluded.key_version,"
-                " position = excluded.position, body = excluded.body, updated_at = now()",
+                f" ON CONFLICT (subject_id) DO UPDATE SET key_version = excluded.key_version,"
+                f" position = greatest({table}.position, excluded.position), body = excluded.body,"
+                " updated_at = now()",
                 *map(list, zip(*sealed, strict=True)),
             )
         return gone
@@ -195,6 +262,9 @@ class SealedViews(Generic[S]):
             return self.view.fold(self.view.empty(), await self.mapper.to_envelopes(records, conn))
         except VersionGap as gap:
             raise IntegrityViolation(f"the log of subject {subject_id}: {gap}") from None
+
+    def _seal(self, key: SubjectKey, subject_id: UUID, folded: Folded[S]) -> bytes:
+        return seal(key, _ENCODER.encode(folded), row_aad(self.view.table, subject_id))
 
     def _open(self, key: SubjectKey, subject_id: UUID, body: bytes) -> Folded[S]:
         try:

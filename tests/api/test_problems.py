@@ -17,7 +17,7 @@ from api.problems import PROBLEM_BASE, PROBLEM_TYPES, to_problem
 from continuity.errors import ConcurrencyConflict, EventIdReused, IntegrityViolation
 from continuity.runtime import Runtime
 from tests.api.test_tokens import signed
-from tests.continuity.test_integrity import tamper
+from tests.continuity.test_integrity import a_cart_whose_view_is_behind, tamper
 from tests.helpers import MUG, TokenFactory
 
 pytestmark = pytest.mark.anyio
@@ -127,8 +127,7 @@ async def test_a_reused_idempotency_key_does_not_echo_it(
 async def test_an_integrity_failure_names_no_position_or_stream(
     client: httpx.AsyncClient, auth: TokenFactory, runtime: Runtime
 ) -> None:
-    headers = auth(uuid4())
-    cart_id = (await client.post("/v1/me/cart/items", json=MUG, headers=headers)).json()["cart_id"]
+    cart_id, headers = await a_cart_whose_view_is_behind(client, auth, runtime)
     await tamper(
         runtime.pool,
         "UPDATE events SET payload = set_byte(payload, 20, get_byte(payload, 20) # 1)"

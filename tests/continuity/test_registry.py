@@ -67,7 +67,7 @@ async def test_a_new_projection_is_built_from_the_log_then_folded_inline(
     assert await rebuilder.rebuild(activity, if_stale=True) is None, "built once"
     assert await activity.load(store.pool, before) == Activity(3, "web")
 
-    repository = Repository(store, mapper, registry.apply_inline)
+    repository = Repository(store, mapper, registry)
     await shop(repository, before, "app", items=1, generation=2)
     assert await activity.load(store.pool, before) == Activity(3 + 2, "app")
 
