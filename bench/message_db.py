@@ -72,8 +72,7 @@ def install_sql(schema: str) -> str:
     """Message DB's install scripts, in order, with `message_store.` replaced by `schema`."""
     folder = database_scripts()
     return "\n".join(
-        _SCHEMA_QUALIFIER.sub(f'"{schema}".', (folder / script).read_text())
-        for script in SCRIPTS
+        _SCHEMA_QUALIFIER.sub(f'"{schema}".', (folder / script).read_text()) for script in SCRIPTS
     )
 
 
@@ -143,4 +142,3 @@ async def _writer(pool: asyncpg.Pool, batch: int) -> AsyncOp:
         return await write(list(feed.next_batch(batch)))
 
     return append
-
