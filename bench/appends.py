@@ -29,6 +29,7 @@ import json
 import os
 import platform
 import shlex
+import statistics
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -327,12 +328,13 @@ def figures(results: Sequence[Result], scenarios: Sequence[Scenario]) -> list[Fi
 
 
 def series(results: Sequence[Result], scenarios: Sequence[Scenario]) -> list[Series]:
-    """Each contender's median events/s by scenario number, for a bar plot."""
+    """Each contender's median events/s by scenario number, for a bar plot (the median of its
+    rounds, as `Figure` takes it)."""
     return [
         Series(
             label=contender,
             points=[
-                (float(r.scenario.number), r.measurement.events_per_s)
+                (float(r.scenario.number), statistics.median(m.events_per_s for m in r.runs))
                 for scenario in scenarios
                 for r in results
                 if r.scenario == scenario and r.contender == contender
