@@ -440,7 +440,7 @@ def run(args: argparse.Namespace, progress: Callable[[str], None]) -> Run:
         progress(summary)
         for scenario in scenarios:
             runs: dict[str, list[Measurement]] = {c: [] for c in chosen}
-            for round_ in range(args.repeat):
+            for round_ in range(args.repeat if chosen else 0):
                 # Rotate the order so that no contender always runs first or last.
                 shift = round_ % len(chosen)
                 for contender in chosen[shift:] + chosen[:shift]:
