@@ -4,8 +4,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_DEV := $(VENV)/.installed-dev
+PEERS := bench/peers
+STAMP_PEERS := $(PEERS)/node_modules/.package-lock.json
+NPM := $(shell command -v npm 2>/dev/null)
 
-.PHONY: run test lint typecheck check bench clean
+.PHONY: run test lint typecheck check bench bench-peers clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +21,12 @@ $(STAMP_RUN): pyproject.toml | $(BIN)/python
 $(STAMP_DEV): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@ $(STAMP_RUN)
+
+# The append benchmark's npm peers (Message DB, Emmett); bench.appends skips them without npm.
+$(STAMP_PEERS): $(PEERS)/package-lock.json
+	cd $(PEERS) && npm ci --no-audit --no-fund
+
+bench-peers: $(STAMP_PEERS)
 
 run: $(STAMP_RUN)
 	$(BIN)/continuity run
@@ -33,8 +42,8 @@ typecheck: $(STAMP_DEV)
 test: $(STAMP_DEV) lint
 	$(BIN)/python -m pytest
 
-bench: $(STAMP_DEV)
+bench: $(STAMP_DEV) $(if $(NPM),$(STAMP_PEERS))
 	$(BIN)/python -m bench.appends
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache $(PEERS)/node_modules

@@ -35,7 +35,7 @@ from eventsourcing.persistence import (
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from eventsourcing.utils import Environment
 
-from aggregates.cart import Cart
+from aggregates.cart import MAX_LINES, Cart
 from aggregates.metadata import EventMeta
 from bench.timing import AsyncOp, SyncOp
 from continuity.db import close_pool, create_pool, migrate
@@ -47,7 +47,9 @@ from privacy.vault import KeyVault
 
 ITEM_NAME = "Espresso beans, whole, 1 kg"
 UNIT_PRICE = Decimal("12.50")
-SKUS = 4096  # cycled through, so no line ever nears the cart's maximum quantity
+SKUS = MAX_LINES
+"""Cycled through: a cart holds at most MAX_LINES different items, and each line's quantity
+stays far below MAX_QUANTITY in any run this benchmark makes (that is a million items a writer)."""
 META = EventMeta(channel="web", device="bench-device-0001", actor_type="customer")
 
 
