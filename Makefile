@@ -34,7 +34,7 @@ test: $(STAMP_DEV) lint
 	$(BIN)/python -m pytest
 
 bench: $(STAMP_DEV)
-	$(BIN)/python -m bench.appends
+	$(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache
