@@ -11,8 +11,9 @@ measured at each size before it grows:
 - Append: `--writers` writers (16), each on a cart of its own with one event per append,
   through the real write path (`bench.contenders` OURS: `EventMapper.seal_event` with the
   subject's key, `EventStore.append`), against RAW: plain INSERTs of rows of the same shape
-  into a table with the log's columns and indexes, in the same schema and holding as many rows
-  as the log. `--seconds` per run after `--warmup`; OURS and RAW take turns `--rounds` times.
+  into a table with the log's columns and indexes, in the same schema, holding a copy of the
+  log's rows (and its own appends). `--seconds` per run after `--warmup`; OURS and RAW take
+  turns `--rounds` times.
 - Resume: `--reads` random subjects' session views read in-process by `SealedViews.load` (the
   row, the subject's key, decryption and decoding) against a bare one-row
   `SELECT body FROM session_views WHERE subject_id = $1`; p50 per round. The subjects read are
