@@ -43,7 +43,7 @@ test: $(STAMP_DEV) lint
 	$(BIN)/python -m pytest
 
 bench: $(STAMP_DEV) $(if $(NPM),$(STAMP_PEERS))
-	$(BIN)/python -m bench.appends
+	$(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache $(PEERS)/node_modules

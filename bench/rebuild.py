@@ -71,6 +71,7 @@ from bench.appends import (
     event_loop_factory,
     server_version,
 )
+from bench.results import Figure, ScenarioResult
 from continuity.collector import fewer_collections
 from continuity.db import close_pool, create_pool, migrate
 from continuity.mapper import EventMapper
@@ -86,6 +87,8 @@ from projections.view import Folded
 CONTENDERS = ("OURS", "CEILING", "RAW READ")
 GOAL = 80_000
 """events/s the rebuild should reach on a 2-core machine."""
+QUICK_SUBJECTS = 200
+QUICK_EVENTS = 20
 
 _COLUMNS = (
     "position, stream_id, version, event_id, subject_id, topic, channel, recorded_at,"
@@ -351,7 +354,7 @@ async def timed(contender: Callable[[], Awaitable[Run]], no_gc: bool) -> Run:
     return Run(run.events, run.seconds, spent)
 
 
-async def measure(
+async def take_turns(
     args: argparse.Namespace, dsn: str, bench: Bench, log: Callable[[str], None]
 ) -> dict[str, list[Run]]:
     started = perf_counter()
@@ -425,24 +428,30 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--profile", type=Path, metavar="PATH", help="cProfile one more OURS")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write results as JSON")
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"a smoke run: {QUICK_SUBJECTS} subjects x {QUICK_EVENTS} events, 2 runs each",
+    )
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.subjects, args.events_per_subject, args.repeat = QUICK_SUBJECTS, QUICK_EVENTS, 2
+    return args
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    args = parse_args(argv)
+def run(
+    args: argparse.Namespace, log: Callable[[str], None]
+) -> tuple[dict[str, list[Run]], dict[str, Any], str]:
+    """Every contender's runs, what the run was about, and its summary line."""
     dsn = database_url()
     schema = f"bench_rebuild_{uuid4().hex[:12]}"
     loop_name, loop_factory = event_loop_factory()
-
-    def log(text: str) -> None:
-        print(text, file=sys.stderr, flush=True)
-
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         postgres = runner.run(server_version(dsn))
         about = about_the_run(
             postgres,
             loop_name,
-            **{k: v for k, v in vars(args).items() if k not in ("profile", "json")},
+            **{k: v for k, v in vars(args).items() if k not in ("profile", "json", "quick")},
         )
         summary = (
             f"code {about['code']}; {postgres}\n{os.cpu_count()} cores, Python"
@@ -456,10 +465,66 @@ def main(argv: Sequence[str] | None = None) -> None:
         bench = None
         try:
             bench = runner.run(setup(dsn, schema, args.page_size))
-            runs = runner.run(measure(args, dsn, bench, log))
+            runs = runner.run(take_turns(args, dsn, bench, log))
         finally:
             runner.run(teardown(dsn, schema, bench))
     about["load_average_after"] = os.getloadavg()
+    return runs, about, summary
+
+
+def command_line(args: argparse.Namespace) -> str:
+    return (
+        f".venv/bin/python -m bench.rebuild --subjects {args.subjects}"
+        f" --events-per-subject {args.events_per_subject} --page-size {args.page_size}"
+        f" --repeat {args.repeat} --burst {args.burst} --batch {args.batch}"
+        + (" --no-gc" if args.no_gc else "")
+    )
+
+
+def result(
+    args: argparse.Namespace, runs: dict[str, list[Run]], about: dict[str, Any]
+) -> ScenarioResult:
+    """OURS's events/s against CEILING and against RAW READ (those that ran)."""
+    figures = [
+        Figure(
+            f"session view rebuild vs {name}",
+            "events/s",
+            [run.rate for run in runs["OURS"]],
+            name,
+            [run.rate for run in runs[name]],
+        )
+        for name in ("CEILING", "RAW READ")
+        if name in runs and "OURS" in runs
+    ]
+    about = {**about, "goal_events_per_s": GOAL}
+    return ScenarioResult(
+        slug="rebuild",
+        title=(
+            f"Projection rebuild: the session view from {args.subjects:,} subjects x"
+            f" {args.events_per_subject} events (goal {GOAL:,} events/s)"
+        ),
+        command=command_line(args),
+        figures=figures,
+        about=about,
+    )
+
+
+def measure(
+    argv: Sequence[str], *, progress: Callable[[str], None] | None = None
+) -> list[ScenarioResult]:
+    """The `make bench` interface: one ScenarioResult, slug "rebuild"."""
+    args = parse_args(argv)
+    runs, about, _ = run(args, progress or (lambda _text: None))
+    return [result(args, runs, about)]
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+
+    def log(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    runs, about, summary = run(args, log)
     print(f"{summary}, after {os.getloadavg()[0]:.2f}\n")
     print(render(runs))
     if args.json is not None:

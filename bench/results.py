@@ -68,3 +68,30 @@ class ScenarioResult(msgspec.Struct, frozen=True):
     y_label: str = ""
     about: dict[str, object] = msgspec.field(default_factory=dict)
     """The machine, the commit, PostgreSQL's version, the settings of the run."""
+
+
+def to_builtins(result: ScenarioResult) -> dict[str, object]:
+    """The result as JSON-ready values, each figure with its computed ours, baseline, ratio,
+    spread and met beside its rounds (what a reader of the JSON wants without recomputing)."""
+    data: dict[str, object] = msgspec.to_builtins(result)
+    data["figures"] = [
+        {
+            **msgspec.to_builtins(figure),
+            "ours": figure.ours,
+            "baseline": figure.baseline,
+            "ratio": figure.ratio,
+            "spread": list(figure.spread),
+            "met": figure.met,
+        }
+        for figure in result.figures
+    ]
+    return data
+
+
+def to_json(result: ScenarioResult) -> bytes:
+    return msgspec.json.format(msgspec.json.encode(to_builtins(result)), indent=2) + b"\n"
+
+
+def from_json(data: bytes | str) -> ScenarioResult:
+    """Read back what `to_json` wrote; the computed fields are ignored (they follow)."""
+    return msgspec.json.decode(data, type=ScenarioResult)
