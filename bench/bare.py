@@ -109,9 +109,14 @@ def _pool(state: State) -> asyncpg.Pool:
 
 
 @post("/bare/events", status_code=200)
-async def append(state: State, data: JSONBody[AddItem]) -> Appended:
+async def append(
+    state: State,
+    data: JSONBody[AddItem],
+    idempotency_key: Annotated[UUID, Parameter(header="Idempotency-Key")],
+) -> Appended:
+    """The key is the row's event id, as ours derives its event ids from it."""
     position: int = await _pool(state).fetchval(
-        INSERT_SQL, uuid4(), uuid4(), uuid4(), DIGEST, PAYLOAD
+        INSERT_SQL, uuid4(), idempotency_key, uuid4(), DIGEST, PAYLOAD
     )
     return Appended(position)
 

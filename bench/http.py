@@ -648,7 +648,7 @@ def measure(argv: Sequence[str], *, progress: Progress | None = None) -> list[Sc
         postgres,
         "uvloop",
         machine=platform.machine(),
-        processor=platform.processor() or platform.machine(),
+        processor=_processor(),
         workers=options.workers,
         rounds=options.rounds,
         seconds=options.seconds,
@@ -678,6 +678,18 @@ def measure(argv: Sequence[str], *, progress: Progress | None = None) -> list[Sc
     if options.json is not None:
         options.json.write_bytes(msgspec.json.format(encoded))
     return msgspec.json.decode(encoded, type=list[ScenarioResult])
+
+
+def _processor() -> str:
+    """The CPU's model name (Linux), else what `platform` knows."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _run_prefix(slug: str) -> str:
@@ -719,9 +731,8 @@ def table(results: Sequence[ScenarioResult]) -> str:
             )
         widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
         for row in rows:
-            lines.append(
-                "  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True))
-            )
+            cells = (cell.ljust(w) for cell, w in zip(row, widths, strict=True))
+            lines.append(("  " + "  ".join(cells)).rstrip())
         flagged = result.about.get("flagged_runs")
         if isinstance(flagged, list) and flagged:
             lines.append(
