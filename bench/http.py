@@ -80,6 +80,8 @@ RATE_LIMIT = 1_000_000
 """Per minute, for token-free requests only (`api.rate_limits`): out of the way of `/ready`."""
 READY_TIMEOUT = 120.0
 JSON_CONTENT = ("Content-Type", "application/json")
+BUSY_LOAD_GENERATOR = 0.8
+"""Above this share of one core, the load generator may be what limits a run."""
 
 GOAL_APPEND_RATE = 0.6
 GOAL_APPEND_LATENCY = 2.0
@@ -335,6 +337,8 @@ class Bench:
             if result.flagged
             else ""
         )
+        if result.cpu_share > BUSY_LOAD_GENERATOR:
+            flag += "  (the load generator was busy: it may be the bottleneck)"
         self.progress(
             f"  {label}: {result.requests_per_s:,.0f} req/s, p50 {result.p50_ms:.2f} ms,"
             f" p99 {result.p99_ms:.2f} ms, load generator {result.cpu_share:.0%} of a core{flag}"

@@ -62,7 +62,7 @@ def test_the_load_generator_counts_every_answer(database_url: str, tmp_path: Pat
     assert mixed.flagged
     assert mixed.failed == mixed.statuses[404]
     assert mixed.statuses[200] == mixed.ok
-    assert abs(mixed.ok - mixed.failed) <= 2, "the two templates take turns"
+    assert abs(mixed.ok - mixed.failed) <= 4, "the two templates take turns"
     assert mixed.samples[0].startswith("HTTP 404")
 
 
