@@ -71,9 +71,9 @@ def main() -> None:
     type=click.IntRange(1, MAX_WORKERS),
     default=None,
     help="Server processes (default CONTINUITY_WORKERS, else one per core up to"
-    f" {WORKERS_BY_DEFAULT}, and half the cores with the embedded database, which needs the"
-    " others: 1 on a 2-core machine). Each has its own database pool, key cache and rate-limit"
-    " counts; see docs/operations.md.",
+    f" {WORKERS_BY_DEFAULT}, or half the cores when PostgreSQL runs on this machine (embedded,"
+    " loopback or socket), as it needs them: 1 on 2 cores). Each worker has its own database"
+    " pool, key cache and rate-limit counts; see docs/operations.md.",
 )
 def run(host: str | None, port: int | None, workers: int | None) -> None:
     """Migrate and serve the API (embedded PostgreSQL unless CONTINUITY_DATABASE_URL is set)."""
