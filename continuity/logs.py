@@ -102,19 +102,28 @@ class _Handler(logging.StreamHandler[TextIO]):
     """The one handler `configure` installs, recognised when it is called again."""
 
 
+_pid_in_text = False
+"""What the last `configure` that said so chose for `with_pid`."""
+
+
 def configure(
-    level: str, fmt: LogFormat, stream: TextIO | None = None, *, with_pid: bool = False
+    level: str, fmt: LogFormat, stream: TextIO | None = None, *, with_pid: bool | None = None
 ) -> None:
     """Send every logger's records to `stream` (stderr) as `fmt`, at `level` and above; text
-    lines name their process `with_pid` (JSON lines always do).
+    lines name their process `with_pid` (JSON lines always do). Without `with_pid`, as the last
+    call that gave it: the app configures logging again when it starts (`api/log_config.py`),
+    and keeps what `continuity run` chose for its workers.
 
     Idempotent: a second call replaces the handler the first installed, and leaves any other
     handler on the root logger (a test's log capture, say) alone."""
+    global _pid_in_text
+    if with_pid is not None:
+        _pid_in_text = with_pid
     root = logging.getLogger()
     for handler in [h for h in root.handlers if isinstance(h, _Handler)]:
         root.removeHandler(handler)
     handler = _Handler(stream or sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter(with_pid=with_pid))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter(with_pid=_pid_in_text))
     handler.addFilter(RequestIdFilter())
     root.addHandler(handler)
     root.setLevel(level)

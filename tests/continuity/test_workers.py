@@ -7,7 +7,9 @@ process's `pid` and the request's id, which the test chooses (`X-Request-ID`).""
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -25,6 +27,7 @@ from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
 
 from api.auth import issue_token
+from continuity import logs
 from continuity.cli import main
 from privacy.master_key import MasterKey
 from tests.continuity.test_cli import drop_schema
@@ -245,3 +248,14 @@ def test_sigterm_stops_every_worker_and_the_embedded_database(tmp_path: Path) ->
     assert not list((data / "metrics").iterdir())
     for name in ("master.key", "jwt.secret"):  # created once, by the parent
         assert (data / name).stat().st_mode & 0o777 == 0o600
+
+
+def test_text_lines_of_workers_name_their_process_after_the_app_configures_logging() -> None:
+    stream = io.StringIO()
+    try:
+        logs.configure("INFO", "text", stream, with_pid=True)  # what a worker does first
+        logs.configure("INFO", "text", stream)  # what the app does when it starts
+        logging.getLogger("continuity.test").info("hello")
+    finally:
+        logs.configure("INFO", "text", with_pid=False)
+    assert f"INFO [{os.getpid()}] continuity.test: hello" in stream.getvalue()
