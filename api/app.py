@@ -65,11 +65,12 @@ def create_app(
             settings, url, keyring, build_stale=build_stale, metrics=measured
         )
         app.state.runtime = runtime
-        follower = (
-            asyncio.create_task(measured.follow_pool(runtime.pool), name="continuity-pool-metrics")
-            if measured.shared()
-            else None
-        )
+        follower = None
+        if measured.shared():
+            measured.forget_dead_workers()
+            follower = asyncio.create_task(
+                measured.follow_pool(runtime.pool), name="continuity-pool-metrics"
+            )
         try:
             yield
         finally:

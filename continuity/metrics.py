@@ -25,6 +25,7 @@ import asyncio
 import logging
 import os
 from collections.abc import Iterable
+from pathlib import Path
 
 import asyncpg
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
@@ -48,6 +49,16 @@ UNMATCHED = "unmatched"
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 log = logging.getLogger("continuity.metrics")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 class Metrics:
@@ -171,6 +182,17 @@ class Metrics:
     def shared() -> bool:
         """Whether this process shares its values with the other workers (see the module)."""
         return SHARED_DIR is not None
+
+    @staticmethod
+    def forget_dead_workers() -> None:
+        """A worker that crashed never called `leave`, so its pool series would stay in every
+        scrape: the worker that replaces it (or any later one) drops those of dead processes."""
+        if SHARED_DIR is None:
+            return
+        for path in Path(SHARED_DIR).glob("gauge_live*_*.db"):
+            pid = int(path.stem.rpartition("_")[2])
+            if not _alive(pid):
+                mark_process_dead(pid, SHARED_DIR)  # type: ignore[no-untyped-call]
 
     @staticmethod
     def leave() -> None:

@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +28,7 @@ from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
 
 from api.auth import issue_token
-from continuity import logs
+from continuity import logs, metrics
 from continuity.cli import main
 from privacy.master_key import MasterKey
 from tests.continuity.test_cli import drop_schema
@@ -41,6 +42,8 @@ ROUNDS = 30
 """Batches sent at most before a test gives up on hearing from every worker."""
 LOG_WAIT = 10.0
 """Seconds to wait for a worker to write the access log line of an answer already received."""
+RESTART_WAIT = 30.0
+"""Seconds to wait for the parent to start a worker in place of a dead one."""
 
 
 def alive(pid: int) -> bool:
@@ -222,7 +225,19 @@ def test_an_erasure_through_the_cli_reaches_every_worker(workers: Workers) -> No
     assert {answer.status_code for _, answer in writes} == {410}
 
 
-def test_sigterm_stops_every_worker_and_the_embedded_database(tmp_path: Path) -> None:
+def pool_pids(base: str) -> set[int]:
+    scrape = httpx.get(f"{base}/metrics")
+    return {
+        int(s.labels["pid"])
+        for family in text_string_to_metric_families(scrape.text)
+        for s in family.samples
+        if s.name == "continuity_db_pool_max_connections"
+    }
+
+
+def test_a_dead_worker_is_replaced_and_sigterm_stops_every_worker_and_the_database(
+    tmp_path: Path,
+) -> None:
     data = tmp_path / "data"
     env = {
         "CONTINUITY_DATABASE_URL": "",  # the embedded database, started once by the parent
@@ -241,9 +256,20 @@ def test_sigterm_stops_every_worker_and_the_embedded_database(tmp_path: Path) ->
         postgres = int((data / "postgres" / "postmaster.pid").read_text().split()[0])
         assert alive(postgres)
         assert [p.name for p in (data / "metrics").iterdir()]  # the shared metrics of this run
+
+        dead = pids.pop()
+        os.kill(dead, signal.SIGKILL)
+        deadline = time.monotonic() + RESTART_WAIT
+        while len(pids) < WORKERS and time.monotonic() < deadline:
+            answering = running.spread(lambda client, _: client.get("/health"), rounds=1)
+            pids |= {pid for pid, _ in answering} - {dead}
+        assert len(pids) == WORKERS  # the parent started a worker in place of the dead one
+        assert {parent_of(pid) for pid in pids} == {process.pid}
+        assert pool_pids(base) == pids  # the dead worker's pool left the metrics
+
         os.kill(process.pid, signal.SIGTERM)
         assert process.wait(30) == 0
-    assert not [pid for pid in pids if alive(pid)]
+    assert not [pid for pid in pids | {dead} if alive(pid)]
     assert not alive(postgres)
     assert not list((data / "metrics").iterdir())
     for name in ("master.key", "jwt.secret"):  # created once, by the parent
@@ -259,3 +285,15 @@ def test_text_lines_of_workers_name_their_process_after_the_app_configures_loggi
     finally:
         logs.configure("INFO", "text", with_pid=False)
     assert f"INFO [{os.getpid()}] continuity.test: hello" in stream.getvalue()
+
+
+def test_a_crashed_workers_pool_series_are_dropped_by_the_next_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gone = subprocess.Popen([sys.executable, "-c", ""])
+    gone.wait()  # a pid that no longer runs
+    for name in (f"gauge_liveall_{gone.pid}.db", f"gauge_liveall_{os.getpid()}.db"):
+        (tmp_path / name).write_bytes(b"")
+    monkeypatch.setattr(metrics, "SHARED_DIR", str(tmp_path))
+    metrics.Metrics.forget_dead_workers()
+    assert [p.name for p in tmp_path.iterdir()] == [f"gauge_liveall_{os.getpid()}.db"]
