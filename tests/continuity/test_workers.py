@@ -26,6 +26,7 @@ import httpx
 import pytest
 from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
+from uvicorn.config import STARTUP_FAILURE
 
 from api.auth import issue_token
 from continuity import logs, metrics
@@ -297,3 +298,21 @@ def test_a_crashed_workers_pool_series_are_dropped_by_the_next_worker(
     monkeypatch.setattr(metrics, "SHARED_DIR", str(tmp_path))
     metrics.Metrics.forget_dead_workers()
     assert [p.name for p in tmp_path.iterdir()] == [f"gauge_liveall_{os.getpid()}.db"]
+
+
+def test_a_worker_that_cannot_start_exits_as_a_start_up_failure(tmp_path: Path) -> None:
+    """So that the parent stops the server instead of starting the worker again and again."""
+    secret = tmp_path / "jwt.secret"
+    secret.write_text("s" * 40)
+    secret.chmod(0o644)  # made readable by others after the parent checked it
+    env = {**os.environ, "CONTINUITY_DATA_DIR": str(tmp_path), "CONTINUITY_JWT_SECRET": ""}
+    worker = subprocess.run(
+        [sys.executable, "-c", "from api.worker import app; app()"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert worker.returncode == STARTUP_FAILURE
+    assert "this worker cannot start" in worker.stderr
+    assert "chmod 600" in worker.stderr
