@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -45,9 +46,12 @@ def create_app(
     *,
     database_url: str | None = None,
     keyring: Keyring | None = None,
+    build_stale: bool = True,
 ) -> Litestar:
     """Build the app. The database is `database_url`, else the settings' URL, else an embedded
-    PostgreSQL under the data dir; it is connected and migrated at startup."""
+    PostgreSQL under the data dir; it is connected and migrated at startup, and projections
+    whose rows are stale are rebuilt then unless `build_stale` is False (a worker of
+    `continuity run --workers N`, whose parent did it once for all)."""
     settings = settings or Settings.from_env()
     auth = jwt_auth(resolve_jwt_secret(settings), settings.jwt_audience, settings.idp)
     measured = Metrics()
@@ -57,11 +61,23 @@ def create_app(
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         await auth.issuers.start()
         url, server = (database_url, None) if database_url else resolve_database(settings)
-        runtime = await Runtime.open(settings, url, keyring, metrics=measured)
+        runtime = await Runtime.open(
+            settings, url, keyring, build_stale=build_stale, metrics=measured
+        )
         app.state.runtime = runtime
+        follower = None
+        if measured.shared():
+            measured.forget_dead_workers()
+            follower = asyncio.create_task(
+                measured.follow_pool(runtime.pool), name="continuity-pool-metrics"
+            )
         try:
             yield
         finally:
+            if follower is not None:
+                follower.cancel()
+                await asyncio.wait([follower])
+            measured.leave()
             await runtime.close()
             if server is not None:
                 server.cleanup()

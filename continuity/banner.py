@@ -25,7 +25,7 @@ def database_shown(settings: Settings) -> str:
     return f"{user}{host}{port}{parts.path or '/'}"
 
 
-def banner(settings: Settings, host: str, port: int) -> str:
+def banner(settings: Settings, host: str, port: int, workers: int = 1) -> str:
     shown_host = f"[{host}]" if ":" in host else host
     url = f"http://{shown_host}:{port}"
     idp = settings.idp
@@ -37,6 +37,7 @@ def banner(settings: Settings, host: str, port: int) -> str:
     lines = [
         "Continuity",
         f"  API       {url}",
+        f"  workers   {workers} {'process' if workers == 1 else 'processes'}",
         f"  docs      {url}/schema  (OpenAPI: {url}/schema/openapi.json)",
         f"  database  {database_shown(settings)}, schema {settings.database_schema}",
         f"  tokens    {tokens}",

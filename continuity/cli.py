@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import signal
 import sys
 import warnings
 from collections.abc import Awaitable, Callable
@@ -18,7 +20,7 @@ import asyncpg
 import click
 import msgspec
 
-from continuity.settings import Settings, SettingsError
+from continuity.settings import MAX_WORKERS, WORKERS_BY_DEFAULT, Settings, SettingsError
 
 T = TypeVar("T")
 
@@ -64,34 +66,94 @@ def main() -> None:
     "--host", default=None, help="Interface to bind (default CONTINUITY_HOST or 127.0.0.1)."
 )
 @click.option("--port", type=int, default=None, help="Port (default CONTINUITY_PORT or 8000).")
-def run(host: str | None, port: int | None) -> None:
+@click.option(
+    "--workers",
+    type=click.IntRange(1, MAX_WORKERS),
+    default=None,
+    help="Server processes (default CONTINUITY_WORKERS, else one per core up to"
+    f" {WORKERS_BY_DEFAULT}, or half the cores when PostgreSQL runs on this machine (embedded,"
+    " loopback or socket), as it needs them: 1 on 2 cores). Each worker has its own database"
+    " pool, key cache and rate-limit counts; see docs/operations.md.",
+)
+def run(host: str | None, port: int | None, workers: int | None) -> None:
     """Migrate and serve the API (embedded PostgreSQL unless CONTINUITY_DATABASE_URL is set)."""
-    import uvicorn
-
-    from api.app import create_app
     from continuity import logs
-    from continuity.banner import banner
 
     settings = _settings()
     host = host or settings.host
     port = port or settings.port
-    logs.configure(settings.log_level, settings.log_format)
+    workers = workers or settings.workers
+    logs.configure(settings.log_level, settings.log_format, with_pid=workers > 1)
     logging.captureWarnings(True)  # a library's warning is a log event too, in the same format
+    if workers == 1:
+        _serve_in_process(settings, host, port)
+    else:
+        _serve_with_workers(settings, host, port, workers)
+
+
+def _uvicorn_options(settings: Settings) -> dict[str, Any]:
+    # uvicorn's own logging set-up (log_config) would replace ours; its access log would name
+    # client addresses and query strings: `api/request_context.py` writes one without them.
+    return {
+        "loop": "uvloop",
+        "http": "httptools",
+        "log_config": None,
+        "log_level": settings.log_level.lower(),
+        "access_log": False,
+    }
+
+
+def _serve_in_process(settings: Settings, host: str, port: int) -> None:
+    """One process: the app's lifespan starts the embedded database, migrates and serves."""
+    import uvicorn
+
+    from api.app import create_app
+    from continuity.banner import banner
+
     try:
         app = create_app(settings)
     except SettingsError as exc:
         raise click.UsageError(str(exc)) from None
-    click.echo(banner(settings, host, port))
-    # uvicorn's own logging set-up (log_config) would replace ours; its access log would name
-    # client addresses and query strings: `api/request_context.py` writes one without them.
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        log_config=None,
-        log_level=settings.log_level.lower(),
-        access_log=False,
-    )
+    click.echo(banner(settings, host, port, 1))
+    uvicorn.run(app, host=host, port=port, **_uvicorn_options(settings))
+
+
+def _stop(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _serve_with_workers(settings: Settings, host: str, port: int, workers: int) -> None:
+    """The parent does the once-only work (`continuity/workers.py`), then uvicorn's supervisor
+    spawns the workers, restarts one that dies, and on SIGTERM or SIGINT stops them all; the
+    embedded database stops after them."""
+    import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
+    from uvicorn.supervisors import Multiprocess
+
+    from api.worker import WORKER_APP
+    from continuity.banner import banner
+    from continuity.workers import prepared
+
+    for signum in (signal.SIGTERM, signal.SIGINT):  # until uvicorn's supervisor takes them over
+        signal.signal(signum, _stop)
+    try:
+        with prepared(settings, workers) as environment:
+            os.environ.update(environment)
+            config = uvicorn.Config(
+                WORKER_APP,
+                factory=True,
+                host=host,
+                port=port,
+                workers=workers,
+                **_uvicorn_options(settings),
+            )
+            click.echo(banner(settings, host, port, workers))
+            supervisor = Multiprocess(config, sockets=[config.bind_socket()])
+            supervisor.run()
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from None
+    if any(process.exitcode == STARTUP_FAILURE for process in supervisor.processes):
+        raise SystemExit(STARTUP_FAILURE)
 
 
 @main.command()

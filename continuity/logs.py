@@ -49,8 +49,9 @@ def _fields(record: logging.LogRecord) -> dict[str, object]:
 
 
 class JsonFormatter(logging.Formatter):
-    """`{"time", "level", "logger", "message", "request_id"?, ...extra fields, "exception"?}`
-    on one line: newlines inside a message or a traceback are escaped by JSON."""
+    """`{"time", "level", "logger", "message", "pid", "request_id"?, ...extra fields,
+    "exception"?}` on one line: newlines inside a message or a traceback are escaped by JSON.
+    `pid` tells apart the lines of the workers of `continuity run --workers N`."""
 
     def format(self, record: logging.LogRecord) -> str:
         event: dict[str, object] = {
@@ -58,6 +59,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
+            "pid": record.process,
         }
         if rid := getattr(record, "request_id", None):
             event["request_id"] = rid
@@ -77,10 +79,12 @@ def _plain(value: object) -> object:
 
 
 class TextFormatter(logging.Formatter):
-    """`time LEVEL logger: message [request_id=…] [field=value …]` for a terminal."""
+    """`time LEVEL logger: message [request_id=…] [field=value …]` for a terminal; with
+    `with_pid` (several workers) `time LEVEL [pid] logger: …`."""
 
-    def __init__(self) -> None:
-        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    def __init__(self, *, with_pid: bool = False) -> None:
+        pid = "[%(process)d] " if with_pid else ""
+        super().__init__(f"%(asctime)s %(levelname)s {pid}%(name)s: %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
@@ -98,16 +102,28 @@ class _Handler(logging.StreamHandler[TextIO]):
     """The one handler `configure` installs, recognised when it is called again."""
 
 
-def configure(level: str, fmt: LogFormat, stream: TextIO | None = None) -> None:
-    """Send every logger's records to `stream` (stderr) as `fmt`, at `level` and above.
+_pid_in_text = False
+"""What the last `configure` that said so chose for `with_pid`."""
+
+
+def configure(
+    level: str, fmt: LogFormat, stream: TextIO | None = None, *, with_pid: bool | None = None
+) -> None:
+    """Send every logger's records to `stream` (stderr) as `fmt`, at `level` and above; text
+    lines name their process `with_pid` (JSON lines always do). Without `with_pid`, as the last
+    call that gave it: the app configures logging again when it starts (`api/log_config.py`),
+    and keeps what `continuity run` chose for its workers.
 
     Idempotent: a second call replaces the handler the first installed, and leaves any other
     handler on the root logger (a test's log capture, say) alone."""
+    global _pid_in_text
+    if with_pid is not None:
+        _pid_in_text = with_pid
     root = logging.getLogger()
     for handler in [h for h in root.handlers if isinstance(h, _Handler)]:
         root.removeHandler(handler)
     handler = _Handler(stream or sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter(with_pid=_pid_in_text))
     handler.addFilter(RequestIdFilter())
     root.addHandler(handler)
     root.setLevel(level)

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from aggregates.money import DEFAULT_CURRENCY, MINOR_UNITS
 from continuity.db import check_schema_name
@@ -23,6 +23,9 @@ from continuity.identity_provider import (
 BUILT_IN_ISSUER = "continuity"
 """The `iss` of tokens Continuity signs itself (HS256, `continuity token`)."""
 MIN_JWT_SECRET = 32
+WORKERS_BY_DEFAULT = 4
+"""The most worker processes `continuity run` starts unless told (`default_workers`)."""
+MAX_WORKERS = 64
 
 LogFormat = Literal["text", "json"]
 
@@ -57,6 +60,8 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()
     """Networks in CIDR notation, checked and normalised (a plain address is a /32 or /128)."""
     rate_limit_per_minute: int = 120
+    workers: int = 1
+    """Server processes `continuity run` starts; `from_env` defaults it to `default_workers`."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -126,7 +131,47 @@ class Settings:
             cors_origins=_cors_origins(text("CORS_ORIGINS")),
             trusted_proxies=_trusted_proxies(text("TRUSTED_PROXIES")),
             rate_limit_per_minute=integer("RATE_LIMIT", cls.rate_limit_per_minute, 0, 10**6),
+            workers=integer(
+                "WORKERS", default_workers(shares_machine=database_is_local(url)), 1, MAX_WORKERS
+            ),
         )
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, which a container may narrow)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def database_is_local(url: str | None) -> bool:
+    """Whether the database runs on this machine: the embedded one (no URL), a loopback
+    address, or a Unix socket (no host, or libpq's `host=/dir` parameter)."""
+    if url is None:
+        return True
+    parts = urlsplit(url)
+    host = parts.hostname or parse_qs(parts.query).get("host", ["/"])[0]
+    if host.startswith("/") or host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def default_workers(*, shares_machine: bool, cores: int | None = None) -> int:
+    """What suits the machine: one worker per core, up to `WORKERS_BY_DEFAULT`; half the cores
+    when PostgreSQL runs on the same machine (embedded, or on a loopback address), since it
+    needs them too: 1 on a 2-core machine.
+
+    The cap is the connection budget: each worker has its own pool of up to
+    `CONTINUITY_POOL_MAX_SIZE` (20) connections, and 4 x 20 stays inside PostgreSQL's default
+    `max_connections` of 100 with room for the CLI and a migration. docs/operations.md has the
+    measurement behind the rule."""
+    if cores is None:
+        cores = usable_cores()
+    return max(1, min(WORKERS_BY_DEFAULT, cores // 2 if shares_machine else cores))
 
 
 def _identity_provider(text: Callable[[str], str | None]) -> IdentityProvider | None:

@@ -224,6 +224,8 @@ class KeyVault:
             subject_id = UUID(str(payload))
         except ValueError:
             return
+        # One line per process that heard it: with several workers, each must say so.
+        logger.info("key vault: subject %s erased; their keys are out of this process", subject_id)
         self._learn_erased(subject_id)
 
     def _learn_erased(self, subject_id: UUID) -> None:

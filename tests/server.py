@@ -22,13 +22,15 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(
+def server_process(
     env: dict[str, str], out: Path, *, cwd: Path | None = None, timeout: float = 60
-) -> Iterator[str]:
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """Start `continuity run` with `env` (on a free port), its stdout in `out` and its stderr
-    in `out` + `.err`; yield its base URL once `/health` answers 200; stop it (SIGTERM)."""
+    in `out` + `.err`; yield its base URL and process once `/health` answers 200; stop it
+    (SIGTERM) unless it has stopped already. One worker process unless `env` says otherwise,
+    whatever the machine's default."""
     port = free_port()
-    full = {**os.environ, **env, "CONTINUITY_PORT": str(port)}
+    full = {**os.environ, "CONTINUITY_WORKERS": "1", **env, "CONTINUITY_PORT": str(port)}
     errors = out.with_name(out.name + ".err")
     with out.open("wb") as stdout, errors.open("wb") as stderr:
         server = subprocess.Popen(
@@ -50,7 +52,16 @@ def running_server(
             assert server.poll() is None, out.read_text() + errors.read_text()
             assert time.monotonic() < deadline, "the server did not come up"
             time.sleep(0.2)
-        yield base
+        yield base, server
     finally:
         server.terminate()
         server.wait(20)
+
+
+@contextmanager
+def running_server(
+    env: dict[str, str], out: Path, *, cwd: Path | None = None, timeout: float = 60
+) -> Iterator[str]:
+    """`server_process`, for a test that needs only the URL."""
+    with server_process(env, out, cwd=cwd, timeout=timeout) as (base, _):
+        yield base

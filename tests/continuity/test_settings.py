@@ -15,7 +15,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import NameOID
 
 from continuity.identity_provider import IdentityProvider, load_public_key
-from continuity.settings import Settings, SettingsError
+from continuity.settings import (
+    WORKERS_BY_DEFAULT,
+    Settings,
+    SettingsError,
+    database_is_local,
+    default_workers,
+)
 
 
 def test_nothing_set_means_the_embedded_defaults() -> None:
@@ -243,3 +249,45 @@ def test_operations_settings_are_read() -> None:
 def test_bad_operations_settings_are_named(name: str, value: str, message: str) -> None:
     with pytest.raises(SettingsError, match=message):
         Settings.from_env({name: value})
+
+
+def test_workers_are_read_and_checked() -> None:
+    assert Settings.from_env({"CONTINUITY_WORKERS": "3"}).workers == 3
+    for bad in ("0", "two", "65"):
+        with pytest.raises(SettingsError, match="CONTINUITY_WORKERS"):
+            Settings.from_env({"CONTINUITY_WORKERS": bad})
+
+
+@pytest.mark.parametrize(
+    ("url", "local"),
+    [
+        (None, True),  # the embedded database
+        ("postgresql://postgres@127.0.0.1:5432/app", True),
+        ("postgresql://localhost/app", True),
+        ("postgresql://[::1]:5432/app", True),
+        ("postgresql:///app", True),  # the default Unix socket
+        ("postgresql://postgres:@/postgres?host=/tmp/pg", True),  # the embedded one's URL
+        ("postgresql://u@db.example.com:5432/app", False),
+        ("postgresql://u@10.0.0.5/app", False),
+    ],
+)
+def test_a_database_on_this_machine_is_recognised(url: str | None, local: bool) -> None:
+    assert database_is_local(url) is local
+
+
+@pytest.mark.parametrize(
+    ("cores", "shares_machine", "workers"),
+    [
+        (1, False, 1),
+        (2, False, 2),
+        (16, False, WORKERS_BY_DEFAULT),  # the pools' connections bound it
+        (1, True, 1),
+        (2, True, 1),  # PostgreSQL needs the other core
+        (4, True, 2),
+        (16, True, WORKERS_BY_DEFAULT),
+    ],
+)
+def test_the_default_workers_suit_the_machine(
+    cores: int, shares_machine: bool, workers: int
+) -> None:
+    assert default_workers(shares_machine=shares_machine, cores=cores) == workers
