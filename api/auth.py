@@ -203,9 +203,12 @@ def jwt_auth(
     )
 
 
-def customer_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+async def customer_only(
+    connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
+) -> None:
     """A customer's token, except for `OPTIONS`: authentication skips it (a browser sends no
-    token with a preflight), and Litestar's own handler answers it with only `Allow`."""
+    token with a preflight), and Litestar's own handler answers it with only `Allow`. Async, so
+    that Litestar runs it in place rather than in a worker thread."""
     if connection.scope.get("method") == "OPTIONS":
         return
     principal = connection.scope.get("user")

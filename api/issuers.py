@@ -19,6 +19,7 @@ from jwt import PyJWK
 from litestar.exceptions import NotAuthorizedException
 
 from api.jwks import JwksKeys
+from api.verified_tokens import VerifiedTokens
 from continuity.identity_provider import IdentityProvider, IdpPublicKey, load_public_key
 from continuity.settings import BUILT_IN_ISSUER
 
@@ -157,17 +158,24 @@ class IdentityProviderIssuer:
 class Issuers:
     """Routes each token to the verifier of the issuer it names."""
 
-    def __init__(self, verifiers: Sequence[Verifier]) -> None:
+    def __init__(
+        self, verifiers: Sequence[Verifier], verified: VerifiedTokens | None = None
+    ) -> None:
         self._by_issuer = {v.issuer: v for v in verifiers}
         if len(self._by_issuer) != len(verifiers):
             raise ValueError("two verifiers for one issuer")
+        self.verified = verified or VerifiedTokens()
 
     async def start(self) -> None:
         for verifier in self._by_issuer.values():
             await verifier.start()
 
     async def verify(self, encoded: str) -> dict[str, Any]:
-        """The claims of a token whose signature, issuer, audience and expiry all check out."""
+        """The claims of a token whose signature, issuer, audience and expiry all check out
+        (recently verified ones from `verified`)."""
+        known = self.verified.get(encoded)
+        if known is not None:
+            return known
         try:
             header = jwt.get_unverified_header(encoded)
             unverified = jwt.decode(encoded, options={"verify_signature": False})
@@ -177,4 +185,6 @@ class Issuers:
         verifier = self._by_issuer.get(issuer) if isinstance(issuer, str) else None
         if verifier is None:
             raise NotAuthorizedException("the token's issuer (iss) is not accepted")
-        return await verifier.claims(encoded, header)
+        claims = await verifier.claims(encoded, header)
+        self.verified.put(encoded, claims)
+        return claims

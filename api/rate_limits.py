@@ -64,7 +64,8 @@ def client_of(trusted: Sequence[Network]) -> Callable[[Request[Any, Any, Any]], 
     return client
 
 
-def _token_free(request: Request[Any, Any, Any]) -> bool:
+async def _token_free(request: Request[Any, Any, Any]) -> bool:
+    """Async, so that Litestar calls it in place rather than in a worker thread."""
     return request.scope.get("user") is None
 
 

@@ -63,7 +63,7 @@ class Buildable(Protocol):
 
 
 @runtime_checkable
-class Preparable(Protocol):
+class Preparable(Projection, Protocol):
     """An inline projection that computes its rows before the append, from rows read before
     it, so that a group commit writes them with the events (nothing read inside the
     transaction). A row changed since it was read refuses the append (ViewMoved)."""

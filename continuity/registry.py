@@ -42,6 +42,7 @@ class Registry:
                 if table.name in owners:
                     raise ValueError(f"{table.name} is owned by {owners[table.name]} already")
                 owners[table.name] = projection.name
+        self.preparable = self._preparable()
 
     def __iter__(self) -> Iterator[Projection]:
         return iter(self._projections.values())
@@ -65,18 +66,18 @@ class Registry:
                 projected[projection.name] = await projection.handle(conn, live(projection), wanted)
         return projected
 
-    def _inline(self) -> list[Projection]:
-        return [p for p in self._projections.values() if p.mode == "inline"]
+    def _preparable(self) -> list[Preparable] | None:
+        """The inline projections, if every one can prepare its rows ahead of an append."""
+        inline = [p for p in self._projections.values() if p.mode == "inline"]
+        ready = [p for p in inline if isinstance(p, Preparable)]
+        return ready if len(ready) == len(inline) else None
 
     async def read_inline(self, conn: Queryable, subjects: Sequence[UUID]) -> Reads | None:
         """Every inline projection's rows of `subjects`, for `prepare_inline`; None if one of
         them cannot prepare its rows ahead of an append."""
-        reads: Reads = {}
-        for projection in self._inline():
-            if not isinstance(projection, Preparable):
-                return None
-            reads[projection.name] = await projection.read(conn, subjects)
-        return reads
+        if self.preparable is None:
+            return None
+        return {p.name: await p.read(conn, subjects) for p in self.preparable}
 
     async def prepare_inline(
         self, reads: Reads, envelopes: list[Envelope]
@@ -85,12 +86,12 @@ class Registry:
         `reads`; None if one of them needs to read inside the append's transaction."""
         writes: list[ViewWrite] = []
         projected: Projected = {}
-        for projection in self._inline():
+        for projection in self.preparable or ():
             wanted = [e for e in envelopes if not e.erased and consumes(projection, e.topic)]
             if not wanted:
                 continue
             read = reads.get(projection.name)
-            if read is None or not isinstance(projection, Preparable):
+            if read is None:
                 return None
             prepared = await projection.prepare(read, wanted)
             if prepared is None:

@@ -22,7 +22,6 @@ from continuity.errors import IntegrityViolation, SubjectErased, ViewMoved
 from continuity.group_commit import SnapshotWrite
 from continuity.mapper import EventMapper, request_digest
 from continuity.registry import Projected, Reads, Registry
-from continuity.snapshots import Snapshotting
 from continuity.store import EventStore, NewEvent
 from privacy.cipher import DecryptionFailed
 from projections.envelope import Envelope
@@ -121,7 +120,7 @@ class Repository:
         return aggregates
 
     async def _snapshots(self, stream_ids: list[UUID], cls: type[A]) -> dict[UUID, A]:
-        if not issubclass(cls, snapshots.Snapshotting) or not stream_ids:
+        if not stream_ids or not snapshots.snapshotting(cls):
             return {}
         rows = await snapshots.read(self.store.pool, stream_ids)
         keys = await self.mapper.vault.keys_for_reading(
@@ -143,7 +142,7 @@ class Repository:
     async def _leave_snapshots(
         self, aggregates: Mapping[UUID, A], based: Mapping[UUID, int], envelopes: list[Envelope]
     ) -> None:
-        if not envelopes or not isinstance(next(iter(aggregates.values())), Snapshotting):
+        if not envelopes or not snapshots.snapshotting(type(next(iter(aggregates.values())))):
             return
         subjects = {envelope.stream_id: envelope.subject_id for envelope in envelopes}
         for stream, aggregate in aggregates.items():

@@ -81,9 +81,15 @@ def take(key: SubjectKey, aggregate: Aggregate) -> SnapshotWrite:
     )
 
 
+@cache
+def snapshotting(cls: type) -> bool:
+    """Whether `cls` can be snapshotted (a protocol check is slow: asked once per class)."""
+    return issubclass(cls, Snapshotting)
+
+
 def due(cls: type, before: int, after: int) -> bool:
     """Whether a commit taking a stream of `cls` from `before` to `after` events takes one."""
-    return issubclass(cls, Snapshotting) and before // EVERY < after // EVERY
+    return before // EVERY < after // EVERY and snapshotting(cls)
 
 
 def restore(cls: type[A], key: SubjectKey, row: Any) -> A | None:

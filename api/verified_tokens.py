@@ -1,0 +1,53 @@
+"""Tokens verified recently, so a device's next request skips the signature check.
+
+Verifying a JWT (three decodes and an HMAC or a public-key check) was the largest single cost of
+a request. A token is a fixed string, so once its signature, issuer and audience check out they
+check out again; what changes is time. An entry is used only before the token's `exp` and for at
+most `ttl` seconds after it was verified, so a key an identity provider withdraws stops being
+trusted within `ttl`. Bounded: the least recently used entries go first.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+TTL = 60.0
+SIZE = 10_000
+
+
+class VerifiedTokens:
+    def __init__(
+        self, ttl: float = TTL, size: int = SIZE, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.ttl = ttl
+        self.size = size
+        self.clock = clock
+        self._entries: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()
+
+    def get(self, token: str) -> dict[str, Any] | None:
+        """The claims verified for `token`, if still good; a copy the caller may change."""
+        found = self._entries.get(token)
+        if found is None:
+            return None
+        until, claims = found
+        if self.clock() >= until:
+            del self._entries[token]
+            return None
+        self._entries.move_to_end(token)
+        return dict(claims)
+
+    def put(self, token: str, claims: dict[str, Any]) -> None:
+        expires = claims.get("exp")
+        until = self.clock() + self.ttl
+        if isinstance(expires, int | float):
+            until = min(until, float(expires))
+        self._entries[token] = (until, dict(claims))
+        self._entries.move_to_end(token)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
