@@ -130,7 +130,8 @@ BEGIN
         END IF;
     END LOOP;
 
-    FOR tbl IN SELECT DISTINCT t FROM unnest(p_view_tables) AS t ORDER BY t LOOP
+    FOR tbl IN SELECT DISTINCT t FROM unnest(p_view_tables) AS t
+                WHERE cardinality(p_view_tables) > 0 ORDER BY t LOOP
         -- The lock the write will need, before the read: a rebuild switching the table over
         -- (EXCLUSIVE, then ACCESS EXCLUSIVE to drop it) waits for this group, or this group
         -- for it; reading first under a weaker lock would let each wait for the other.
@@ -164,12 +165,16 @@ BEGIN
         NULL;
     END;
 
-    positions := ARRAY(
-        SELECT CASE WHEN outcomes[b.request] IS NULL
-                    THEN allocated[count(*) FILTER (WHERE outcomes[b.request] IS NULL)
-                                   OVER (ORDER BY b.i)] END
-          FROM unnest(p_requests) WITH ORDINALITY AS b(request, i)
-         ORDER BY b.i);
+    IF passing = cardinality(p_requests) THEN
+        positions := allocated;
+    ELSE
+        positions := ARRAY(
+            SELECT CASE WHEN outcomes[b.request] IS NULL
+                        THEN allocated[count(*) FILTER (WHERE outcomes[b.request] IS NULL)
+                                       OVER (ORDER BY b.i)] END
+              FROM unnest(p_requests) WITH ORDINALITY AS b(request, i)
+             ORDER BY b.i);
+    END IF;
 
     INSERT INTO events (position, tx_id, stream_id, version, event_id, subject_id, topic, channel,
                         recorded_at, key_version, digest, payload)
@@ -181,7 +186,8 @@ BEGIN
                 key_version, digest, payload)
      WHERE b.position IS NOT NULL;
 
-    FOR tbl IN SELECT DISTINCT t FROM unnest(p_view_tables) AS t LOOP
+    FOR tbl IN SELECT DISTINCT t FROM unnest(p_view_tables) AS t
+                WHERE cardinality(p_view_tables) > 0 LOOP
         wanted := (SELECT count(*) FROM unnest(p_view_requests, p_view_tables) AS v(request, t)
                     WHERE v.t = tbl AND outcomes[v.request] IS NULL);
         CONTINUE WHEN wanted = 0;
@@ -218,6 +224,9 @@ BEGIN
         END IF;
     END LOOP;
 
+    IF cardinality(p_snap_streams) = 0 THEN
+        RETURN;
+    END IF;
     INSERT INTO snapshots AS s (stream_id, subject_id, version, fingerprint, key_version, state)
     SELECT n.stream_id, n.subject_id, n.version, n.fingerprint, n.key_version, n.state
       FROM unnest(p_snap_requests, p_snap_streams, p_snap_subjects, p_snap_versions,
