@@ -23,8 +23,11 @@ S = TypeVar("S", bound=msgspec.Struct)
 
 class Folded(msgspec.Struct, Generic[S], frozen=True, gc=False):
     """The stored document: the view's state, the last version folded of each stream, and the
-    highest position folded (for operators; it says nothing about what was folded). Documents
-    are values (no cycles), so the garbage collector need not track them."""
+    highest position folded by a fold that knew the positions (for operators; it says nothing
+    about what was folded). An append's group commit folds before its positions exist, so its
+    document keeps the position it had, and the row's `position` column, which the commit
+    sets, is the one to read. Documents are values (no cycles), so the garbage collector need
+    not track them."""
 
     state: S
     streams: dict[UUID, int] = msgspec.field(default_factory=dict)
