@@ -87,14 +87,14 @@ def _bars(axes: Axes, unit: str, figures: list[Figure]) -> None:
             label += " ✓" if figure.met else " ✗"
         axes.text(
             position,
-            max(figure.spread[1], figure.baseline or 0.0) + top * 0.12,
+            max(figure.spread[1], figure.baseline or 0.0) + top * 0.25,
             label,
             ha="center",
             va="bottom",
             fontsize=9,
             fontweight="bold",
         )
-    axes.set_ylim(0, top * 1.45)
+    axes.set_ylim(0, top * 1.6)
     axes.set_xticks(list(positions), [_wrap(f.what) for f in figures], fontsize=7)
     axes.set_ylabel(unit)
     axes.yaxis.set_major_formatter(FuncFormatter(_thousands))
@@ -141,8 +141,10 @@ def plot(result: ScenarioResult, path: Path) -> None:
         {i: series_unit(s, result.y_label) for i, s in enumerate(result.series)},
     )
     panels = max(1, len(by_unit) + len(lined))
+    widest = max((len(figures) for figures in by_unit.values()), default=0)
+    width = max(10.0, 1.1 * widest)  # room for every pair's labels
     fig, grid = plt.subplots(
-        panels, 1, figsize=(10, 3.6 * panels), squeeze=False, layout="constrained"
+        panels, 1, figsize=(width, 3.6 * panels), squeeze=False, layout="constrained"
     )
     try:
         axes = [a for [a] in grid]
