@@ -71,6 +71,7 @@ from bench.appends import (
     event_loop_factory,
     server_version,
 )
+from bench.contenders import drop_schema
 from bench.results import Figure, ScenarioResult
 from continuity.collector import fewer_collections
 from continuity.db import close_pool, create_pool, migrate
@@ -279,11 +280,7 @@ async def teardown(dsn: str, schema: str, bench: Bench | None) -> None:
         await bench.store.aclose()
         await bench.vault.close()
         await close_pool(bench.pool)
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    finally:
-        await conn.close()
+    await drop_schema(dsn, schema)
 
 
 async def profiled(bench: Bench, path: Path) -> str:

@@ -77,7 +77,15 @@ from bench.appends import (
     event_loop_factory,
     server_version,
 )
-from bench.contenders import _RAW_TABLE, ITEM_NAME, META, UNIT_PRICE, _raw_writer, sample_row
+from bench.contenders import (
+    _RAW_TABLE,
+    ITEM_NAME,
+    META,
+    UNIT_PRICE,
+    _raw_writer,
+    drop_schema,
+    sample_row,
+)
 from bench.rebuild import _CATALOGUE, _DEVICES
 from bench.results import Figure, ScenarioResult, Series, to_json
 from bench.table import render_rows
@@ -482,11 +490,7 @@ async def close_log(dsn: str, log: Log | None, schema: str) -> None:
         await log.store.aclose()
         await log.vault.close()
         await close_pool(log.pool)
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    finally:
-        await conn.close()
+    await drop_schema(dsn, schema)
 
 
 def _prefixed(progress: Progress, prefix: str) -> Progress:
