@@ -26,6 +26,7 @@ from api.rate_limits import rate_limit_config
 from api.request_context import RequestContext
 from api.routes.device import DeviceController
 from api.routes.ops import health, metrics, ready
+from continuity.collector import freeze_start_up
 from continuity.metrics import Metrics
 from continuity.runtime import Runtime, resolve_database, resolve_jwt_secret
 from continuity.settings import Settings
@@ -65,6 +66,7 @@ def create_app(
             settings, url, keyring, build_stale=build_stale, metrics=measured
         )
         app.state.runtime = runtime
+        freeze_start_up()
         follower = None
         if measured.shared():
             measured.forget_dead_workers()

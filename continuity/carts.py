@@ -174,7 +174,7 @@ class CartService:
         from_view: bool,
     ) -> CartView:
         request = IdempotencyKey(subject_id, idempotency_key)
-        loaded = await self._load(subject_id, request.event_ids(1)[0])
+        loaded = await self._load(subject_id, request.first)
         if loaded.erased:
             raise SubjectErased(subject_id)
         view = loaded.session.folded.state if loaded.session.folded else SessionView()

@@ -51,12 +51,17 @@ class IdempotencyKey:
 
     subject_id: UUID
     key: UUID
+    first: UUID = field(init=False, repr=False, compare=False)
+    """The first event's id: what a retry is looked up by."""
+
+    def __post_init__(self) -> None:
+        first = uuid5(_IDEMPOTENCY_NAMESPACE, f"{self.subject_id}/{self.key}")
+        object.__setattr__(self, "first", first)
 
     def event_ids(self, count: int) -> list[UUID]:
         """The event ids of the request's events: the same for every retry, and unrelated to
         the ids another subject's request with the same key gets."""
-        first = uuid5(_IDEMPOTENCY_NAMESPACE, f"{self.subject_id}/{self.key}")
-        return [first] + [uuid5(first, str(i)) for i in range(1, count)]
+        return [self.first] + [uuid5(self.first, str(i)) for i in range(1, count)]
 
 
 @dataclass
