@@ -121,7 +121,7 @@ class Repository:
             if not isinstance(mutated, cls):
                 raise TypeError(f"stream {envelope.stream_id} is not a {cls.__name__}")
             aggregates[envelope.stream_id] = mutated
-        await self._leave_snapshots(aggregates, based, envelopes)
+        await self._leave_snapshots(cls, aggregates, based, envelopes)
         return aggregates
 
     async def _snapshots(self, stream_ids: list[UUID], cls: type[A]) -> dict[UUID, A]:
@@ -145,9 +145,13 @@ class Repository:
         return found
 
     async def _leave_snapshots(
-        self, aggregates: Mapping[UUID, A], based: Mapping[UUID, int], envelopes: list[Envelope]
+        self,
+        cls: type[A],
+        aggregates: Mapping[UUID, A],
+        based: Mapping[UUID, int],
+        envelopes: list[Envelope],
     ) -> None:
-        if not envelopes or not snapshots.snapshotting(type(next(iter(aggregates.values())))):
+        if not envelopes or not snapshots.snapshotting(cls):
             return
         subjects = {envelope.stream_id: envelope.subject_id for envelope in envelopes}
         for stream, aggregate in aggregates.items():
