@@ -160,11 +160,17 @@ class ContinuityAuthenticationMiddleware(JWTAuthenticationMiddleware):
     async def authenticate_token(
         self, encoded_token: str, connection: ASGIConnection[Any, Any, Any, Any]
     ) -> AuthenticationResult:
+        verified = self.issuers.verified
+        known = verified.attached(encoded_token)
+        if isinstance(known, AuthenticationResult):
+            return known
         token = ContinuityToken.from_claims(await self.issuers.verify(encoded_token))
         user = await self.retrieve_user_handler(token, connection)
         if not user:
             raise NotAuthorizedException()
-        return AuthenticationResult(user=user, auth=token)
+        result = AuthenticationResult(user=user, auth=token)
+        verified.attach(encoded_token, result)
+        return result
 
 
 @dataclass(kw_only=True)

@@ -8,12 +8,15 @@ from datetime import timedelta
 from uuid import uuid4
 
 import anyio
+import httpx
+import jwt
 import pytest
 from litestar.exceptions import NotAuthorizedException
 
 from api.auth import AUDIENCE, issue_token
 from api.issuers import BuiltInIssuer, Issuers
 from api.verified_tokens import VerifiedTokens
+from tests.helpers import SECRET as TEST_SECRET
 
 pytestmark = pytest.mark.anyio
 
@@ -76,3 +79,36 @@ async def test_a_remembered_token_is_refused_once_it_expires() -> None:
     await anyio.sleep(max(0.0, claims["exp"] - time.time()) + 0.05)
     with pytest.raises(NotAuthorizedException, match="expired"):
         await issuers.verify(token)
+
+
+def test_what_is_attached_to_a_token_lives_as_long_as_its_entry() -> None:
+    clock = Clock(1_000.0)
+    tokens = VerifiedTokens(ttl=60, size=2, clock=clock)
+    user = object()
+    tokens.attach("never verified", user)
+    assert tokens.attached("never verified") is None
+    tokens.put("a", {"exp": 1_010})
+    assert tokens.attached("a") is None
+    tokens.attach("a", user)
+    assert tokens.attached("a") is user
+    clock.now = 1_010.0
+    assert tokens.attached("a") is None
+    tokens.put("b", {"exp": 5_000})
+    tokens.attach("b", user)
+    tokens.put("c", {"exp": 5_000})
+    tokens.put("d", {"exp": 5_000})
+    assert tokens.attached("b") is None
+
+
+async def test_a_token_the_app_has_authenticated_is_refused_once_it_expires(
+    client: httpx.AsyncClient,
+) -> None:
+    token = issue_token(TEST_SECRET, uuid4(), "customer", "phone", timedelta(seconds=2))
+    headers = {"Authorization": f"Bearer {token}"}
+    for _ in range(3):  # the first verifies; the next ones reuse what it made
+        assert (await client.get("/v1/me/session", headers=headers)).status_code != 401
+    expires = jwt.decode(token, options={"verify_signature": False})["exp"]
+    await anyio.sleep(max(0.0, expires - time.time()) + 0.05)
+    refused = await client.get("/v1/me/session", headers=headers)
+    assert refused.status_code == 401
+    assert "expired" in refused.json()["detail"]
