@@ -63,9 +63,12 @@ def _alive(pid: int) -> bool:
 
 class Metrics:
     """The registry and its series. `observe_request` and `observe_append` are called on the
-    hot paths (a counter and a histogram each); `refresh` runs at scrape time."""
+    hot paths (a counter and a histogram each, their labelled children looked up once per
+    label set: `labels()` validates and locks on every call); `refresh` runs at scrape time."""
 
     def __init__(self) -> None:
+        self._request_series: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
+        self._append_series: dict[str, tuple[Counter, Histogram]] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
@@ -140,12 +143,20 @@ class Metrics:
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         labels = (method if method in METHODS else "other", route, str(status))
-        self.requests.labels(*labels).inc()
-        self.request_seconds.labels(*labels).observe(seconds)
+        series = self._request_series.get(labels)
+        if series is None:
+            series = (self.requests.labels(*labels), self.request_seconds.labels(*labels))
+            self._request_series[labels] = series
+        series[0].inc()
+        series[1].observe(seconds)
 
     def observe_append(self, outcome: str, events: int, seconds: float) -> None:
-        self.appends.labels(outcome).inc()
-        self.append_seconds.labels(outcome).observe(seconds)
+        series = self._append_series.get(outcome)
+        if series is None:
+            series = (self.appends.labels(outcome), self.append_seconds.labels(outcome))
+            self._append_series[outcome] = series
+        series[0].inc()
+        series[1].observe(seconds)
         if outcome == "committed":
             self.appended_events.inc(events)
 
