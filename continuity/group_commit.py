@@ -1,12 +1,16 @@
 """Group commit: the appends of concurrent requests gathered into one call of `append_group`
 (migration 0008) and one commit, each request answered on its own once that commit is done.
 
-No timer: a request that finds no group in flight goes at once, alone; requests that arrive
-while `max_in_flight` groups are in flight wait and leave together with the next one. A lone
-client pays nothing; under load each commit carries many requests. Two requests on one stream
-or one view row never share a group (the later waits for the next), and a group the database
-refuses as a whole (an event id racing another transaction's, a view row moved by a rebuild's
-switch-over) is committed again one request at a time, so a refusal answers only its own request.
+No timer: a request that finds a slot free leaves at the end of the event loop's current turn,
+with every other request made ready in that turn; requests that arrive while `max_in_flight`
+groups are in flight wait and leave together once a slot frees. A lone client pays one turn of
+the loop; under load each commit carries many requests. The requests waiting are shared among
+the free slots, so that two groups overlap (one in the database while the callers of the other
+prepare their next appends) rather than every caller moving in lockstep with one group. Two
+requests on one stream or one view row never share a group (the later waits for the next), and
+a group the database refuses as a whole (an event id racing another transaction's, a view row
+moved by a rebuild's switch-over) is committed again one request at a time, so a refusal
+answers only its own request.
 """
 
 from __future__ import annotations
@@ -93,6 +97,7 @@ class GroupCommitter:
         self.max_in_flight = max_in_flight
         self._waiting: list[_Request] = []
         self._in_flight = 0
+        self._scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
         self.groups = 0
         """Groups committed so far (for tests and metrics)."""
@@ -109,12 +114,16 @@ class GroupCommitter:
         a reuse), ViewMoved; any other error of the database as it was raised."""
         answer: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
         self._waiting.append(_Request(events, expected, views, snapshots, answer))
-        self._start()
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._start)
         return await answer
 
     def _start(self) -> None:
+        self._scheduled = False
         while self._waiting and self._in_flight < self.max_in_flight:
-            group = self._take()
+            free = self.max_in_flight - self._in_flight
+            group = self._take(-(-len(self._waiting) // free))  # a fair share of the slots
             if not group:
                 return
             self._in_flight += 1
@@ -122,8 +131,9 @@ class GroupCommitter:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    def _take(self) -> list[_Request]:
-        """The next group, in arrival order; a request colliding with one taken waits."""
+    def _take(self, share: int) -> list[_Request]:
+        """The next group, in arrival order, of at most `share` requests; a request colliding
+        with one taken waits."""
         group: list[_Request] = []
         streams: set[UUID] = set()
         rows: set[tuple[str, UUID]] = set()
@@ -132,7 +142,7 @@ class GroupCommitter:
         for request in self._waiting:
             if request.answer.done():  # its caller was cancelled before it left
                 continue
-            fits = len(group) < self.max_requests and (
+            fits = len(group) < min(share, self.max_requests) and (
                 not group or events + len(request.events) <= self.max_events
             )
             if fits and not (request.streams & streams or request.rows & rows):

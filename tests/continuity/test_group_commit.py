@@ -270,3 +270,22 @@ async def test_a_group_reads_the_log_and_the_views_by_their_indexes_only(
         assert list(row["outcomes"]) == [None, None]
         after = {r["relname"]: r["seq_scan"] for r in await conn.fetch(scans)}
     assert {t: n - before.get(t, 0) for t, n in after.items() if n != before.get(t, 0)} == {}
+
+
+async def test_requests_made_ready_together_leave_together_shared_among_the_slots(
+    store: EventStore, mapper: EventMapper
+) -> None:
+    """Sixteen appends made in one turn of the event loop make two groups of eight (two slots):
+    none leaves alone ahead of the others, and both slots are used."""
+    committer = GroupCommitter(store.pool, max_in_flight=2)
+    carts = [await new_cart(mapper) for _ in range(16)]
+    positions = await asyncio.gather(
+        *(committer.commit(rows, {cart.id: 0}) for cart, rows in carts)
+    )
+    assert committer.groups == 2
+    assert sorted(len(p) for p in positions) == [len(rows) for _, rows in carts]
+    for (cart, _), mine in zip(carts, positions, strict=True):
+        found = await store.pool.fetch(
+            "SELECT position FROM events WHERE stream_id = $1 ORDER BY version", cart.id
+        )
+        assert [r["position"] for r in found] == mine
