@@ -45,7 +45,8 @@ from privacy.system_keys import SystemKeys
 
 Queryable = asyncpg.Pool | asyncpg.Connection | PoolConnectionProxy
 
-# "keys": the per-subject lock class, taken exclusively by create and shred, shared by appends.
+# "keys": the per-subject lock class, taken exclusively by key creation (subject_keys_current,
+# migration 0010) and shred, shared by appends.
 _KEY_LOCK = 0x6B657973
 
 logger = logging.getLogger(__name__)
@@ -285,48 +286,26 @@ class KeyVault:
         if cached is not None:
             return cached
         epoch = self._epoch
-        row = await self.pool.fetchrow(
-            "SELECT key_version, kek_id, wrapped_key FROM subject_keys WHERE subject_id = $1"
-            " ORDER BY key_version DESC LIMIT 1",
-            subject_id,
-        )
-        if row is None:
-            try:
-                row = await self._create(subject_id)
-            except SubjectErased:
-                self._learn_erased(subject_id)
+        data_key = secrets.token_bytes(KEY_BYTES)  # used only if the subject has no key yet
+        kek_id, wrapped = self.wrapper.wrap(data_key, _wrap_context(subject_id, 1))
+        try:
+            row = await self.pool.fetchrow(
+                "SELECT key_version, kek_id, wrapped_key FROM subject_keys_current($1, $2, $3)",
+                subject_id,
+                kek_id,
+                wrapped,
+            )
+        except asyncpg.PostgresError as exc:
+            if exc.sqlstate != "CY410":
                 raise
+            self._learn_erased(subject_id)
+            raise SubjectErased(subject_id) from None
+        assert row is not None
         if subject_id in self._erased:  # heard of the erasure while fetching
             raise SubjectErased(subject_id)
         key = self._unwrap(subject_id, row["key_version"], row["kek_id"], row["wrapped_key"])
         self._remember(key, epoch, current=True)
         return key
-
-    async def _create(self, subject_id: UUID) -> asyncpg.Record:
-        data_key = secrets.token_bytes(KEY_BYTES)
-        kek_id, wrapped = self.wrapper.wrap(data_key, _wrap_context(subject_id, 1))
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "SELECT pg_advisory_xact_lock($1, hashtext($2::uuid::text))", _KEY_LOCK, subject_id
-            )
-            if await conn.fetchval(
-                "SELECT true FROM erased_subjects WHERE subject_id = $1", subject_id
-            ):
-                raise SubjectErased(subject_id)
-            await conn.execute(
-                "INSERT INTO subject_keys (subject_id, key_version, kek_id, wrapped_key)"
-                " VALUES ($1, 1, $2, $3) ON CONFLICT DO NOTHING",
-                subject_id,
-                kek_id,
-                wrapped,
-            )
-            row = await conn.fetchrow(
-                "SELECT key_version, kek_id, wrapped_key FROM subject_keys WHERE subject_id = $1"
-                " ORDER BY key_version DESC LIMIT 1",
-                subject_id,
-            )
-        assert row is not None
-        return row
 
     async def keys_for_reading(
         self, wanted: Iterable[tuple[UUID, int]], conn: Queryable | None = None

@@ -82,20 +82,33 @@ class GatedConnection(_Connection):
     gate: Gate
 
     async def fetch(self, query: str, *args: object, **options: Any) -> Any:
-        rows = await super().fetch(query, *args, **options)
+        try:
+            rows = await super().fetch(query, *args, **options)
+        except asyncpg.PostgresError:
+            self._count(query)  # the database was asked, and refused (an erased subject)
+            raise
         await self._after(query)
         return rows
 
     async def fetchrow(self, query: str, *args: object, **options: Any) -> Any:
-        row = await super().fetchrow(query, *args, **options)
+        try:
+            row = await super().fetchrow(query, *args, **options)
+        except asyncpg.PostgresError:
+            self._count(query)
+            raise
         await self._after(query)
         return row
 
+    def _count(self, query: str) -> bool:
+        if "subject_keys" not in query:
+            return False
+        self.gate.key_reads += 1
+        return True
+
     async def _after(self, query: str) -> None:
         gate = self.gate
-        if "subject_keys" not in query:
+        if not self._count(query):
             return
-        gate.key_reads += 1
         if gate.hold_next_key_read:
             gate.hold_next_key_read = False
             gate.key_read_held.set()

@@ -119,3 +119,19 @@ async def test_an_erasure_forgotten_for_room_is_still_refused(
     with pytest.raises(SubjectErased):
         await deaf.vault.key_for_writing(oldest)
     assert deaf.gate.key_reads == reads + 1, "the oldest was forgotten: the database refuses it"
+
+
+async def test_two_processes_writing_a_new_subject_first_get_one_and_the_same_key(
+    other: OtherProcess, vault: KeyVault
+) -> None:
+    for _ in range(5):
+        subject = uuid4()
+        mine, theirs = await asyncio.gather(
+            vault.key_for_writing(subject), other.vault.key_for_writing(subject)
+        )
+        assert (mine.version, mine.mac_key) == (theirs.version, theirs.mac_key)
+        assert mine.version == 1
+        stored = await vault.pool.fetchval(
+            "SELECT count(*) FROM subject_keys WHERE subject_id = $1", subject
+        )
+        assert stored == 1
