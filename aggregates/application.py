@@ -20,12 +20,23 @@ from uuid import UUID, uuid5
 from eventsourcing.domain import Aggregate, event
 
 from aggregates.errors import DomainError, InvalidState, InvalidValue, NotFound
-from aggregates.forms import Answer, Form, Problem, Step, check_step, skipped, unknown_fields
+from aggregates.forms import (
+    Answer,
+    Form,
+    Problem,
+    Step,
+    check_step,
+    next_step,
+    skipped,
+    unknown_fields,
+)
 
 Status = Literal["in_progress", "submitted", "withdrawn", "expired"]
 APPLICATION_NAMESPACE = UUID("0b6c1f52-8e0d-4a57-b3a4-6c2f9d1e7a40")
 MAX_DRAFT_TEXT = 10_000
 """The longest text a draft keeps for one field: drafts are not validated, but bounded."""
+MAX_NUMBER = 2**53 - 1
+"""The largest whole number a draft keeps: what every JSON parser reads exactly."""
 
 
 class StepProblems(DomainError):
@@ -116,6 +127,11 @@ class Application(Aggregate):
             for name, value in values.items()
             if isinstance(value, str) and len(value) > MAX_DRAFT_TEXT
         ]
+        problems += [
+            Problem(f"{step}.{name}", "is too large a number")
+            for name, value in values.items()
+            if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_NUMBER
+        ]
         if problems:
             raise StepProblems(f"the draft of {step} has fields that cannot be saved", problems)
         if not values:
@@ -155,8 +171,7 @@ class Application(Aggregate):
                 self.changed_at[f"{step}.{name}"] = self.version + 1
         self.completed[step] = values
         self.drafts.pop(step, None)
-        after = self.form.steps[self.form.index(step) + 1 :]
-        self.current = next((s.name for s in after if self.applies(s)), None)
+        self.current = next_step(self.form.steps, self.completed, step)
 
     def go_back(self, step: str) -> None:
         """Make an earlier step (one that applies) the current one again."""

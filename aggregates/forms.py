@@ -13,10 +13,10 @@ boolean and consent `true` or `false`. A consent that is required must be given 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Literal
+from typing import Literal, Protocol
 
 import msgspec
 
@@ -214,7 +214,26 @@ def _check_field(spec: Field, at: str, fault: _Fault) -> None:
         fault(f"{at}.currency", "only a money field has a currency")
 
 
-def skipped(step: Step, answers: Mapping[str, Mapping[str, Answer]]) -> bool:
+class Outlined(Protocol):
+    """What deciding the way through a form needs of a step: a `Step`, or a view's outline."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def skip_if(self) -> Condition | None: ...
+
+
+def next_step(
+    steps: Sequence[Outlined], answers: Mapping[str, Mapping[str, Answer]], after: str
+) -> str | None:
+    """The first step after `after` that applies (None: the last one is done)."""
+    names = [s.name for s in steps]
+    later = steps[names.index(after) + 1 :] if after in names else steps
+    return next((s.name for s in later if not skipped(s, answers)), None)
+
+
+def skipped(step: Outlined, answers: Mapping[str, Mapping[str, Answer]]) -> bool:
     """Whether `step` is skipped, given the completed steps' answers by step name."""
     condition = step.skip_if
     if condition is None:

@@ -24,6 +24,7 @@ from api.openapi import document_answers
 from api.problems import exception_handlers, refuse_preflight
 from api.rate_limits import rate_limit_config
 from api.request_context import RequestContext
+from api.routes.applications import MyApplicationsController
 from api.routes.device import DeviceController
 from api.routes.ops import health, metrics, ready
 from continuity.collector import freeze_start_up
@@ -85,7 +86,14 @@ def create_app(
                 server.cleanup()
 
     app = Litestar(
-        route_handlers=[DeviceController, health, ready, metrics, docs_asset],
+        route_handlers=[
+            DeviceController,
+            MyApplicationsController,
+            health,
+            ready,
+            metrics,
+            docs_asset,
+        ],
         dependencies={"runtime": Provide(_runtime, sync_to_thread=False)},
         lifespan=[lifespan],
         on_app_init=[auth.on_app_init],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from typing import Any
 
 import msgspec
 from litestar import Response
@@ -42,7 +43,7 @@ def version_etag(version: int) -> str:
     return f'"{version}"'
 
 
-def content_etag(body: msgspec.Struct) -> str:
+def content_etag(body: msgspec.Struct | list[Any]) -> str:
     """A strong ETag for a representation with no single version (the session): a digest of
     its JSON, the same bytes the client receives."""
     digest = hashlib.blake2b(msgspec.json.encode(body), digest_size=12).hexdigest()

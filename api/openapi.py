@@ -29,9 +29,13 @@ from litestar.openapi.spec import (
     Schema,
 )
 
-from api import schemas
+from aggregates.application import MAX_DRAFT_TEXT, MAX_NUMBER
+from aggregates.forms import MAX_FIELDS
+from api import application_schemas, schemas
+from api.customer_requests import CUSTOMER_CHANNELS
 from api.limits import MAX_VERSION_DIGITS
 from api.problems import (
+    APPLICATION_EXPIRED,
     BODY_TOO_LARGE,
     CHANNEL_NOT_ALLOWED,
     CONFLICT,
@@ -40,6 +44,7 @@ from api.problems import (
     IDEMPOTENCY_KEY_REUSED,
     INTEGRITY,
     INTERNAL,
+    INVALID_ANSWERS,
     INVALID_REQUEST,
     INVALID_STATE,
     INVALID_TOKEN,
@@ -56,7 +61,6 @@ from api.problems import (
     WEAK_ETAG,
     ProblemType,
 )
-from api.routes.device import CUSTOMER_CHANNELS
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM = "Problem"
@@ -66,11 +70,20 @@ ENTITY_TAGS = r'^(\*|[ \t]*((W/)?"[!#-~]*"[ \t]*(,[ \t]*(W/)?"[!#-~]*"[ \t]*)*)?
 """`*` or a comma-separated list of entity-tags (RFC 9110), as If-None-Match accepts; an empty
 list too, which RFC 9110 (5.6.1) has recipients accept, and which matches nothing."""
 
+_APPLICATION = "/v1/me/applications/{application_id}"
+_AN_ACTION = (NOT_FOUND, INVALID_ANSWERS, APPLICATION_EXPIRED)
 _SPECIFIC: dict[tuple[str, str], tuple[ProblemType, ...]] = {
     ("GET", "/v1/me/cart"): (NO_CART,),
     ("PATCH", "/v1/me/cart/items/{sku}"): (NOT_FOUND,),
     ("DELETE", "/v1/me/cart/items/{sku}"): (NOT_FOUND,),
     ("POST", "/v1/me/cart/checkout"): (NOT_FOUND,),
+    ("POST", "/v1/me/applications"): (NOT_FOUND,),
+    ("GET", _APPLICATION): (NOT_FOUND,),
+    ("PATCH", f"{_APPLICATION}/steps/{{step}}/draft"): _AN_ACTION,
+    ("POST", f"{_APPLICATION}/steps/{{step}}/complete"): _AN_ACTION,
+    ("POST", f"{_APPLICATION}/back"): _AN_ACTION,
+    ("POST", f"{_APPLICATION}/submit"): _AN_ACTION,
+    ("POST", f"{_APPLICATION}/withdraw"): _AN_ACTION,
 }
 """Problems only one operation answers, by method and path."""
 
@@ -130,7 +143,14 @@ def problem_schema() -> Schema:
                 type=OpenAPIType.ARRAY, items=error, description="Each input at fault (400)."
             ),
             "current_version": Schema(
-                type=OpenAPIType.INTEGER, minimum=0, description="The cart's version now."
+                type=OpenAPIType.INTEGER,
+                minimum=0,
+                description="The cart's or application's version now.",
+            ),
+            "current": Schema(
+                type=OpenAPIType.OBJECT,
+                description="On a 412 for an application: the application as it is now (the"
+                " shape of `ApplicationDetail`), to merge with.",
             ),
             "token_expired": Schema(
                 type=OpenAPIType.BOOLEAN, description="Whether the refused token only expired."
@@ -246,7 +266,7 @@ def _closed_bodies(components: dict[str, Schema]) -> None:
     """Bodies decoded with `forbid_unknown_fields` say so: `additionalProperties: false`
     (Litestar leaves it out, so the schema accepted fields the API refuses)."""
     for name, schema in components.items():
-        struct = getattr(schemas, name, None)
+        struct = getattr(schemas, name, None) or getattr(application_schemas, name, None)
         if (
             isinstance(struct, type)
             and issubclass(struct, msgspec.Struct)
@@ -255,11 +275,31 @@ def _closed_bodies(components: dict[str, Schema]) -> None:
             schema.additional_properties = False
 
 
+def _answer_values(components: dict[str, Schema]) -> None:
+    """The bounds of a step's answers, which Litestar leaves out of a dict of a union: how many
+    fields, how long a field's name, how long a text and how large a number."""
+    answers = components.get("StepAnswers")
+    values = (answers.properties or {}).get("values") if answers is not None else None
+    if not isinstance(values, Schema):
+        return
+    values.max_properties = MAX_FIELDS
+    values.property_names = Schema(type=OpenAPIType.STRING, max_length=63)
+    values.additional_properties = Schema(
+        one_of=[
+            Schema(type=OpenAPIType.STRING, max_length=MAX_DRAFT_TEXT),
+            Schema(type=OpenAPIType.INTEGER, minimum=-MAX_NUMBER, maximum=MAX_NUMBER),
+            Schema(type=OpenAPIType.BOOLEAN),
+            Schema(type=OpenAPIType.NULL),
+        ]
+    )
+
+
 def document_answers(openapi: OpenAPI) -> OpenAPI:
     """Rewrite `openapi`'s responses and header formats in place (see the module's docstring)."""
     if openapi.components.schemas is None:
         openapi.components.schemas = {}
     _closed_bodies(openapi.components.schemas)
+    _answer_values(openapi.components.schemas)
     openapi.components.schemas[PROBLEM] = problem_schema()
     for path, item in (openapi.paths or {}).items():
         for method in ("get", "put", "post", "delete", "patch", "head", "options"):

@@ -27,6 +27,7 @@ from litestar.types import (
     Send,
 )
 
+from aggregates.application import Expired, StepProblems
 from aggregates.errors import DomainError, InvalidState, InvalidValue, NotFound
 from api.issuers import TokenExpired
 from api.request_context import request_urn
@@ -162,8 +163,24 @@ STALE_VERSION = _type(
     "stale-version",
     412,
     "Precondition failed",
-    "`If-Match` names a version the cart is no longer at; `current_version` and `ETag` give"
-    " the current one.",
+    "`If-Match` names a version the cart or application is no longer at; `current_version`"
+    " and `ETag` give the current one, and for an application `current` is the application as"
+    " it is now, to merge with.",
+)
+INVALID_ANSWERS = _type(
+    "invalid-answers",
+    422,
+    "Answers need fixing",
+    "A step's answers, or an application being submitted, did not pass its form's rules:"
+    " `errors` names each failing field (`step.field`, or a step not yet complete) with what is"
+    " wrong; `field` is the first. The answers themselves are never repeated.",
+)
+APPLICATION_EXPIRED = _type(
+    "application-expired",
+    409,
+    "Application expired",
+    "The application sat idle past the operator's limit and expired: it can no longer change."
+    " Start a new one.",
 )
 WEAK_ETAG = _type(
     "weak-etag",
@@ -232,6 +249,11 @@ RFC 9457's `about:blank`: its title is the status's name."""
 
 
 def _domain(exc: DomainError) -> ProblemDetailsException:
+    if isinstance(exc, StepProblems):
+        errors = [{"field": p.field, "source": "body", "message": p.message} for p in exc.problems]
+        return INVALID_ANSWERS(str(exc), field=exc.field, errors=errors)
+    if isinstance(exc, Expired):
+        return APPLICATION_EXPIRED(str(exc))
     if isinstance(exc, NotFound):
         return NOT_FOUND(str(exc), field=exc.field)
     if isinstance(exc, InvalidState):
@@ -324,9 +346,10 @@ def to_problem(request: Request[Any, Any, Any], exc: Exception) -> ProblemDetail
         return _domain(exc)
     if isinstance(exc, PreconditionFailed):
         return STALE_VERSION(
-            f"If-Match was {exc.expected} but the cart is at version {exc.current}",
+            f"If-Match was {exc.expected} but the {exc.what} is at version {exc.current}",
             headers={"ETag": f'"{exc.current}"'},
             current_version=exc.current,
+            current=exc.state,
         )
     if isinstance(exc, ConcurrencyConflict):
         return CONFLICT(

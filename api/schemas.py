@@ -10,14 +10,11 @@ from uuid import UUID
 import msgspec
 
 from aggregates.money import MAX_INTEGER_DIGITS
+from api.application_schemas import ApplicationSummary
 from api.limits import MAX_NAME, MAX_QUANTITY, MAX_SKU
+from api.patterns import END
 from projections.cart import CartView
 from projections.session import DeviceView, SessionView
-
-END = r"(?![\s\S])"
-"""The end of the text, in Python and ECMA-262 regexes alike. msgspec matches a pattern with
-Python's `re.search`, where `$` also matches before a final newline ("R-4\n" would pass
-`^...$`); JSON Schema patterns are ECMA-262, which has no `\\Z`."""
 
 SKU_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]*" + END
 Sku = Annotated[
@@ -141,17 +138,22 @@ class Device(msgspec.Struct):
 
 
 class SessionResponse(msgspec.Struct):
-    """Everything a device needs to resume: the cart (with the version for If-Match) and where
-    each of the customer's devices left off."""
+    """Everything a device needs to resume: the cart (with the version for If-Match), the
+    applications in progress (at their current step, with every saved answer) and where each
+    of the customer's devices left off."""
 
     subject_id: UUID
     cart: Cart | None
     devices: list[Device]
+    applications: list[ApplicationSummary]
 
     @classmethod
     def of(cls, subject_id: UUID, view: SessionView) -> SessionResponse:
         cart = Cart.of(view.cart) if view.cart is not None else None
-        return cls(subject_id, cart, [Device.of(d) for d in view.devices])
+        open_ones = [
+            ApplicationSummary.of(a) for a in view.applications if a.status == "in_progress"
+        ]
+        return cls(subject_id, cart, [Device.of(d) for d in view.devices], open_ones)
 
 
 class Health(msgspec.Struct):

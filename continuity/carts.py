@@ -91,13 +91,15 @@ class CartService:
         sessions: SealedViews[SessionView],
         vault: KeyVault,
         default_currency: str = money.DEFAULT_CURRENCY,
+        *,
+        turns: Turns | None = None,
     ) -> None:
         self.default_currency = money.check_currency(default_currency)
         self.repository = repository
         self.sessions = sessions
         self.vault = vault
         self.pool = repository.store.pool
-        self.turns = Turns()
+        self.turns = turns or Turns()
         self._load_sql = (
             "SELECT (SELECT digest FROM events WHERE event_id = $2) AS digest,"
             " EXISTS (SELECT FROM erased_subjects WHERE subject_id = $1) AS erased,"

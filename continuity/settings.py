@@ -62,6 +62,10 @@ class Settings:
     rate_limit_per_minute: int = 120
     workers: int = 1
     """Server processes `continuity run` starts; `from_env` defaults it to `default_workers`."""
+    forms_dir: Path | None = None
+    """The operator's form definitions (`*.json`, `*.toml`); the bundled ones when unset."""
+    application_idle_days: int = 30
+    """Days an application may sit untouched before it expires."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -134,7 +138,15 @@ class Settings:
             workers=integer(
                 "WORKERS", default_workers(shares_machine=database_is_local(url)), 1, MAX_WORKERS
             ),
+            forms_dir=_path(text("FORMS_DIR")),
+            application_idle_days=integer(
+                "APPLICATION_IDLE_DAYS", cls.application_idle_days, 1, 3650
+            ),
         )
+
+
+def _path(value: str | None) -> Path | None:
+    return None if value is None else Path(value)
 
 
 def usable_cores() -> int:

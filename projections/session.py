@@ -1,8 +1,9 @@
 """The session view: what a phone or laptop loads to pick up where the customer left off.
 
 One subject view (see `projections.view`) made of parts, each a pure fold of its own: the cart
-(`projections.cart`) and the resume point of each device. Applications and conversations add
-their parts the same way: a field of `SessionView`, a line in `apply`, and a new `version`.
+(`projections.cart`), the applications (`projections.application`) and the resume point of each
+device. Conversations add their part the same way: a field of `SessionView`, a line in `apply`,
+and a new `version`.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from datetime import datetime
 
 import msgspec
 
+from aggregates.application import Application
 from aggregates.cart import Cart
-from projections import cart
+from projections import application, cart
+from projections.application import ApplicationView
 from projections.cart import CartView
 from projections.envelope import Envelope
 from projections.view import SubjectView
@@ -32,13 +35,18 @@ class DeviceView(msgspec.Struct, frozen=True, gc=False):
 class SessionView(msgspec.Struct, frozen=True, gc=False):
     cart: CartView | None = None
     devices: list[DeviceView] = msgspec.field(default_factory=list)
+    applications: list[ApplicationView] = msgspec.field(default_factory=list)
 
 
 def apply(view: SessionView, envelope: Envelope) -> SessionView:
     event = envelope.event
+    applications = view.applications
+    if isinstance(event, Application.Event):
+        applications = application.apply(applications, envelope)
     return SessionView(
         cart=cart.apply(view.cart, envelope) if isinstance(event, Cart.Event) else view.cart,
         devices=_touch_device(view.devices, envelope),
+        applications=applications,
     )
 
 
@@ -56,6 +64,7 @@ def _touch_device(devices: list[DeviceView], envelope: Envelope) -> list[DeviceV
     return [touched, *others][:MAX_DEVICES]
 
 
-SESSION = SubjectView("session", "session_views", SessionView, apply, version=3)
+SESSION = SubjectView("session", "session_views", SessionView, apply, version=4)
 """Version 2: the document carries the framework's per-stream versions (version 1 kept them in
-the view itself). Version 3: the cart has a currency, and its totals are rounded to it."""
+the view itself). Version 3: the cart has a currency, and its totals are rounded to it.
+Version 4: the customer's applications."""

@@ -3,43 +3,30 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated, Any
-from uuid import UUID, uuid4
+from typing import Annotated
 
-from litestar import Controller, Request, Response, delete, get, patch, post
+from litestar import Controller, Response, delete, get, patch, post
 from litestar.di import NamedDependency
-from litestar.exceptions import ValidationException
-from litestar.params import HeaderParameter, JSONBody, Parameter
+from litestar.params import JSONBody, Parameter
 
-from aggregates.metadata import CHANNELS, EventMeta
-from api.auth import Principal, customer_only
+from api.auth import customer_only
+from api.customer_requests import (
+    ChannelHeader,
+    IdempotencyKey,
+    IfMatch,
+    IfNoneMatch,
+    Me,
+    customer_meta,
+    idempotency_key_of,
+)
 from api.etags import check_not_modified, content_etag, if_match_version, version_etag
 from api.limits import MAX_SKU
-from api.problems import CHANNEL_NOT_ALLOWED, NO_CART
+from api.problems import NO_CART
 from api.schemas import SKU_PATTERN, AddItem, Cart, ChangeQuantity, SessionResponse
 from continuity import carts
 from continuity.runtime import Runtime
 from projections.cart import CartView
 
-IfMatch = Annotated[
-    str | None,
-    HeaderParameter(
-        name="If-Match",
-        required=False,
-        description=(
-            'The cart version the change was based on, as its ETag gave it: "3" (412 if stale;'
-            ' a weak W/"3" is 412 too, since writes compare strongly).'
-        ),
-    ),
-]
-IfNoneMatch = Annotated[
-    str | None,
-    HeaderParameter(
-        name="If-None-Match",
-        required=False,
-        description="ETags the client holds; 304 without a body when one is current.",
-    ),
-]
 SkuPath = Annotated[
     str,
     Parameter(
@@ -49,58 +36,6 @@ SkuPath = Annotated[
         description="The item's SKU.",
     ),
 ]
-IdempotencyKey = Annotated[
-    str | None,
-    HeaderParameter(
-        name="Idempotency-Key",
-        required=False,
-        description="A UUID per action; a retry with the same key is answered, not repeated.",
-    ),
-]
-ChannelHeader = Annotated[
-    str | None,
-    HeaderParameter(
-        name="X-Channel",
-        required=False,
-        description=(
-            "web, app, chat, email, phone or store (default web). agent and system are not"
-            " a customer's channels: 403."
-        ),
-    ),
-]
-
-Me = Request[Principal, Any, Any]
-
-CUSTOMER_CHANNELS: frozenset[str] = CHANNELS - {"agent", "system"}
-"""Where a customer's own device may say an action happened; agent and system actions come
-from those actors' routes, so an event's channel can be trusted to say who acted."""
-
-
-def _idempotency_key(value: str | None) -> UUID:
-    if value is None:
-        return uuid4()
-    try:
-        return UUID(value)
-    except ValueError:
-        raise ValidationException(
-            "Idempotency-Key must be a UUID",
-            extra=[{"key": "Idempotency-Key", "source": "header", "message": "not a UUID"}],
-        ) from None
-
-
-def _meta(principal: Principal, channel: str | None) -> EventMeta:
-    chosen = "web" if channel is None else channel
-    if chosen not in CHANNELS:
-        raise ValidationException(
-            f"X-Channel must be one of {', '.join(sorted(CUSTOMER_CHANNELS))}",
-            extra=[{"key": "X-Channel", "source": "header", "message": "unknown channel"}],
-        )
-    if chosen not in CUSTOMER_CHANNELS:
-        raise CHANNEL_NOT_ALLOWED(
-            f"X-Channel {chosen} is for agents and the system, not a customer's device token",
-            field="X-Channel",
-        )
-    return EventMeta(channel=chosen, device=principal.device, actor_type="customer")  # type: ignore[arg-type]
 
 
 def _with_etag(cart: CartView) -> Response[Cart]:
@@ -124,9 +59,9 @@ class DeviceController(Controller):
     ) -> Response[Cart]:
         cart = await runtime.carts.execute(
             request.user.subject_id,
-            _meta(request.user, channel),
+            customer_meta(request.user, channel),
             command,
-            idempotency_key=_idempotency_key(idempotency_key),
+            idempotency_key=idempotency_key_of(idempotency_key),
             if_match=if_match_version(if_match),
             opens_cart=opens_cart,
         )

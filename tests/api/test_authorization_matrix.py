@@ -35,6 +35,7 @@ from litestar import Litestar, get
 from litestar.handlers.http_handlers import HTTPRouteHandler
 from litestar.routes import HTTPRoute
 
+from aggregates.application import Application
 from api.app import create_app
 from api.auth import Role, issue_token
 from continuity.settings import Settings
@@ -46,6 +47,10 @@ pytestmark = pytest.mark.anyio
 PUBLIC: frozenset[Role] = frozenset()
 """`Rule.roles` of a route that needs no token: every caller gets its answer."""
 
+APPLICATION = "/v1/me/applications/{application_id:uuid}"
+SEEDED_START = UUID("7c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f")
+"""The Idempotency-Key of the seeded application's start: its id follows from it and the
+customer (`Application.create_id`), so a rule's path can name it."""
 SEEDED_SKU = "MATRIX-1"
 SEEDED_NAME = "Matrix seeded mug"
 """What the first customer's cart holds before each route is called: a second customer's
@@ -86,6 +91,31 @@ RULES: dict[tuple[str, str], Rule] = {
         CUSTOMER, newcomer=frozenset({404}), params={"sku": SEEDED_SKU}
     ),
     ("POST", "/v1/me/cart/checkout"): Rule(CUSTOMER, newcomer=frozenset({404})),
+    ("GET", "/v1/me/applications"): Rule(CUSTOMER),
+    ("POST", "/v1/me/applications"): Rule(
+        CUSTOMER, ok=frozenset({201}), body={"form_type": "bank-account"}
+    ),
+    ("GET", f"{APPLICATION}"): Rule(CUSTOMER, newcomer=frozenset({404})),
+    ("PATCH", f"{APPLICATION}/steps/{{step:str}}/draft"): Rule(
+        CUSTOMER,
+        newcomer=frozenset({404}),
+        params={"step": "identity"},
+        body={"values": {"first_name": "Ada"}},
+    ),
+    ("POST", f"{APPLICATION}/steps/{{step:str}}/complete"): Rule(
+        CUSTOMER,
+        ok=frozenset({422}),
+        newcomer=frozenset({404}),
+        params={"step": "identity"},
+        body={"values": {"first_name": "Ada"}},
+    ),
+    ("POST", f"{APPLICATION}/back"): Rule(
+        CUSTOMER, ok=frozenset({409}), newcomer=frozenset({404}), body={"step": "identity"}
+    ),
+    ("POST", f"{APPLICATION}/submit"): Rule(
+        CUSTOMER, ok=frozenset({422}), newcomer=frozenset({404})
+    ),
+    ("POST", f"{APPLICATION}/withdraw"): Rule(CUSTOMER, newcomer=frozenset({404})),
     ("GET", "/health"): Rule(PUBLIC),
     ("GET", "/ready"): Rule(PUBLIC),
     ("GET", "/metrics"): Rule(PUBLIC),
@@ -236,6 +266,12 @@ async def _seed(client: httpx.AsyncClient, customer: UUID) -> httpx.Response:
         json={"sku": SEEDED_SKU, "name": SEEDED_NAME, "unit_price": "12.50", "quantity": 1},
     )
     assert added.status_code == 200, added.text
+    started = await client.post(
+        "/v1/me/applications",
+        headers={**_token("customer")(customer), "Idempotency-Key": str(SEEDED_START)},
+        json={"form_type": "personal-loan"},
+    )
+    assert started.status_code == 201, started.text
     return await _cart_of(client, customer)
 
 
@@ -281,8 +317,9 @@ async def test_route_answers_each_kind_of_caller(
     matrix_app: Litestar, method: str, template: str
 ) -> None:
     rule = RULES[(method, template)]
-    path = path_of(template, rule.params)
     customer = uuid4()
+    seeded = {"application_id": str(Application.create_id(customer, SEEDED_START))}
+    path = path_of(template, {**seeded, **rule.params})
     async with client_of(matrix_app) as client:
         before = await _seed(client, customer)
         for caller in CALLERS:
@@ -325,6 +362,7 @@ async def test_options_needs_no_token_anywhere(matrix_app: Litestar) -> None:
     """Litestar's generated `OPTIONS` handler, on every path: 204 with `Allow`, no token."""
     paths = {template for _, template in RULES}
     params = {name: value for rule in RULES.values() for name, value in rule.params.items()}
+    params["application_id"] = str(uuid4())
     async with client_of(matrix_app) as client:
         for template in sorted(paths):
             response = await client.options(path_of(template, params))

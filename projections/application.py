@@ -1,0 +1,139 @@
+"""The applications part of the session view: each of the customer's applications as a device
+resumes it (the step it is at, the steps done, every answer saved, where it was last worked on).
+
+The form's definition is not copied here: a device reads it with the application
+(`GET /v1/me/applications/{id}`); the outline of its steps (name, title, skip condition) is, since
+deciding the step an application is at needs it, with the same rule the aggregate uses
+(`aggregates.forms.next_step`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+from uuid import UUID
+
+import msgspec
+
+from aggregates.application import Application
+from aggregates.forms import Answer, Condition, next_step
+from projections.envelope import Envelope
+
+Status = Literal["in_progress", "submitted", "withdrawn", "expired"]
+MAX_APPLICATIONS = 20
+"""Applications a session keeps: every one in progress, then the most recently active others."""
+MAX_PLACES = 10
+"""Devices and channels an application remembers its last activity on."""
+
+
+class StepOutline(msgspec.Struct, frozen=True, gc=False):
+    name: str
+    title: str
+    skip_if: Condition | None = None
+
+
+class Activity(msgspec.Struct, frozen=True, gc=False):
+    """When the application was last worked on from one device on one channel."""
+
+    device: str | None
+    channel: str
+    last_seen: datetime
+
+
+class ApplicationView(msgspec.Struct, frozen=True, gc=False):
+    application_id: UUID
+    form_type: str
+    form_version: int
+    title: str
+    version: int
+    status: Status
+    current_step: str | None
+    steps: list[StepOutline]
+    completed: dict[str, dict[str, Answer]]
+    drafts: dict[str, dict[str, Answer]]
+    started_at: datetime
+    last_activity: datetime
+    activity: list[Activity]
+
+    @property
+    def completed_steps(self) -> list[str]:
+        return [s.name for s in self.steps if s.name in self.completed]
+
+
+def apply(views: list[ApplicationView], envelope: Envelope) -> list[ApplicationView]:
+    """Fold one application event into the customer's list (the most recently active first)."""
+    event = envelope.event
+    if isinstance(event, Application.Started):
+        form = event.form
+        started = ApplicationView(
+            application_id=envelope.stream_id,
+            form_type=form.type,
+            form_version=form.version,
+            title=form.title,
+            version=envelope.version,
+            status="in_progress",
+            current_step=form.steps[0].name,
+            steps=[StepOutline(s.name, s.title, s.skip_if) for s in form.steps],
+            completed={},
+            drafts={},
+            started_at=envelope.recorded_at,
+            last_activity=envelope.recorded_at,
+            activity=_touched([], envelope),
+        )
+        return _kept([started, *views])
+    found = next((v for v in views if v.application_id == envelope.stream_id), None)
+    if found is None:
+        return views  # an application the list let go of
+    changed = _changed(found, envelope)
+    return _kept([changed, *(v for v in views if v is not found)])
+
+
+def _changed(view: ApplicationView, envelope: Envelope) -> ApplicationView:
+    event = envelope.event
+    completed, drafts = view.completed, view.drafts
+    status, current = view.status, view.current_step
+    if isinstance(event, Application.DraftSaved):
+        draft = {**drafts.get(event.step, {}), **event.values}
+        draft = {k: v for k, v in draft.items() if v is not None}
+        drafts = {**drafts, event.step: draft}
+    elif isinstance(event, Application.StepCompleted):
+        completed = {**completed, event.step: event.values}
+        drafts = {k: v for k, v in drafts.items() if k != event.step}
+        current = next_step(view.steps, completed, event.step)
+    elif isinstance(event, Application.SteppedBack):
+        current = event.step
+    elif isinstance(event, Application.Submitted):
+        status, current = "submitted", None
+    elif isinstance(event, Application.Withdrawn):
+        status, current = "withdrawn", None
+    elif isinstance(event, Application.ExpiredIdle):
+        status, current = "expired", None
+    return msgspec.structs.replace(
+        view,
+        version=envelope.version,
+        status=status,
+        current_step=current,
+        completed=completed,
+        drafts=drafts,
+        last_activity=envelope.recorded_at,
+        activity=_touched(view.activity, envelope),
+    )
+
+
+def _touched(activity: list[Activity], envelope: Envelope) -> list[Activity]:
+    device = envelope.meta.device if envelope.meta is not None else None
+    here = Activity(device, envelope.channel, envelope.recorded_at)
+    others = [a for a in activity if (a.device, a.channel) != (device, envelope.channel)]
+    return [here, *others][:MAX_PLACES]
+
+
+def _kept(views: list[ApplicationView]) -> list[ApplicationView]:
+    """The most recently active first; past MAX_APPLICATIONS, the least recently active of
+    those no longer in progress go (one in progress always stays)."""
+    ordered = sorted(views, key=lambda v: v.last_activity, reverse=True)
+    excess = len(ordered) - MAX_APPLICATIONS
+    if excess <= 0:
+        return ordered
+    finished = [v.application_id for v in reversed(ordered) if v.status != "in_progress"]
+    gone = set(finished[:excess])
+    return [v for v in ordered if v.application_id not in gone]
