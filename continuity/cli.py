@@ -78,8 +78,13 @@ def main() -> None:
 def run(host: str | None, port: int | None, workers: int | None) -> None:
     """Migrate and serve the API (embedded PostgreSQL unless CONTINUITY_DATABASE_URL is set)."""
     from continuity import logs
+    from continuity.form_catalog import load_forms
 
     settings = _settings()
+    try:
+        load_forms(settings.forms_dir)  # refused before anything starts, every fault named
+    except SettingsError as exc:
+        raise click.UsageError(f"the form definitions cannot be used:\n{exc}") from None
     host = host or settings.host
     port = port or settings.port
     workers = workers or settings.workers

@@ -20,13 +20,14 @@ from pathlib import Path
 import msgspec
 
 from aggregates.forms import Form, FormError, check_form
+from continuity.settings import SettingsError
 
 BUNDLED = "forms"
 """The bundled definitions' directory in the `continuity` package."""
 SUFFIXES = (".json", ".toml")
 
 
-class FormCatalogError(ValueError):
+class FormCatalogError(SettingsError):
     """The definitions cannot be used; the message lists every fault, one per line."""
 
     def __init__(self, faults: list[str]) -> None:

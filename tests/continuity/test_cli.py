@@ -76,6 +76,26 @@ def test_bad_settings_are_a_usage_error(cli_env: dict[str, str]) -> None:
     assert "CONTINUITY_PORT must be a whole number" in result.output
 
 
+def test_a_bad_form_definition_stops_the_start_naming_its_file_and_field(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    forms = tmp_path / "forms"
+    forms.mkdir()
+    (forms / "mortgage.json").write_text(
+        '{"type": "mortgage", "version": 1, "title": "A mortgage", "steps": [{"name": "home",'
+        ' "title": "Home", "fields": [{"name": "price", "label": "Price", "type": "money"}]}]}',
+        encoding="utf-8",
+    )
+    env = {**cli_env, "CONTINUITY_FORMS_DIR": str(forms)}
+    result = CliRunner().invoke(main, ["run", "--port", "1"], env=env)
+    assert result.exit_code == 2, result.output
+    assert "the form definitions cannot be used" in result.output
+    assert (
+        f"{forms}/mortgage.json: steps[0].fields[0].currency: a money field names its currency"
+        in result.output
+    )
+
+
 def test_migrate_is_safe_to_run_twice(cli_env: dict[str, str]) -> None:
     first = CliRunner().invoke(main, ["migrate"], env=cli_env)
     assert first.exit_code == 0, first.output
