@@ -250,7 +250,10 @@ RFC 9457's `about:blank`: its title is the status's name."""
 
 def _domain(exc: DomainError) -> ProblemDetailsException:
     if isinstance(exc, StepProblems):
-        errors = [{"field": p.field, "source": "body", "message": p.message} for p in exc.problems]
+        errors = [
+            {"field": p.field, "source": "body" if "." in p.field else None, "message": p.message}
+            for p in exc.problems
+        ]
         return INVALID_ANSWERS(str(exc), field=exc.field, errors=errors)
     if isinstance(exc, Expired):
         return APPLICATION_EXPIRED(str(exc))
