@@ -24,6 +24,7 @@ from api.openapi import document_answers
 from api.problems import exception_handlers, refuse_preflight
 from api.rate_limits import rate_limit_config
 from api.request_context import RequestContext
+from api.routes.agent import AgentController
 from api.routes.applications import MyApplicationsController
 from api.routes.device import DeviceController
 from api.routes.ops import health, metrics, ready
@@ -89,6 +90,7 @@ def create_app(
         route_handlers=[
             DeviceController,
             MyApplicationsController,
+            AgentController,
             health,
             ready,
             metrics,

@@ -12,6 +12,7 @@ from aggregates.application import MAX_DRAFT_TEXT, MAX_NUMBER, Application
 from aggregates.forms import FORM_TYPE, MAX_FIELDS, NAME, Answer, Form, Outlined, skipped
 from api.patterns import END
 from projections.application import ApplicationView
+from projections.envelope import Envelope
 
 Status = Literal["in_progress", "submitted", "withdrawn", "expired"]
 FormType = Annotated[
@@ -163,3 +164,43 @@ def _answers(
         step: {**completed.get(step, {}), **drafts.get(step, {})}
         for step in dict.fromkeys([*completed, *drafts])
     }
+
+
+class HistoryEntry(msgspec.Struct):
+    """One event of an application: what changed (the step and the answers it recorded), when,
+    on which channel and device, and by whom (`actor_type`, and an agent's or system's id)."""
+
+    version: int
+    at: datetime
+    change: str
+    step: str | None
+    values: dict[str, Answer] | None
+    channel: str
+    device: str | None
+    actor_type: str
+    actor_id: str | None
+
+    @classmethod
+    def of(cls, envelope: Envelope) -> HistoryEntry:
+        event = envelope.event
+        meta = envelope.meta
+        return cls(
+            version=envelope.version,
+            at=envelope.recorded_at,
+            change=envelope.topic.rsplit(":", 1)[-1],
+            step=getattr(event, "step", None),
+            values=getattr(event, "values", None),
+            channel=envelope.channel,
+            device=meta.device if meta is not None else None,
+            actor_type=meta.actor_type if meta is not None else "system",
+            actor_id=meta.actor_id if meta is not None else None,
+        )
+
+
+class AgentApplication(msgspec.Struct):
+    """An application as an agent sees it: whose it is, its current state (as the customer's
+    devices see it) and its full history."""
+
+    subject_id: UUID
+    application: ApplicationDetail
+    history: list[HistoryEntry]

@@ -209,6 +209,15 @@ def jwt_auth(
     )
 
 
+async def agent_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """An agent's token, except for `OPTIONS` (as `customer_only`)."""
+    if connection.scope.get("method") == "OPTIONS":
+        return
+    principal = connection.scope.get("user")
+    if not isinstance(principal, Principal) or principal.role != "agent":
+        raise PermissionDeniedException("this route is for an agent's token")
+
+
 async def customer_only(
     connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
 ) -> None:

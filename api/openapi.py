@@ -84,6 +84,8 @@ _SPECIFIC: dict[tuple[str, str], tuple[ProblemType, ...]] = {
     ("POST", f"{_APPLICATION}/back"): _AN_ACTION,
     ("POST", f"{_APPLICATION}/submit"): _AN_ACTION,
     ("POST", f"{_APPLICATION}/withdraw"): _AN_ACTION,
+    ("GET", "/v1/agent/applications/{application_id}"): (NOT_FOUND,),
+    ("GET", "/v1/agent/customers/{customer_id}/session"): (NOT_FOUND,),
 }
 """Problems only one operation answers, by method and path."""
 

