@@ -62,8 +62,11 @@ class Application(Aggregate):
         values: dict[str, Answer]
 
     class StepCompleted(Aggregate.Event):
+        """`next_step`: the step the application moved on to (None: every step is done)."""
+
         step: str
         values: dict[str, Answer]
+        next_step: str | None
 
     class SteppedBack(Aggregate.Event):
         step: str
@@ -161,17 +164,18 @@ class Application(Aggregate):
         clean, problems = check_step(spec, {**self.answers(step), **values}, today)
         if problems:
             raise StepProblems(f"step {step} has answers that need fixing", problems)
-        self._step_completed(step, clean)
+        after = next_step(self.form.steps, {**self.completed, step: clean}, step)
+        self._step_completed(step, clean, after)
 
     @event(StepCompleted)
-    def _step_completed(self, step: str, values: dict[str, Answer]) -> None:
+    def _step_completed(self, step: str, values: dict[str, Answer], next_step: str | None) -> None:
         shown = self.answers(step)
         for name in {*shown, *values}:
             if shown.get(name) != values.get(name):
                 self.changed_at[f"{step}.{name}"] = self.version + 1
         self.completed[step] = values
         self.drafts.pop(step, None)
-        self.current = next_step(self.form.steps, self.completed, step)
+        self.current = next_step
 
     def go_back(self, step: str) -> None:
         """Make an earlier step (one that applies) the current one again."""

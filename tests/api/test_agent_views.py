@@ -4,6 +4,8 @@ refuses change, and outlives the customer's erasure."""
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
 from uuid import UUID, uuid4
 
 import asyncpg
@@ -147,3 +149,47 @@ async def test_the_audit_refuses_change_holds_no_purpose_in_clear_and_outlives_e
     assert (entry.agent_id, entry.purpose) == (agent, PURPOSE)
     gone = await client.get(f"/v1/agent/applications/{app_id}", headers=agent_headers(auth, agent))
     assert gone.status_code == 410
+
+
+async def test_the_work_queue_lists_applications_by_filter_and_page(
+    client: httpx.AsyncClient, auth: TokenFactory
+) -> None:
+    me, app_id = await a_customer_mid_application(client, auth)
+    other = Customer(client, auth)
+    submitted_id = (await other.start(other.phone, "bank-account"))["application_id"]
+    await client.post(f"/v1/agent/applications/{submitted_id}", headers=other.phone)
+    withdrawn = await client.post(
+        f"/v1/me/applications/{submitted_id}/withdraw", headers=other.phone
+    )
+    assert withdrawn.status_code == 200
+    agent = auth(uuid4(), None, "agent")
+
+    async def queue(**params: str) -> dict[str, Any]:
+        answer = await client.get("/v1/agent/applications", params=params, headers=agent)
+        assert answer.status_code == 200, answer.text
+        body: dict[str, Any] = answer.json()
+        return body
+
+    for _ in range(1000):  # the projection's runner applies the log in the background
+        items = (await queue())["items"]
+        assert isinstance(items, list)
+        if len(items) == 2 and {i["status"] for i in items} == {"in_progress", "withdrawn"}:
+            break
+        await asyncio.sleep(0.02)
+    else:
+        raise AssertionError("the queue did not catch up")
+    at_step = (await queue(current_step="employment", status="in_progress"))["items"]
+    assert [(i["application_id"], i["subject_id"]) for i in at_step] == [(app_id, str(me.id))]
+    assert (await queue(form_type="bank-account"))["items"][0]["status"] == "withdrawn"
+    assert (await queue(idle_hours="1"))["items"] == []
+    first = await queue(limit="1")
+    assert len(first["items"]) == 1
+    assert isinstance(first["next_cursor"], str)
+    second = await queue(limit="1", cursor=first["next_cursor"])
+    assert second["next_cursor"] is None
+    assert IDENTITY["last_name"] not in str(first) + str(second)
+    bad = await client.get("/v1/agent/applications", params={"cursor": "nonsense"}, headers=agent)
+    assert bad.status_code == 400
+    assert bad.json()["field"] == "cursor"
+    customer = await client.get("/v1/agent/applications", headers=me.phone)
+    assert customer.status_code == 403

@@ -122,6 +122,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", f"{APPLICATION}/withdraw"): Rule(CUSTOMER, newcomer=frozenset({404})),
     ("GET", "/v1/agent/customers/{customer_id:uuid}/session"): Rule(AGENT, headers=PURPOSE),
     ("GET", "/v1/agent/applications/{application_id:uuid}"): Rule(AGENT, headers=PURPOSE),
+    ("GET", "/v1/agent/applications"): Rule(AGENT),
     ("GET", "/health"): Rule(PUBLIC),
     ("GET", "/ready"): Rule(PUBLIC),
     ("GET", "/metrics"): Rule(PUBLIC),

@@ -49,6 +49,7 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("get", "/v1/agent/customers/{customer_id}/session"): {
         *("200", "400", "401", "403", "404", "410", "500"),
     },
+    ("get", "/v1/agent/applications"): {"200", "400", "401", "403", "410", "500"},
     ("get", "/v1/agent/applications/{application_id}"): {
         *("200", "400", "401", "403", "404", "410", "500"),
     },
