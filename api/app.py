@@ -35,7 +35,7 @@ from continuity.settings import Settings
 from privacy.master_key import Keyring
 
 RUNNERS_GRACE = 10.0
-"""Seconds the async projections' runners get to finish their page at shutdown."""
+"""Seconds the async projections' runners and the expiry sweep get to finish at shutdown."""
 
 
 def _not_modified(_: Request[Any, Any, Any], exc: NotModified) -> Response[None]:
@@ -72,9 +72,14 @@ def create_app(
         )
         app.state.runtime = runtime
         stop_following = asyncio.Event()
-        following = asyncio.create_task(
-            runtime.follow_async_projections(stop_following), name="continuity-projections"
-        )
+        following = [
+            asyncio.create_task(
+                runtime.follow_async_projections(stop_following), name="continuity-projections"
+            ),
+            asyncio.create_task(
+                runtime.sweep_idle_applications(stop_following), name="continuity-expiry"
+            ),
+        ]
         freeze_start_up()
         follower = None
         if measured.shared():
@@ -86,7 +91,7 @@ def create_app(
             yield
         finally:
             stop_following.set()
-            await asyncio.wait([following], timeout=RUNNERS_GRACE)
+            await asyncio.wait(following, timeout=RUNNERS_GRACE)
             if follower is not None:
                 follower.cancel()
                 await asyncio.wait([follower])

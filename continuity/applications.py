@@ -218,6 +218,39 @@ class ApplicationService:
         await self.repository.save(app, subject_id, meta, request, action.fingerprint)
         return app
 
+    async def expire_idle(self, application_id: UUID) -> bool:
+        """Expire the application if it has sat idle past the limit; whether it did. One the
+        customer touched meanwhile, or whose customer was erased, is left alone."""
+        app = await self.repository.load(application_id, Application)
+        if app is None:
+            return False
+        async with self.turns.of(app.subject_id):
+            try:
+                app = await self.get(app.subject_id, application_id)
+                if not app.is_idle(self.clock(), self.idle_limit):
+                    return False
+                await self._expire(app)
+            except (ConcurrencyConflict, ViewMoved, SubjectErased):
+                return False
+        return True
+
+    async def sweep(self, batch: int = 100) -> int:
+        """Expire the applications the agents' queue shows idle past the limit (at most
+        `batch`); how many it expired. Run by every server process now and then: two
+        expiring one application at once record it once (the expiry's id is fixed)."""
+        since = self.clock() - self.idle_limit
+        rows = await self.pool.fetch(
+            "SELECT application_id FROM application_queue"
+            " WHERE status = 'in_progress' AND last_activity <= $1"
+            " ORDER BY last_activity LIMIT $2",
+            since,
+            batch,
+        )
+        expired = 0
+        for row in rows:
+            expired += await self.expire_idle(row["application_id"])
+        return expired
+
     async def _expire(self, app: Application) -> None:
         app.expire()
         key = IdempotencyKey(app.subject_id, uuid5(_EXPIRY, str(app.id)))

@@ -85,6 +85,8 @@ def resolve_database(settings: Settings) -> tuple[str, PostgresServer | None]:
 log = logging.getLogger("continuity.projections")
 RUNNER_RESTART = 1.0
 """Seconds before a runner that lost its database connection starts again."""
+SWEEP_INTERVAL = 300.0
+"""Seconds between two sweeps for idle applications to expire."""
 
 
 @dataclass
@@ -190,6 +192,18 @@ class Runtime:
                         await asyncio.wait_for(stop.wait(), RUNNER_RESTART)
 
         await asyncio.gather(*(keep_running(p) for p in self.projections if p.mode == "async"))
+
+    async def sweep_idle_applications(self, stop: asyncio.Event) -> None:
+        """Expire idle applications every `SWEEP_INTERVAL` seconds until `stop` is set."""
+        while not stop.is_set():
+            try:
+                expired = await self.applications.sweep()
+                if expired:
+                    log.info("expired %d idle applications", expired)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("the idle applications' sweep failed (%s)", type(exc).__name__)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), SWEEP_INTERVAL)
 
     async def database_reachable(self) -> bool:
         try:

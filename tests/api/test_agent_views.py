@@ -5,6 +5,7 @@ refuses change, and outlives the customer's erasure."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -193,3 +194,44 @@ async def test_the_work_queue_lists_applications_by_filter_and_page(
     assert bad.json()["field"] == "cursor"
     customer = await client.get("/v1/agent/applications", headers=me.phone)
     assert customer.status_code == 403
+
+
+async def test_idle_applications_are_swept_to_expired_and_the_queue_says_so(
+    client: httpx.AsyncClient, auth: TokenFactory, app: Litestar
+) -> None:
+    me, app_id = await a_customer_mid_application(client, auth)
+    agent = auth(uuid4(), None, "agent")
+    runtime: Runtime = app.state.runtime
+
+    async def queued(status: str) -> list[Any]:
+        answer = await client.get(
+            "/v1/agent/applications", params={"status": status}, headers=agent
+        )
+        items: list[Any] = answer.json()["items"]
+        return items
+
+    async def until_queued(status: str) -> None:
+        for _ in range(1000):
+            if [i["application_id"] for i in await queued(status)] == [app_id]:
+                return
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"the queue never showed the application {status}")
+
+    await until_queued("in_progress")
+    assert await runtime.applications.sweep() == 0, "not idle yet"
+    later = datetime.now(UTC) + timedelta(days=runtime.settings.application_idle_days, hours=1)
+    runtime.applications.clock = lambda: later
+    assert await runtime.applications.sweep() == 1
+    assert await runtime.applications.sweep() == 0, "an application expires once"
+    await until_queued("expired")
+    read = await client.get(f"/v1/me/applications/{app_id}", headers=me.phone)
+    assert read.json()["status"] == "expired"
+    history = await client.get(
+        f"/v1/agent/applications/{app_id}", headers=agent_headers(auth, uuid4())
+    )
+    last = history.json()["history"][-1]
+    assert (last["change"], last["actor_type"], last["channel"]) == (
+        "Application.ExpiredIdle",
+        "system",
+        "system",
+    )
