@@ -1,10 +1,11 @@
 """`make bench`: every scenario in turn, with a progress display, then its results.
 
-    .venv/bin/python -m bench [--only appends,http,rebuild,scale] [--quick] [--out docs/bench]
-        [--doc PATH] [--args NAME="OPTIONS"]...
+    .venv/bin/python -m bench [--only appends,http,rebuild,scale,applications] [--quick]
+        [--out docs/bench] [--doc PATH] [--args NAME="OPTIONS"]...
 
-Each scenario module (`bench.appends`, `bench.http`, `bench.rebuild`, `bench.scale`) is imported
-only when its turn comes and exposes `measure(argv, *, progress=None) -> list[ScenarioResult]`;
+Each scenario module (`bench.appends`, `bench.http`, `bench.rebuild`, `bench.scale`,
+`bench.applications`) is imported only when its turn comes and exposes
+`measure(argv, *, progress=None) -> list[ScenarioResult]`;
 one that is not there yet is reported as not available and skipped. Every ScenarioResult is
 written to `<out>/<slug>.json` (with its computed figures) and `<out>/<slug>.png`, and the table
 between the markers of `--doc` (default: `benchmarks.md` beside `<out>`) is rewritten from every
@@ -63,6 +64,7 @@ SCENARIOS = (
     Scenario("http", "bench.http", quick=("--rounds", "1", "--seconds", "2", "--warmup", "0.5")),
     Scenario("rebuild", "bench.rebuild", quick=("--quick",)),
     Scenario("scale", "bench.scale", quick=("--quick",)),
+    Scenario("applications", "bench.applications", quick=("--quick",)),
 )
 NAMES = tuple(s.name for s in SCENARIOS)
 Measure = Callable[..., list[ScenarioResult]]

@@ -71,46 +71,122 @@ class ApplicationQueue:
     version: int = 1
 
     async def handle(self, conn: Conn, placement: Placement, envelopes: list[Envelope]) -> None:
-        table = placement[QUEUE]
+        """Fold the page in memory, one row per application, then write them in two
+        statements: the applications started in the page, and the changes to the others."""
+        started: dict[UUID, _Row] = {}
+        changed: dict[UUID, _Change] = {}
         for envelope in envelopes:
-            statement, args = _change(table, envelope)
-            if statement:
-                await conn.execute(statement, *args)
+            event = envelope.event
+            if isinstance(event, Application.Started):
+                started[envelope.stream_id] = _Row(envelope, event)
+                continue
+            change = _change_of(event)
+            if change is None:
+                continue
+            row = started.get(envelope.stream_id)
+            if row is not None:
+                row.apply(envelope, change)
+            else:
+                changed.setdefault(envelope.stream_id, _Change()).apply(envelope, change)
+        table = placement[QUEUE]
+        if started:
+            await conn.execute(_INSERT.format(table=table), *_columns(list(started.values())))
+        if changed:
+            await conn.execute(_UPDATE.format(table=table), *_change_columns(list(changed.items())))
 
 
-def _change(table: str, envelope: Envelope) -> tuple[str, list[Any]]:
-    """The statement that folds one event into its application's row."""
-    event = envelope.event
-    touched = [envelope.stream_id, envelope.version, envelope.channel, envelope.recorded_at]
-    later = "WHERE application_id = $1 AND version < $2"
-    if isinstance(event, Application.Started):
-        return (
-            f"INSERT INTO {table} (application_id, version, channel, last_activity, started_at,"
-            " subject_id, form_type, form_version, status, current_step)"
-            " VALUES ($1, $2, $3, $4, $4, $5, $6, $7, 'in_progress', $8)"
-            " ON CONFLICT (application_id) DO NOTHING",
-            [
-                *touched,
-                envelope.subject_id,
-                event.form.type,
-                event.form.version,
-                event.form.steps[0].name,
-            ],
-        )
-    moved = f"UPDATE {table} SET version = $2, channel = $3, last_activity = $4"
+_KEEP = object()
+"""A step or status an event leaves as it is."""
+
+
+def _change_of(event: object) -> tuple[object, object] | None:
+    """(current step, status) an event sets, `_KEEP` for what it leaves; None: not ours."""
     if isinstance(event, Application.DraftSaved):
-        return f"{moved} {later}", touched
+        return _KEEP, _KEEP
     if isinstance(event, Application.StepCompleted):
-        return (
-            f"{moved}, current_step = $5 {later}",
-            [*touched, event.next_step],
-        )
+        return event.next_step, _KEEP
     if isinstance(event, Application.SteppedBack):
-        return f"{moved}, current_step = $5 {later}", [*touched, event.step]
+        return event.step, _KEEP
     status = _STATUS.get(type(event))
-    if status is not None:
-        return f"{moved}, status = $5, current_step = NULL {later}", [*touched, status]
-    return "", []
+    return None if status is None else (None, status)
+
+
+@dataclass
+class _Change:
+    version: int = 0
+    channel: str = ""
+    last_activity: datetime | None = None
+    step_set: bool = False
+    step: str | None = None
+    status: str | None = None
+
+    def apply(self, envelope: Envelope, change: tuple[object, object]) -> None:
+        step, status = change
+        self.version, self.channel = envelope.version, envelope.channel
+        self.last_activity = envelope.recorded_at
+        if step is not _KEEP:
+            self.step_set, self.step = True, step  # type: ignore[assignment]
+        if status is not _KEEP:
+            self.status = status  # type: ignore[assignment]
+
+
+class _Row(_Change):
+    def __init__(self, envelope: Envelope, event: Application.Started) -> None:
+        super().__init__(
+            envelope.version, envelope.channel, envelope.recorded_at, True, event.form.steps[0].name
+        )
+        self.application_id = envelope.stream_id
+        self.subject_id = envelope.subject_id
+        self.form_type = event.form.type
+        self.form_version = event.form.version
+        self.started_at = envelope.recorded_at
+        self.status = "in_progress"
+
+
+_INSERT = (
+    "INSERT INTO {table} (application_id, subject_id, form_type, form_version, status,"
+    " current_step, channel, started_at, last_activity, version)"
+    " SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int[], $5::text[],"
+    " $6::text[], $7::text[], $8::timestamptz[], $9::timestamptz[], $10::int[])"
+    " ON CONFLICT (application_id) DO NOTHING"
+)
+_UPDATE = (
+    "UPDATE {table} q SET version = c.version, channel = c.channel,"
+    " last_activity = c.last_activity,"
+    " current_step = CASE WHEN c.step_set THEN c.step ELSE q.current_step END,"
+    " status = coalesce(c.status, q.status)"
+    " FROM unnest($1::uuid[], $2::int[], $3::text[], $4::timestamptz[], $5::bool[],"
+    " $6::text[], $7::text[]) AS c(application_id, version, channel, last_activity, step_set,"
+    " step, status)"
+    " WHERE q.application_id = c.application_id AND q.version < c.version"
+)
+
+
+def _columns(rows: list[_Row]) -> list[list[Any]]:
+    return [
+        [r.application_id for r in rows],
+        [r.subject_id for r in rows],
+        [r.form_type for r in rows],
+        [r.form_version for r in rows],
+        [r.status for r in rows],
+        [r.step for r in rows],
+        [r.channel for r in rows],
+        [r.started_at for r in rows],
+        [r.last_activity for r in rows],
+        [r.version for r in rows],
+    ]
+
+
+def _change_columns(changes: list[tuple[UUID, _Change]]) -> list[list[Any]]:
+    return [
+        [a for a, _ in changes],
+        [c.version for _, c in changes],
+        [c.channel for _, c in changes],
+        [c.last_activity for _, c in changes],
+        [c.step_set for _, c in changes],
+        [c.step for _, c in changes],
+        [c.status for _, c in changes],
+    ]
 
 
 Order = Literal["recent", "oldest"]
