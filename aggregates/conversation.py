@@ -1,0 +1,249 @@
+"""A conversation with the business: turns by the customer, a bot or an agent on any channel,
+the handoff from a bot to a human, transfer between agents, resolution and reopening.
+
+The aggregate keeps what its rules need (who has it, whether it waits, how many turns), never
+the transcript: that is in its events, which the projections fold and an agent reads whole. So
+its state, and its snapshot, stay small however long the conversation gets.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal, Self
+from uuid import UUID
+
+import msgspec
+from eventsourcing.domain import Aggregate, event
+
+from aggregates.errors import InvalidState, InvalidValue
+
+Medium = Literal["web_chat", "app_chat", "email", "sms", "phone_note", "store_note"]
+Author = Literal["customer", "bot", "agent"]
+Status = Literal["open", "waiting", "with_agent", "resolved"]
+"""open: with the customer (and a bot, if any); waiting: handed off, queued for an agent;
+with_agent: one agent has it; resolved."""
+
+MAX_TEXT = 10_000
+MAX_ATTACHMENTS = 10
+MAX_REFERENCE = 2_048
+MAX_REASON = 500
+_CONTENT_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}")
+
+
+class Attachment(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """A file by reference (a URL or a storage key) and its content type; never its bytes."""
+
+    reference: str
+    content_type: str
+    name: str | None = None
+    size: int | None = None
+
+
+class ConversationState(msgspec.Struct, frozen=True, gc=False):
+    """What a snapshot holds."""
+
+    subject_id: UUID
+    status: Status
+    agent_id: str | None
+    turns: int
+    handoff_reason: str | None
+    rating: int | None
+
+
+def check_attachments(attachments: list[Attachment]) -> None:
+    if len(attachments) > MAX_ATTACHMENTS:
+        raise InvalidValue(f"a turn carries at most {MAX_ATTACHMENTS} attachments", "attachments")
+    for n, attachment in enumerate(attachments):
+        where = f"attachments[{n}]"
+        if not 0 < len(attachment.reference) <= MAX_REFERENCE:
+            raise InvalidValue(f"a reference is 1 to {MAX_REFERENCE} characters", where)
+        if not _CONTENT_TYPE.fullmatch(attachment.content_type.lower()):
+            raise InvalidValue("a content type is type/subtype, such as image/png", where)
+        if attachment.size is not None and attachment.size < 0:
+            raise InvalidValue("a size is zero or more bytes", where)
+
+
+class Conversation(Aggregate):
+    class Opened(Aggregate.Created):
+        subject_id: UUID
+        medium: Medium
+
+    class TurnAdded(Aggregate.Event):
+        author: Author
+        author_id: str | None
+        medium: Medium
+        text: str
+        attachments: list[Attachment]
+
+    class HandoffRequested(Aggregate.Event):
+        reason: str
+        requested_by: str | None
+
+    class HandoffAccepted(Aggregate.Event):
+        agent_id: str
+
+    class Transferred(Aggregate.Event):
+        from_agent: str
+        to_agent: str
+
+    class Resolved(Aggregate.Event):
+        by: Author
+
+    class Rated(Aggregate.Event):
+        rating: int
+
+    class Reopened(Aggregate.Event):
+        by: Author
+
+    @event(Opened)
+    def __init__(self, subject_id: UUID, medium: Medium) -> None:
+        self.subject_id = subject_id
+        self.status: Status = "open"
+        self.agent_id: str | None = None
+        self.turns = 0
+        self.handoff_reason: str | None = None
+        self.rating: int | None = None
+
+    # -- snapshots ----------------------------------------------------------------------------
+
+    @classmethod
+    def snapshot_type(cls) -> type[ConversationState]:
+        return ConversationState
+
+    def snapshot_state(self) -> ConversationState:
+        return ConversationState(
+            self.subject_id,
+            self.status,
+            self.agent_id,
+            self.turns,
+            self.handoff_reason,
+            self.rating,
+        )
+
+    @classmethod
+    def restore(cls, stream_id: UUID, version: int, state: ConversationState) -> Self:
+        conversation = object.__new__(cls)
+        conversation.__dict__.update(
+            _id=stream_id,
+            _version=version,
+            _created_on=None,
+            _modified_on=None,
+            _pending_events=[],
+            **msgspec.structs.asdict(state),
+        )
+        return conversation
+
+    # -- commands -----------------------------------------------------------------------------
+
+    def add_turn(
+        self,
+        author: Author,
+        text: str,
+        medium: Medium,
+        *,
+        author_id: str | None = None,
+        attachments: list[Attachment] | None = None,
+    ) -> None:
+        """A turn by the customer (any time it is not resolved), a bot (before an agent has
+        it), or the agent who has it."""
+        self._check_not_resolved()
+        if not text.strip() and not attachments:
+            raise InvalidValue("a turn has text or an attachment", field="text")
+        if len(text) > MAX_TEXT:
+            raise InvalidValue(f"a turn's text is at most {MAX_TEXT} characters", field="text")
+        check_attachments(attachments or [])
+        if author == "bot" and self.status == "with_agent":
+            raise InvalidState("an agent has taken this conversation over from the bot")
+        if author == "agent" and (self.status != "with_agent" or self.agent_id != author_id):
+            raise InvalidState("only the agent who has the conversation replies in it")
+        self._turn_added(author, author_id, medium, text, list(attachments or []))
+
+    @event(TurnAdded)
+    def _turn_added(
+        self,
+        author: Author,
+        author_id: str | None,
+        medium: Medium,
+        text: str,
+        attachments: list[Attachment],
+    ) -> None:
+        self.turns += 1
+
+    def request_handoff(self, reason: str, requested_by: str | None = None) -> None:
+        """Queue the conversation for a human agent, with why (the bot's or the customer's)."""
+        self._check_not_resolved()
+        if self.status != "open":
+            raise InvalidState(f"the conversation is {self._said()} already")
+        if not 0 < len(reason.strip()) <= MAX_REASON:
+            raise InvalidValue(f"a reason is 1 to {MAX_REASON} characters", field="reason")
+        self._handoff_requested(reason, requested_by)
+
+    @event(HandoffRequested)
+    def _handoff_requested(self, reason: str, requested_by: str | None) -> None:
+        self.status = "waiting"
+        self.handoff_reason = reason
+
+    def accept(self, agent_id: str) -> None:
+        """One agent takes the waiting conversation; whoever comes second is refused."""
+        if self.status == "with_agent":
+            raise InvalidState("another agent has taken this conversation already")
+        if self.status != "waiting":
+            raise InvalidState(f"the conversation is {self._said()}, not waiting for an agent")
+        self._handoff_accepted(agent_id)
+
+    @event(HandoffAccepted)
+    def _handoff_accepted(self, agent_id: str) -> None:
+        self.status = "with_agent"
+        self.agent_id = agent_id
+
+    def transfer(self, from_agent: str, to_agent: str) -> None:
+        if self.status != "with_agent" or self.agent_id != from_agent:
+            raise InvalidState("only the agent who has the conversation transfers it")
+        if to_agent == from_agent:
+            raise InvalidValue("transfer to another agent", field="to_agent")
+        self._transferred(from_agent, to_agent)
+
+    @event(Transferred)
+    def _transferred(self, from_agent: str, to_agent: str) -> None:
+        self.agent_id = to_agent
+
+    def resolve(self, by: Author, agent_id: str | None = None) -> None:
+        self._check_not_resolved()
+        if by == "agent" and self.status == "with_agent" and self.agent_id != agent_id:
+            raise InvalidState("another agent has this conversation")
+        self._resolved(by)
+
+    @event(Resolved)
+    def _resolved(self, by: Author) -> None:
+        self.status = "resolved"
+        self.agent_id = None
+
+    def rate(self, rating: int) -> None:
+        """The customer's satisfaction, 1 to 5, once the conversation is resolved."""
+        if self.status != "resolved":
+            raise InvalidState("a conversation is rated once it is resolved")
+        if not 1 <= rating <= 5:
+            raise InvalidValue("a rating is 1 to 5", field="rating")
+        self._rated(rating)
+
+    @event(Rated)
+    def _rated(self, rating: int) -> None:
+        self.rating = rating
+
+    def reopen(self, by: Author) -> None:
+        if self.status != "resolved":
+            raise InvalidState("only a resolved conversation is reopened")
+        self._reopened(by)
+
+    @event(Reopened)
+    def _reopened(self, by: Author) -> None:
+        self.status = "open"
+        self.handoff_reason = None
+        self.rating = None
+
+    def _check_not_resolved(self) -> None:
+        if self.status == "resolved":
+            raise InvalidState("the conversation is resolved: reopen it first")
+
+    def _said(self) -> str:
+        return self.status.replace("_", " ")
