@@ -18,6 +18,7 @@ import msgspec
 from aggregates.application import Application
 from aggregates.forms import Answer, Condition
 from projections.envelope import Envelope
+from projections.recent import kept
 
 Status = Literal["in_progress", "submitted", "withdrawn", "expired"]
 MAX_APPLICATIONS = 20
@@ -128,12 +129,9 @@ def _touched(activity: list[Activity], envelope: Envelope) -> list[Activity]:
 
 
 def _kept(views: list[ApplicationView]) -> list[ApplicationView]:
-    """The most recently active first; past MAX_APPLICATIONS, the least recently active of
-    those no longer in progress go (one in progress always stays)."""
-    ordered = sorted(views, key=lambda v: v.last_activity, reverse=True)
-    excess = len(ordered) - MAX_APPLICATIONS
-    if excess <= 0:
-        return ordered
-    finished = [v.application_id for v in reversed(ordered) if v.status != "in_progress"]
-    gone = set(finished[:excess])
-    return [v for v in ordered if v.application_id not in gone]
+    return kept(
+        views,
+        MAX_APPLICATIONS,
+        finished=lambda v: v.status != "in_progress",
+        ident=lambda v: v.application_id,
+    )

@@ -1,9 +1,9 @@
 """The session view: what a phone or laptop loads to pick up where the customer left off.
 
 One subject view (see `projections.view`) made of parts, each a pure fold of its own: the cart
-(`projections.cart`), the applications (`projections.application`) and the resume point of each
-device. Conversations add their part the same way: a field of `SessionView`, a line in `apply`,
-and a new `version`.
+(`projections.cart`), the applications (`projections.application`), the conversations
+(`projections.conversation`) and the resume point of each device. Another part is added the same
+way: a field of `SessionView`, a line in `apply`, and a new `version`.
 """
 
 from __future__ import annotations
@@ -14,9 +14,11 @@ import msgspec
 
 from aggregates.application import Application
 from aggregates.cart import Cart
-from projections import application, cart
+from aggregates.conversation import Conversation
+from projections import application, cart, conversation
 from projections.application import ApplicationView
 from projections.cart import CartView
+from projections.conversation import ConversationView
 from projections.envelope import Envelope
 from projections.view import SubjectView
 
@@ -36,17 +38,21 @@ class SessionView(msgspec.Struct, frozen=True, gc=False):
     cart: CartView | None = None
     devices: list[DeviceView] = msgspec.field(default_factory=list)
     applications: list[ApplicationView] = msgspec.field(default_factory=list)
+    conversations: list[ConversationView] = msgspec.field(default_factory=list)
 
 
 def apply(view: SessionView, envelope: Envelope) -> SessionView:
     event = envelope.event
-    applications = view.applications
+    applications, conversations = view.applications, view.conversations
     if isinstance(event, Application.Event):
         applications = application.apply(applications, envelope)
+    elif isinstance(event, Conversation.Event):
+        conversations = conversation.apply(conversations, envelope)
     return SessionView(
         cart=cart.apply(view.cart, envelope) if isinstance(event, Cart.Event) else view.cart,
         devices=_touch_device(view.devices, envelope),
         applications=applications,
+        conversations=conversations,
     )
 
 
@@ -64,7 +70,7 @@ def _touch_device(devices: list[DeviceView], envelope: Envelope) -> list[DeviceV
     return [touched, *others][:MAX_DEVICES]
 
 
-SESSION = SubjectView("session", "session_views", SessionView, apply, version=4)
+SESSION = SubjectView("session", "session_views", SessionView, apply, version=5)
 """Version 2: the document carries the framework's per-stream versions (version 1 kept them in
 the view itself). Version 3: the cart has a currency, and its totals are rounded to it.
-Version 4: the customer's applications."""
+Version 4: the customer's applications. Version 5: their conversations, with the last turns."""

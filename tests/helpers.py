@@ -10,6 +10,7 @@ import httpx
 from litestar import Litestar
 
 from aggregates.cart import Cart
+from aggregates.conversation import Conversation
 from aggregates.metadata import EventMeta
 from api.app import create_app
 from continuity.settings import Settings
@@ -25,8 +26,10 @@ TokenFactory = Callable[..., dict[str, str]]
 """auth(customer_id, device="phone", role="customer") -> headers with a bearer token."""
 
 
-def envelopes_of(cart: Cart, device: str = "phone", start: int = 1) -> list[Envelope]:
-    """The cart's pending events as a fold would receive them, at positions from `start`."""
+def envelopes_of(
+    cart: Cart | Conversation, device: str = "phone", start: int = 1
+) -> list[Envelope]:
+    """The aggregate's pending events as a fold would receive them, at positions from `start`."""
     return [
         Envelope(
             position=start + i,
