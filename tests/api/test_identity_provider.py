@@ -211,3 +211,22 @@ async def test_idp_tokens_checked_with_a_configured_public_key(
             refused = await client.get("/v1/me/session", headers=bearer(token))
             assert refused.status_code == 401
             assert refused.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_an_agent_of_the_identity_provider_uses_the_agent_routes_only(
+    idp_client: httpx.AsyncClient, signing_keys: dict[str, SigningKey], auth: TokenFactory
+) -> None:
+    """An IdP token with role `agent` is an agent: the agent routes serve it, the customer's
+    do not."""
+    customer = uuid4()
+    seen = await idp_client.get("/v1/me/session", headers=auth(customer))
+    assert seen.status_code == 200
+    sub = f"okta|{uuid4().hex}"
+    agent = bearer(signing_keys["ES256"].sign(idp_claims(sub, role="agent", device=None)))
+    queue = await idp_client.get("/v1/agent/applications", headers=agent)
+    assert queue.status_code == 200, queue.text
+    session = await idp_client.get(
+        f"/v1/agent/customers/{customer}/session", headers={**agent, "X-Purpose": "idp agent"}
+    )
+    assert session.status_code == 200, session.text
+    assert (await idp_client.get("/v1/me/session", headers=agent)).status_code == 403
