@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import date, datetime, timedelta
-from typing import Literal
+from typing import Literal, Self
 from uuid import UUID, uuid5
 
+import msgspec
 from eventsourcing.domain import Aggregate, event
 
 from aggregates.errors import DomainError, InvalidState, InvalidValue, NotFound
@@ -49,6 +50,20 @@ class StepProblems(DomainError):
 
 class Expired(InvalidState):
     """The application sat idle past the operator's limit: it can no longer change."""
+
+
+class ApplicationState(msgspec.Struct, frozen=True, gc=False):
+    """What a snapshot holds: the state, and the times expiry and the answers read."""
+
+    subject_id: UUID
+    form: Form
+    status: Status
+    drafts: dict[str, dict[str, Answer]]
+    completed: dict[str, dict[str, Answer]]
+    changed_at: dict[str, int]
+    current: str | None
+    created_on: datetime | None
+    modified_on: datetime | None
 
 
 class Application(Aggregate):
@@ -96,6 +111,44 @@ class Application(Aggregate):
         self.changed_at: dict[str, int] = {}
         """`step.field` -> the version whose event last changed the field."""
         self.current: str | None = self.form.steps[0].name
+
+    # -- snapshots (drafts are autosaved: a stream grows long) ------------------------------
+
+    @classmethod
+    def snapshot_type(cls) -> type[ApplicationState]:
+        return ApplicationState
+
+    def snapshot_state(self) -> ApplicationState:
+        return ApplicationState(
+            self.subject_id,
+            self.form,
+            self.status,
+            self.drafts,
+            self.completed,
+            self.changed_at,
+            self.current,
+            self.created_on,
+            self.modified_on,
+        )
+
+    @classmethod
+    def restore(cls, stream_id: UUID, version: int, state: ApplicationState) -> Self:
+        app = object.__new__(cls)
+        app.__dict__.update(
+            _id=stream_id,
+            _version=version,
+            _created_on=state.created_on,
+            _modified_on=state.modified_on,
+            _pending_events=[],
+            subject_id=state.subject_id,
+            form=state.form,
+            status=state.status,
+            drafts={step: dict(values) for step, values in state.drafts.items()},
+            completed={step: dict(values) for step, values in state.completed.items()},
+            changed_at=dict(state.changed_at),
+            current=state.current,
+        )
+        return app
 
     # -- what the state says ------------------------------------------------------------------
 

@@ -176,3 +176,32 @@ async def test_an_application_saved_and_loaded_again_is_the_same_with_its_form(
     )
     with pytest.raises(StepProblems):
         loaded.complete_step("employment", {}, TODAY)
+
+
+@pytest.mark.anyio
+async def test_a_long_application_loads_from_its_snapshot_as_a_replay_gives_it(
+    store: EventStore, mapper: EventMapper
+) -> None:
+    """Autosaved drafts make long streams: an action loads the snapshot and the events after
+    it, with the times expiry reads, not the whole history."""
+    app = started()
+    repository = Repository(store, mapper)
+    meta = EventMeta("app", "phone")
+    for n in range(230):
+        app.save_draft("identity", {"first_name": f"Ada {n}"})
+        if n % 50 == 49 or n == 229:
+            request = IdempotencyKey(app.subject_id, uuid4())
+            await repository.save(app, app.subject_id, meta, request, b"draft")
+    assert await store.pool.fetchval(
+        "SELECT version FROM snapshots WHERE stream_id = $1", app.id
+    ), "a commit past 100 events leaves a snapshot"
+    loaded = await repository.load(app.id, Application)
+    assert loaded is not None
+    replayed = Repository(store, mapper)
+    await store.pool.execute("DELETE FROM snapshots WHERE stream_id = $1", app.id)
+    full = await replayed.load(app.id, Application)
+    assert full is not None
+    for name in ("version", "status", "drafts", "completed", "changed_at", "current", "form"):
+        assert getattr(loaded, name) == getattr(full, name), name
+    assert (loaded.created_on, loaded.modified_on) == (full.created_on, full.modified_on)
+    assert loaded.is_idle(datetime.now(UTC) + timedelta(days=31), timedelta(days=30))
