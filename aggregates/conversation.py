@@ -9,8 +9,8 @@ its state, and its snapshot, stay small however long the conversation gets.
 from __future__ import annotations
 
 import re
-from typing import Literal, Self
-from uuid import UUID
+from typing import Any, Literal, Self
+from uuid import UUID, uuid5
 
 import msgspec
 from eventsourcing.domain import Aggregate, event
@@ -27,6 +27,8 @@ MAX_TEXT = 10_000
 MAX_ATTACHMENTS = 10
 MAX_REFERENCE = 2_048
 MAX_REASON = 500
+MAX_SUBJECT = 300
+CONVERSATION_NAMESPACE = UUID("3e7c2a91-6b0d-4f58-a1c3-9d84e2b7f605")
 _CONTENT_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}")
 
 
@@ -69,11 +71,20 @@ class Conversation(Aggregate):
         medium: Medium
 
     class TurnAdded(Aggregate.Event):
+        """Version 2: an email's subject line (None for every other turn, and every turn
+        recorded before)."""
+
+        class_version = 2
         author: Author
         author_id: str | None
         medium: Medium
         text: str
         attachments: list[Attachment]
+        subject: str | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["subject"] = None
 
     class HandoffRequested(Aggregate.Event):
         reason: str
@@ -103,6 +114,18 @@ class Conversation(Aggregate):
         self.turns = 0
         self.handoff_reason: str | None = None
         self.rating: int | None = None
+
+    @classmethod
+    def open(cls, subject_id: UUID, medium: Medium, key: UUID) -> Self:
+        """The conversation opened by the request with idempotency key `key`: a retried open
+        opens the same one, never a second."""
+        return cls._create(
+            cls.Opened, id=cls.open_id(subject_id, key), subject_id=subject_id, medium=medium
+        )
+
+    @staticmethod
+    def open_id(subject_id: UUID, key: UUID) -> UUID:
+        return uuid5(CONVERSATION_NAMESPACE, f"{subject_id}/{key}")
 
     # -- snapshots ----------------------------------------------------------------------------
 
@@ -143,10 +166,13 @@ class Conversation(Aggregate):
         *,
         author_id: str | None = None,
         attachments: list[Attachment] | None = None,
+        subject: str | None = None,
     ) -> None:
         """A turn by the customer (any time it is not resolved), a bot (before an agent has
-        it), or the agent who has it."""
+        it), or the agent who has it; an email's turn may carry its subject line."""
         self._check_not_resolved()
+        if subject is not None and len(subject) > MAX_SUBJECT:
+            raise InvalidValue(f"a subject is at most {MAX_SUBJECT} characters", field="subject")
         if not text.strip() and not attachments:
             raise InvalidValue("a turn has text or an attachment", field="text")
         if len(text) > MAX_TEXT:
@@ -156,7 +182,7 @@ class Conversation(Aggregate):
             raise InvalidState("an agent has taken this conversation over from the bot")
         if author == "agent" and (self.status != "with_agent" or self.agent_id != author_id):
             raise InvalidState("only the agent who has the conversation replies in it")
-        self._turn_added(author, author_id, medium, text, list(attachments or []))
+        self._turn_added(author, author_id, medium, text, list(attachments or []), subject)
 
     @event(TurnAdded)
     def _turn_added(
@@ -166,6 +192,7 @@ class Conversation(Aggregate):
         medium: Medium,
         text: str,
         attachments: list[Attachment],
+        subject: str | None,
     ) -> None:
         self.turns += 1
 

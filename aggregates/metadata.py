@@ -6,7 +6,7 @@ from typing import Literal, get_args
 
 import msgspec
 
-Channel = Literal["web", "app", "chat", "email", "phone", "store", "agent", "system"]
+Channel = Literal["web", "app", "chat", "email", "sms", "phone", "store", "agent", "system"]
 ActorType = Literal["customer", "agent", "bot", "system"]
 
 CHANNELS: frozenset[str] = frozenset(get_args(Channel))

@@ -26,6 +26,13 @@ from api.rate_limits import rate_limit_config
 from api.request_context import RequestContext
 from api.routes.agent import AgentController
 from api.routes.applications import MyApplicationsController
+from api.routes.conversations import (
+    AgentConversationsController,
+    AgentIdentifiersController,
+    MyConversationsController,
+    MyIdentifiersController,
+    ServiceController,
+)
 from api.routes.device import DeviceController
 from api.routes.ops import health, metrics, ready
 from continuity.collector import freeze_start_up
@@ -105,6 +112,11 @@ def create_app(
             DeviceController,
             MyApplicationsController,
             AgentController,
+            MyConversationsController,
+            MyIdentifiersController,
+            AgentConversationsController,
+            AgentIdentifiersController,
+            ServiceController,
             health,
             ready,
             metrics,

@@ -229,3 +229,13 @@ async def customer_only(
     principal = connection.scope.get("user")
     if not isinstance(principal, Principal) or principal.role != "customer":
         raise PermissionDeniedException("this route is for a customer's device token")
+
+
+async def service_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """A service's token (a bot, an inbound email or SMS gateway), except for `OPTIONS` (as
+    `customer_only`)."""
+    if connection.scope.get("method") == "OPTIONS":
+        return
+    principal = connection.scope.get("user")
+    if not isinstance(principal, Principal) or principal.role != "service":
+        raise PermissionDeniedException("this route is for a service's token")

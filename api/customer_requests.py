@@ -47,7 +47,7 @@ ChannelHeader = Annotated[
         name="X-Channel",
         required=False,
         description=(
-            "web, app, chat, email, phone or store (default web). agent and system are not"
+            "web, app, chat, email, sms, phone or store (default web). agent and system are not"
             " a customer's channels: 403."
         ),
     ),

@@ -31,7 +31,7 @@ from litestar.openapi.spec import (
 
 from aggregates.application import MAX_DRAFT_TEXT, MAX_NUMBER
 from aggregates.forms import MAX_FIELDS
-from api import application_schemas, schemas
+from api import application_schemas, conversation_schemas, schemas
 from api.customer_requests import CUSTOMER_CHANNELS
 from api.limits import MAX_VERSION_DIGITS
 from api.problems import (
@@ -86,6 +86,18 @@ _SPECIFIC: dict[tuple[str, str], tuple[ProblemType, ...]] = {
     ("POST", f"{_APPLICATION}/withdraw"): _AN_ACTION,
     ("GET", "/v1/agent/applications/{application_id}"): (NOT_FOUND,),
     ("GET", "/v1/agent/customers/{customer_id}/session"): (NOT_FOUND,),
+    **{
+        (method, f"{prefix}/{{conversation_id}}{action}"): (NOT_FOUND,)
+        for prefix, routes in (
+            ("/v1/me/conversations", ("", "/turns", "/handoff", "/resolve", "/rating", "/reopen")),
+            ("/v1/agent/conversations", ("", "/accept", "/turns", "/transfer", "/resolve")),
+            ("/v1/service/conversations", ("", "/turns", "/handoff")),
+        )
+        for action in routes
+        for method in (("GET",) if action == "" else ("POST",))
+    },
+    ("POST", "/v1/me/identifiers"): (INVALID_STATE,),
+    ("POST", "/v1/agent/customers/{customer_id}/identifiers"): (INVALID_STATE, NOT_FOUND),
 }
 """Problems only one operation answers, by method and path."""
 
@@ -264,17 +276,62 @@ def _answers(method: str, path: str, operation: Operation) -> None:
     operation.responses = dict(sorted(responses.items()))
 
 
-def _closed_bodies(components: dict[str, Schema]) -> None:
-    """Bodies decoded with `forbid_unknown_fields` say so: `additionalProperties: false`
-    (Litestar leaves it out, so the schema accepted fields the API refuses)."""
-    for name, schema in components.items():
-        struct = getattr(schemas, name, None) or getattr(application_schemas, name, None)
+def _body_struct(name: str) -> type[msgspec.Struct] | None:
+    """The request body struct a component is named after, if it is one (decoded with
+    `forbid_unknown_fields`)."""
+    for module in (schemas, application_schemas, conversation_schemas):
+        struct = getattr(module, name, None)
         if (
             isinstance(struct, type)
             and issubclass(struct, msgspec.Struct)
             and struct.__struct_config__.forbid_unknown_fields
         ):
+            return struct
+    return None
+
+
+def _closed_bodies(components: dict[str, Schema]) -> None:
+    """Bodies decoded with `forbid_unknown_fields` say so: `additionalProperties: false`
+    (Litestar leaves it out, so the schema accepted fields the API refuses)."""
+    for name, schema in components.items():
+        if _body_struct(name) is not None:
             schema.additional_properties = False
+
+
+_BOUNDS = {
+    "minimum": "minimum",
+    "maximum": "maximum",
+    "minLength": "min_length",
+    "maxLength": "max_length",
+    "pattern": "pattern",
+}
+
+
+def _optional_bounds(components: dict[str, Schema]) -> None:
+    """An optional bounded field of a body (`Annotated[int, Meta(ge=0)] | None`) keeps its
+    bounds inside its non-null branch, as msgspec's own schema has them: Litestar puts them
+    beside the `oneOf`, where they bind nothing, and drops a bound of 0."""
+    for name, schema in components.items():
+        struct = _body_struct(name)
+        if struct is None:
+            continue
+        _, defs = msgspec.json.schema_components([struct])
+        fields = defs[struct.__name__].get("properties", {})
+        for field, prop in (schema.properties or {}).items():
+            branches = fields.get(field, {}).get("anyOf")
+            if not isinstance(prop, Schema) or not prop.one_of or not branches:
+                continue
+            if any("type" not in branch for branch in branches):
+                continue
+            prop.one_of = [
+                Schema(
+                    type=OpenAPIType(branch["type"]),
+                    **{_BOUNDS[k]: v for k, v in branch.items() if k in _BOUNDS},
+                )
+                for branch in branches
+            ]
+            for attribute in _BOUNDS.values():
+                setattr(prop, attribute, None)
 
 
 def _answer_values(components: dict[str, Schema]) -> None:
@@ -301,6 +358,7 @@ def document_answers(openapi: OpenAPI) -> OpenAPI:
     if openapi.components.schemas is None:
         openapi.components.schemas = {}
     _closed_bodies(openapi.components.schemas)
+    _optional_bounds(openapi.components.schemas)
     _answer_values(openapi.components.schemas)
     openapi.components.schemas[PROBLEM] = problem_schema()
     for path, item in (openapi.paths or {}).items():

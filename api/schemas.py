@@ -11,6 +11,7 @@ import msgspec
 
 from aggregates.money import MAX_INTEGER_DIGITS
 from api.application_schemas import ApplicationSummary
+from api.conversation_schemas import ConversationSummary
 from api.limits import MAX_NAME, MAX_QUANTITY, MAX_SKU
 from api.patterns import END
 from projections.cart import CartView
@@ -139,13 +140,15 @@ class Device(msgspec.Struct):
 
 class SessionResponse(msgspec.Struct):
     """Everything a device needs to resume: the cart (with the version for If-Match), the
-    applications in progress (at their current step, with every saved answer) and where each
-    of the customer's devices left off."""
+    applications in progress (at their current step, with every saved answer), where each
+    of the customer's devices left off, and the conversations (each open one, then the most
+    recently active, with their last turns)."""
 
     subject_id: UUID
     cart: Cart | None
     devices: list[Device]
     applications: list[ApplicationSummary]
+    conversations: list[ConversationSummary]
 
     @classmethod
     def of(cls, subject_id: UUID, view: SessionView) -> SessionResponse:
@@ -153,7 +156,13 @@ class SessionResponse(msgspec.Struct):
         open_ones = [
             ApplicationSummary.of(a) for a in view.applications if a.status == "in_progress"
         ]
-        return cls(subject_id, cart, [Device.of(d) for d in view.devices], open_ones)
+        return cls(
+            subject_id,
+            cart,
+            [Device.of(d) for d in view.devices],
+            open_ones,
+            [ConversationSummary.of(c) for c in view.conversations],
+        )
 
 
 class Health(msgspec.Struct):

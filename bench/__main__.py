@@ -65,6 +65,7 @@ SCENARIOS = (
     Scenario("rebuild", "bench.rebuild", quick=("--quick",)),
     Scenario("scale", "bench.scale", quick=("--quick",)),
     Scenario("applications", "bench.applications", quick=("--quick",)),
+    Scenario("conversations", "bench.conversations", quick=("--quick",)),
 )
 NAMES = tuple(s.name for s in SCENARIOS)
 Measure = Callable[..., list[ScenarioResult]]

@@ -9,7 +9,6 @@ again after a crash rolled its transaction back) changes nothing.
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -18,6 +17,7 @@ from uuid import UUID
 import msgspec
 
 from aggregates.application import Application
+from continuity import cursors
 from continuity.db import Conn, Queryable
 from continuity.projection import Mode, Placement
 from projections.envelope import Envelope
@@ -220,21 +220,8 @@ class QueuePage(msgspec.Struct, frozen=True, gc=False):
     next_cursor: str | None
 
 
-class BadCursor(ValueError):
-    """A cursor this queue did not hand out."""
-
-
 def _cursor(row: QueueRow) -> str:
-    raw = msgspec.json.encode([row.last_activity, row.application_id])
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _position(cursor: str) -> tuple[datetime, UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        return msgspec.json.decode(raw, type=tuple[datetime, UUID])
-    except (ValueError, msgspec.DecodeError):
-        raise BadCursor("the cursor is not one this queue gave") from None
+    return cursors.encode([row.last_activity, row.application_id])
 
 
 async def page(
@@ -261,7 +248,7 @@ async def page(
     if where.idle_since is not None:
         given("last_activity <= {}", where.idle_since)
     if cursor is not None:
-        at, application = _position(cursor)
+        at, application = cursors.decode(cursor, tuple[datetime, UUID])
         args.extend([at, application])
         sign = "<" if order == "recent" else ">"
         conditions.append(

@@ -14,8 +14,6 @@ An application idle for longer than the operator's limit expires on the next act
 
 from __future__ import annotations
 
-import asyncio
-import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -29,15 +27,9 @@ from aggregates.application import Application, Expired
 from aggregates.errors import NotFound
 from aggregates.forms import Answer
 from aggregates.metadata import EventMeta
-from continuity.errors import (
-    ConcurrencyConflict,
-    EventIdReused,
-    PreconditionFailed,
-    SubjectErased,
-    ViewMoved,
-)
+from continuity.commands import Commands
+from continuity.errors import ConcurrencyConflict, PreconditionFailed, SubjectErased, ViewMoved
 from continuity.form_catalog import FormCatalog
-from continuity.mapper import request_digest
 from continuity.repository import IdempotencyKey, Repository
 from continuity.subject_views import SealedViews
 from continuity.turns import Turns
@@ -46,8 +38,6 @@ from projections.application import ApplicationView
 from projections.envelope import Envelope
 from projections.session import SessionView
 
-ATTEMPTS = 5
-BACKOFF = 0.002
 IDLE_LIMIT = timedelta(days=30)
 """How long an application may sit untouched before it expires, unless the operator says."""
 SYSTEM = EventMeta("system", None, "system")
@@ -115,6 +105,7 @@ class ApplicationService:
         self.turns = turns or Turns()
         self.clock = clock
         self.pool = repository.store.pool
+        self.commands = Commands(self.pool, vault, self.turns)
 
     async def of_customer(self, subject_id: UUID) -> list[ApplicationView]:
         """The customer's applications as the session view has them (read-your-writes)."""
@@ -165,7 +156,7 @@ class ApplicationService:
             existing = await self.repository.load(
                 Application.create_id(subject_id, idempotency_key), Application
             )
-            if existing is not None and await self._check_retry(subject_id, request, fingerprint):
+            if existing is not None and await self.commands.recorded(request, fingerprint):
                 return existing
             app = Application(subject_id=subject_id, form=form, start_key=idempotency_key)
             await self.repository.save(app, subject_id, meta, request, fingerprint)
@@ -184,17 +175,10 @@ class ApplicationService:
         """Run `action` on the customer's application and return it after; see the module's
         docstring for retries, If-Match and expiry."""
         request = IdempotencyKey(subject_id, idempotency_key)
-        for attempt in range(ATTEMPTS):
-            try:
-                async with self.turns.of(subject_id):
-                    return await self._attempt(
-                        subject_id, meta, application_id, action, request, if_match
-                    )
-            except (ConcurrencyConflict, ViewMoved):
-                if attempt == ATTEMPTS - 1:
-                    raise
-            await asyncio.sleep(random.uniform(0, BACKOFF * 2**attempt))  # noqa: S311
-        raise AssertionError("unreachable")
+        return await self.commands.run(
+            subject_id,
+            lambda: self._attempt(subject_id, meta, application_id, action, request, if_match),
+        )
 
     async def _attempt(
         self,
@@ -206,7 +190,7 @@ class ApplicationService:
         if_match: int | None,
     ) -> Application:
         app = await self.get(subject_id, application_id)
-        if await self._check_retry(subject_id, request, action.fingerprint):
+        if await self.commands.recorded(request, action.fingerprint):
             return app
         now = self.clock()
         if app.is_idle(now, self.idle_limit):
@@ -255,21 +239,6 @@ class ApplicationService:
         app.expire()
         key = IdempotencyKey(app.subject_id, uuid5(_EXPIRY, str(app.id)))
         await self.repository.save(app, app.subject_id, SYSTEM, key, b"expire")
-
-    async def _check_retry(
-        self, subject_id: UUID, request: IdempotencyKey, fingerprint: bytes
-    ) -> bool:
-        """Whether the request was recorded already (a retry); EventIdReused if its key
-        recorded another request."""
-        digest = await self.pool.fetchval(
-            "SELECT digest FROM events WHERE event_id = $1", request.first
-        )
-        if digest is None:
-            return False
-        key = await self.vault.key_for_writing(subject_id)
-        if digest != request_digest(key, fingerprint, 0):
-            raise EventIdReused(request.key)
-        return True
 
 
 def _conflicts(app: Application, based_on: int, action: Action) -> bool:

@@ -180,12 +180,16 @@ def migrate() -> None:
 @main.command()
 @click.option("--customer", "subject", type=click.UUID, help="The customer's id (a UUID).")
 @click.option("--agent", "agent", type=click.UUID, help="An agent's id, for an agent token.")
+@click.option(
+    "--service", "service", type=click.UUID, help="A bot's or gateway's id, for a service token."
+)
 @click.option("--role", type=click.Choice(["customer", "agent", "compliance", "service"]))
 @click.option("--device", help="The device name, required for a customer token.")
 @click.option("--ttl", "ttl_seconds", type=int, default=None, help="Lifetime in seconds.")
 def token(
     subject: UUID | None,
     agent: UUID | None,
+    service: UUID | None,
     role: str | None,
     device: str | None,
     ttl_seconds: int | None,
@@ -195,10 +199,12 @@ def token(
     from continuity.runtime import resolve_jwt_secret
 
     settings = _settings()
-    who = subject or agent
+    who = subject or agent or service
     if who is None:
-        raise click.UsageError("give --customer UUID (with --device NAME) or --agent UUID")
-    chosen = role or ("customer" if subject else "agent")
+        raise click.UsageError(
+            "give --customer UUID (with --device NAME), --agent UUID or --service UUID"
+        )
+    chosen = role or ("customer" if subject else "agent" if agent else "service")
     if chosen == "customer" and not device:
         raise click.UsageError("a customer token needs --device NAME")
     ttl = timedelta(seconds=ttl_seconds or settings.token_ttl_seconds)

@@ -20,9 +20,13 @@ from continuity.application_queue import ApplicationQueue
 from continuity.applications import ApplicationService
 from continuity.audit import AccessAudit
 from continuity.carts import CartService
+from continuity.conversation_queue import ConversationQueue
+from continuity.conversations import ConversationService
 from continuity.db import close_pool, create_pool, migrate, migrations
 from continuity.embedded import start_embedded
 from continuity.form_catalog import load_forms
+from continuity.identifiers import Identifiers
+from continuity.inbound import InboundService
 from continuity.mapper import EventMapper
 from continuity.metrics import Metrics
 from continuity.projection import Projection
@@ -102,6 +106,9 @@ class Runtime:
     rebuilder: Rebuilder
     carts: CartService
     applications: ApplicationService
+    conversations: ConversationService
+    identifiers: Identifiers
+    inbound: InboundService
     audit: AccessAudit
     metrics: Metrics
 
@@ -140,10 +147,12 @@ class Runtime:
         await vault.start()
         mapper = EventMapper(vault)
         sessions = SealedViews(SESSION, vault, store, mapper)
-        projections = Registry([sessions, ApplicationQueue()])
+        projections = Registry([sessions, ApplicationQueue(), ConversationQueue()])
         repository = Repository(store, mapper, projections)
         rebuilder = Rebuilder(store, mapper)
-        turns = Turns()  # carts and applications write one session row: one command at a time
+        turns = Turns()  # carts, applications, conversations write one session row: in turn
+        conversations = ConversationService(repository, sessions, vault, turns=turns)
+        identifiers = Identifiers(pool, vault)
         runtime = cls(
             settings=settings,
             pool=pool,
@@ -163,6 +172,9 @@ class Runtime:
                 idle_limit=timedelta(days=settings.application_idle_days),
                 turns=turns,
             ),
+            conversations=conversations,
+            identifiers=identifiers,
+            inbound=InboundService(identifiers, conversations),
             audit=AccessAudit(pool, vault),
             metrics=metrics,
         )

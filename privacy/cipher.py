@@ -47,10 +47,13 @@ class SystemKey:
     name: str
     version: int
     aead: AESGCM = field(repr=False)
+    mac_key: bytes = field(repr=False)
+    """For keyed hashes (`keyed_hash`): an identifier looked up without being stored."""
 
     @classmethod
     def from_bytes(cls, name: str, version: int, key: bytes) -> SystemKey:
-        return cls(name, version, AESGCM(key))
+        mac_key = hmac.digest(key, b"continuity-system-mac-key", hashlib.sha256)
+        return cls(name, version, AESGCM(key), mac_key)
 
 
 DataKey = SubjectKey | SystemKey
@@ -117,3 +120,9 @@ def row_aad(table: str, subject_id: UUID, row_key: str = "") -> bytes:
     return b"\x00".join(
         (b"continuity-row-v1", table.encode(), subject_id.bytes, row_key.encode("utf-8"))
     )
+
+
+def keyed_hash(key: SystemKey, value: bytes) -> bytes:
+    """HMAC-SHA256 of `value` under the system key: equal values give equal hashes, and
+    without the key a hash tells nothing, not even by trying every email address."""
+    return hmac.digest(key.mac_key, value, hashlib.sha256)

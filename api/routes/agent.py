@@ -19,8 +19,9 @@ from litestar.params import HeaderParameter, Parameter, QueryParameter
 from api.application_schemas import AgentApplication, ApplicationDetail, HistoryEntry
 from api.auth import Principal, agent_only
 from api.schemas import SessionResponse
-from continuity.application_queue import MAX_PAGE, BadCursor, Order, QueueFilter, page
+from continuity.application_queue import MAX_PAGE, Order, QueueFilter, page
 from continuity.audit import MAX_PURPOSE
+from continuity.cursors import BadCursor
 from continuity.runtime import Runtime
 
 Agent = Request[Principal, Any, Any]
@@ -79,7 +80,9 @@ class AgentController(Controller):
         purpose: Purpose,
     ) -> SessionResponse:
         view = await runtime.carts.session(customer_id)
-        await runtime.audit.record(request.user.subject_id, customer_id, _what(request), purpose)
+        await runtime.audit.record(
+            request.user.subject_id, customer_id, audited_what(request), purpose
+        )
         return SessionResponse.of(customer_id, view)
 
     @get("/applications", summary="The work queue of applications, by last activity")
@@ -140,7 +143,7 @@ class AgentController(Controller):
     ) -> AgentApplication:
         app, envelopes = await runtime.applications.with_history(application_id)
         await runtime.audit.record(
-            request.user.subject_id, app.subject_id, _what(request), purpose, application_id
+            request.user.subject_id, app.subject_id, audited_what(request), purpose, application_id
         )
         return AgentApplication(
             subject_id=app.subject_id,
@@ -149,6 +152,6 @@ class AgentController(Controller):
         )
 
 
-def _what(request: Agent) -> str:
+def audited_what(request: Agent) -> str:
     """The route read, by its template: never the raw path."""
     return f"{request.method} {request.scope.get('path_template') or request.url.path}"

@@ -36,6 +36,7 @@ from litestar.handlers.http_handlers import HTTPRouteHandler
 from litestar.routes import HTTPRoute
 
 from aggregates.application import Application
+from aggregates.conversation import Conversation
 from api.app import create_app
 from api.auth import Role, issue_token
 from continuity.settings import Settings
@@ -51,6 +52,11 @@ APPLICATION = "/v1/me/applications/{application_id:uuid}"
 SEEDED_START = UUID("7c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f")
 """The Idempotency-Key of the seeded application's start: its id follows from it and the
 customer (`Application.create_id`), so a rule's path can name it."""
+SEEDED_OPEN = UUID("2b8e4f61-0c3d-4a7e-9f12-6d5c8b3a1e07")
+"""The Idempotency-Key that opened the seeded conversation (`Conversation.open_id`)."""
+CONVERSATION = "/v1/me/conversations/{conversation_id:uuid}"
+AGENT_CONVERSATION = "/v1/agent/conversations/{conversation_id:uuid}"
+BOT_CONVERSATION = "/v1/service/conversations/{conversation_id:uuid}"
 SEEDED_SKU = "MATRIX-1"
 SEEDED_NAME = "Matrix seeded mug"
 """What the first customer's cart holds before each route is called: a second customer's
@@ -80,7 +86,11 @@ class Rule:
 
 CUSTOMER: frozenset[Role] = frozenset({"customer"})
 AGENT: frozenset[Role] = frozenset({"agent"})
+SERVICE: frozenset[Role] = frozenset({"service"})
 PURPOSE = {"X-Purpose": "the authorization matrix"}
+TURN = {"medium": "web_chat", "text": "One more thing"}
+REGISTERED = frozenset({200, 409})
+"""Registering an identifier: 409 once another caller (the matrix's other customer) has it."""
 
 RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/v1/me/session"): Rule(CUSTOMER),
@@ -123,6 +133,42 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/v1/agent/customers/{customer_id:uuid}/session"): Rule(AGENT, headers=PURPOSE),
     ("GET", "/v1/agent/applications/{application_id:uuid}"): Rule(AGENT, headers=PURPOSE),
     ("GET", "/v1/agent/applications"): Rule(AGENT),
+    ("GET", "/v1/me/conversations"): Rule(CUSTOMER),
+    ("POST", "/v1/me/conversations"): Rule(
+        CUSTOMER, ok=frozenset({201}), body={"medium": "app_chat", "text": "Hello"}
+    ),
+    ("GET", CONVERSATION): Rule(CUSTOMER, newcomer=frozenset({404})),
+    ("POST", f"{CONVERSATION}/turns"): Rule(CUSTOMER, newcomer=frozenset({404}), body=TURN),
+    ("POST", f"{CONVERSATION}/handoff"): Rule(
+        CUSTOMER, newcomer=frozenset({404}), body={"reason": "a human, please"}
+    ),
+    ("POST", f"{CONVERSATION}/resolve"): Rule(CUSTOMER, newcomer=frozenset({404})),
+    ("POST", f"{CONVERSATION}/rating"): Rule(
+        CUSTOMER, ok=frozenset({409}), newcomer=frozenset({404}), body={"rating": 4}
+    ),
+    ("POST", f"{CONVERSATION}/reopen"): Rule(
+        CUSTOMER, ok=frozenset({409}), newcomer=frozenset({404})
+    ),
+    ("POST", "/v1/me/identifiers"): Rule(
+        CUSTOMER, ok=REGISTERED, body={"kind": "email", "value": "matrix@example.org"}
+    ),
+    ("GET", "/v1/agent/conversations"): Rule(AGENT),
+    ("GET", AGENT_CONVERSATION): Rule(AGENT, headers=PURPOSE),
+    ("POST", f"{AGENT_CONVERSATION}/accept"): Rule(AGENT, ok=frozenset({409})),
+    ("POST", f"{AGENT_CONVERSATION}/turns"): Rule(AGENT, ok=frozenset({409}), body=TURN),
+    ("POST", f"{AGENT_CONVERSATION}/transfer"): Rule(
+        AGENT, ok=frozenset({409}), body={"to_agent": str(uuid4())}
+    ),
+    ("POST", f"{AGENT_CONVERSATION}/resolve"): Rule(AGENT),
+    ("POST", "/v1/agent/customers/{customer_id:uuid}/identifiers"): Rule(
+        AGENT, ok=REGISTERED, headers=PURPOSE, body={"kind": "phone", "value": "+15550100000"}
+    ),
+    ("GET", BOT_CONVERSATION): Rule(SERVICE),
+    ("POST", f"{BOT_CONVERSATION}/turns"): Rule(SERVICE, body=TURN),
+    ("POST", f"{BOT_CONVERSATION}/handoff"): Rule(SERVICE, body={"reason": "needs a human"}),
+    ("POST", "/v1/service/inbound"): Rule(
+        SERVICE, body={"channel": "sms", "sender": "+15550100001", "text": "Hello"}
+    ),
     ("GET", "/health"): Rule(PUBLIC),
     ("GET", "/ready"): Rule(PUBLIC),
     ("GET", "/metrics"): Rule(PUBLIC),
@@ -279,6 +325,12 @@ async def _seed(client: httpx.AsyncClient, customer: UUID) -> httpx.Response:
         json={"form_type": "personal-loan"},
     )
     assert started.status_code == 201, started.text
+    opened = await client.post(
+        "/v1/me/conversations",
+        headers={**_token("customer")(customer), "Idempotency-Key": str(SEEDED_OPEN)},
+        json={"medium": "web_chat", "text": "Where is my order?"},
+    )
+    assert opened.status_code == 201, opened.text
     return await _cart_of(client, customer)
 
 
@@ -327,6 +379,7 @@ async def test_route_answers_each_kind_of_caller(
     customer = uuid4()
     seeded = {
         "application_id": str(Application.create_id(customer, SEEDED_START)),
+        "conversation_id": str(Conversation.open_id(customer, SEEDED_OPEN)),
         "customer_id": str(customer),
     }
     path = path_of(template, {**seeded, **rule.params})
@@ -372,7 +425,7 @@ async def test_options_needs_no_token_anywhere(matrix_app: Litestar) -> None:
     """Litestar's generated `OPTIONS` handler, on every path: 204 with `Allow`, no token."""
     paths = {template for _, template in RULES}
     params = {name: value for rule in RULES.values() for name, value in rule.params.items()}
-    params["application_id"] = params["customer_id"] = str(uuid4())
+    params["application_id"] = params["customer_id"] = params["conversation_id"] = str(uuid4())
     async with client_of(matrix_app) as client:
         for template in sorted(paths):
             response = await client.options(path_of(template, params))

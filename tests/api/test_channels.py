@@ -43,7 +43,7 @@ async def test_a_later_change_on_the_agent_channel_writes_nothing(
     assert (cart["status"], cart["version"]) == ("open", 2)
 
 
-@pytest.mark.parametrize("channel", ["web", "app", "chat", "email", "phone", "store"])
+@pytest.mark.parametrize("channel", ["web", "app", "chat", "email", "sms", "phone", "store"])
 async def test_a_customer_may_use_their_own_channels(
     client: httpx.AsyncClient, auth: TokenFactory, channel: str
 ) -> None:

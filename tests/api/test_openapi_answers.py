@@ -14,6 +14,23 @@ from api.problems import PROBLEM_TYPES
 PROBLEM = "application/problem+json"
 APPLICATION = "/v1/me/applications/{application_id}"
 
+WRITE_WITH_BODY = {"200", "400", "401", "403", "404", "409", "410", "413", "415", "422", "500"}
+READ_ONE = {"200", "400", "401", "403", "404", "410", "500"}
+CONVERSATION_READS = [
+    ("get", f"{prefix}/conversations/{{conversation_id}}")
+    for prefix in ("/v1/me", "/v1/agent", "/v1/service")
+]
+CONVERSATION_WRITES_WITH_BODY = [
+    *(f"/v1/me/conversations/{{conversation_id}}/{a}" for a in ("turns", "handoff", "rating")),
+    *(f"/v1/agent/conversations/{{conversation_id}}/{a}" for a in ("turns", "transfer")),
+    *(f"/v1/service/conversations/{{conversation_id}}/{a}" for a in ("turns", "handoff")),
+]
+CONVERSATION_WRITES = [
+    *(f"/v1/me/conversations/{{conversation_id}}/{a}" for a in ("resolve", "reopen")),
+    *(f"/v1/agent/conversations/{{conversation_id}}/{a}" for a in ("accept", "resolve")),
+]
+REGISTRATIONS = ["/v1/me/identifiers", "/v1/service/inbound"]
+
 EXPECTED: dict[tuple[str, str], set[str]] = {
     ("get", "/v1/me/session"): {"200", "304", "400", "401", "403", "410", "500"},
     ("get", "/v1/me/cart"): {"200", "304", "400", "401", "403", "404", "410", "500"},
@@ -53,6 +70,14 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("get", "/v1/agent/applications/{application_id}"): {
         *("200", "400", "401", "403", "404", "410", "500"),
     },
+    ("get", "/v1/me/conversations"): {"200", "304", "400", "401", "403", "410", "500"},
+    ("post", "/v1/me/conversations"): {*WRITE_WITH_BODY, "201"} - {"200", "404"},
+    **{(m, p): READ_ONE for m, p in CONVERSATION_READS},
+    **{("post", p): WRITE_WITH_BODY for p in CONVERSATION_WRITES_WITH_BODY},
+    **{("post", p): WRITE_WITH_BODY - {"413", "415"} for p in CONVERSATION_WRITES},
+    **{("post", p): WRITE_WITH_BODY - {"404"} for p in REGISTRATIONS},
+    ("post", "/v1/agent/customers/{customer_id}/identifiers"): WRITE_WITH_BODY,
+    ("get", "/v1/agent/conversations"): {"200", "400", "401", "403", "410", "500"},
     ("get", "/health"): {"200", "429", "500", "503"},
     ("get", "/ready"): {"200", "429", "500", "503"},
     ("get", "/metrics"): {"200", "429", "500"},
@@ -154,7 +179,8 @@ async def test_etags_and_header_formats_are_documented(openapi: dict[str, Any]) 
         "type": "string",
         "format": "uuid",
     }
-    assert set(parameters["X-Channel"]["enum"]) == {"web", "app", "chat", "email", "phone", "store"}
+    channels = {"web", "app", "chat", "email", "sms", "phone", "store"}
+    assert set(parameters["X-Channel"]["enum"]) == channels
     if_none_match = openapi["paths"]["/v1/me/session"]["get"]["parameters"][0]["schema"]
     assert re.search(if_none_match["pattern"], '"a", W/"b"')
 

@@ -64,6 +64,14 @@ def test_token_is_issued_for_the_configured_audience(cli_env: dict[str, str]) ->
     assert (token.iss, token.aud, token.role) == ("continuity", "shop-api", "agent")
 
 
+def test_token_for_a_bot_carries_the_service_role(cli_env: dict[str, str]) -> None:
+    bot = uuid4()
+    result = CliRunner().invoke(main, ["token", "--service", str(bot)], env=cli_env)
+    assert result.exit_code == 0, result.output
+    token = ContinuityToken.decode(result.output.strip(), SECRET, "HS256", audience="continuity")
+    assert (token.sub, token.role, token.device) == (str(bot), "service", None)
+
+
 def test_a_customer_token_needs_a_device(cli_env: dict[str, str]) -> None:
     result = CliRunner().invoke(main, ["token", "--customer", str(uuid4())], env=cli_env)
     assert result.exit_code == 2

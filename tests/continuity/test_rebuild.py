@@ -209,4 +209,5 @@ async def test_the_projections_commands(
         database_url, schema, "projections", "rebuild", "nope", keyring=keyring
     )
     assert code == 2
-    assert "no projection named 'nope' (known: application_queue, session)" in output
+    known = "application_queue, conversation_queue, session"
+    assert f"no projection named 'nope' (known: {known})" in output

@@ -1,0 +1,239 @@
+"""Conversations: the cost of an action by the length of the conversation, and the agents'
+conversation queue catching up.
+
+    .venv/bin/python -m bench.conversations [--long 10000] [--actions 500] [--rounds 3]
+        [--queue-conversations 2000] [--quick] [--json PATH]
+
+- action: `ConversationService.act` (what `POST /v1/me/conversations/{id}/turns` runs: load
+  the conversation from its snapshot and the events after it, add the turn, append it with the
+  session row) on a conversation of 10 turns and one of `--long` turns, interleaved over
+  `--rounds`; the goal is flat: p50 at the long one within 1.2x of the short one.
+- queue: the `conversation_queue` runner catching up from nothing over `--queue-conversations`
+  conversations (five events each), against reading and opening the same pages.
+
+In process, on a fresh schema (dropped at the end) of CONTINUITY_BENCH_DATABASE_URL, else
+CONTINUITY_DATABASE_URL, else the local server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import shlex
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from uuid import UUID, uuid4
+
+import asyncpg
+
+from aggregates.conversation import Author, Conversation
+from aggregates.metadata import EventMeta
+from bench.appends import about_the_run, database_url, server_version
+from bench.results import Figure, ScenarioResult
+from continuity import conversations
+from continuity.conversation_queue import QUEUE, ConversationQueue
+from continuity.conversations import Turn
+from continuity.repository import IdempotencyKey
+from continuity.runner import ProjectionRunner
+from continuity.runtime import Runtime
+from continuity.settings import Settings
+from privacy.master_key import Keyring, MasterKey
+
+GOAL_FLAT = 1.2
+META = EventMeta("chat", "phone")
+BATCH = 500
+"""Turns per seeding append."""
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.conversations")
+    parser.add_argument("--long", type=int, default=10_000, help="turns of the long conversation")
+    parser.add_argument("--actions", type=int, default=500, help="turns per conversation, round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--queue-conversations", type=int, default=2_000)
+    parser.add_argument("--quick", action="store_true", help="a smoke run")
+    parser.add_argument("--json", type=str, default=None)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.long, args.actions, args.rounds, args.queue_conversations = 1_000, 100, 1, 200
+    return args
+
+
+async def seed_conversation(runtime: Runtime, turns: int) -> tuple[UUID, UUID]:
+    """A customer with a conversation of `turns` turns, customer and bot in turn."""
+    subject = uuid4()
+    conversation = Conversation.open(subject, "web_chat", uuid4())
+    for n in range(turns):
+        author: Author = "customer" if n % 2 == 0 else "bot"
+        conversation.add_turn(author, f"turn {n}: where is my parcel?", "web_chat")
+        if len(conversation.pending_events) >= BATCH or n == turns - 1:
+            await _save(runtime, conversation, subject)
+    await runtime.conversations.get(conversation.id)  # leaves the snapshot a long replay makes
+    return subject, conversation.id
+
+
+async def _save(runtime: Runtime, conversation: Conversation, subject: UUID) -> None:
+    key = IdempotencyKey(subject, uuid4())
+    await runtime.repository.save(conversation, subject, META, key, b"bench")
+
+
+async def action_p50(runtime: Runtime, subject: UUID, conversation: UUID, count: int) -> float:
+    latencies = []
+    for n in range(count):
+        action = conversations.say("customer", None, Turn(f"and another thing {n}", "web_chat"))
+        started = time.perf_counter()
+        await runtime.conversations.act(
+            conversation, META, action, idempotency_key=uuid4(), subject_id=subject
+        )
+        latencies.append(time.perf_counter() - started)
+    return statistics.median(latencies) * 1000
+
+
+async def seed_queue(runtime: Runtime, count: int) -> None:
+    """`count` conversations of five events each: opened, two turns, handed off, accepted."""
+    for _ in range(count):
+        subject = uuid4()
+        conversation = Conversation.open(subject, "sms", uuid4())
+        conversation.add_turn("customer", "hello", "sms")
+        conversation.add_turn("bot", "hi, how can I help?", "sms")
+        conversation.request_handoff("asks for a person", "bot")
+        conversation.accept("agent-1")
+        await _save(runtime, conversation, subject)
+
+
+async def catch_up(runtime: Runtime, events: int, page_size: int = 500) -> float:
+    """The queue from nothing to the head of the log: events/s."""
+    await runtime.pool.execute(f"TRUNCATE {QUEUE}")
+    await runtime.pool.execute(
+        "INSERT INTO tracking (name, position) VALUES ($1, 0)"
+        " ON CONFLICT (name) DO UPDATE SET position = 0",
+        QUEUE,
+    )
+    runner = ProjectionRunner(
+        runtime.store, runtime.mapper, ConversationQueue(), page_size=page_size
+    )
+    started = time.perf_counter()
+    while await runner.step():
+        pass
+    return events / (time.perf_counter() - started)
+
+
+async def feed_only(runtime: Runtime, page_size: int = 500) -> float:
+    """Reading and opening the same pages, applying nothing: events/s."""
+    topics = ConversationQueue().topics
+    position, events = 0, 0
+    started = time.perf_counter()
+    while True:
+        page = await runtime.store.select_notifications(
+            position, page_size, topics=topics, inclusive_of_start=False
+        )
+        if not page:
+            break
+        events += len(await runtime.mapper.to_envelopes(page))
+        position = page[-1].position
+    return events / (time.perf_counter() - started)
+
+
+async def run(args: argparse.Namespace, progress: Callable[[str], None]) -> ScenarioResult:
+    url = database_url()
+    schema = f"bench_conv_{uuid4().hex[:10]}"
+    settings = Settings(database_schema=schema, jwt_secret="b" * 40, log_level="WARNING")
+    runtime = await Runtime.open(settings, url, Keyring([MasterKey.generate()]))
+    try:
+        progress(f"seeding a conversation of 10 turns and one of {args.long:,}")
+        short = await seed_conversation(runtime, 10)
+        long = await seed_conversation(runtime, args.long)
+        short_rounds: list[float] = []
+        long_rounds: list[float] = []
+        for n in range(args.rounds):
+            progress(f"actions, round {n + 1} of {args.rounds}")
+            pair = [(short, short_rounds), (long, long_rounds)]
+            for (subject, conversation), rounds in pair if n % 2 == 0 else reversed(pair):
+                await action_p50(runtime, subject, conversation, args.actions // 10)  # warm up
+                rounds.append(await action_p50(runtime, subject, conversation, args.actions))
+        progress(f"seeding {args.queue_conversations:,} conversations for the queue")
+        await seed_queue(runtime, args.queue_conversations)
+        events = await runtime.pool.fetchval(
+            "SELECT count(*) FROM events WHERE topic = ANY($1::text[])",
+            list(ConversationQueue().topics),
+        )
+        ours: list[float] = []
+        feed: list[float] = []
+        for n in range(args.rounds):
+            progress(f"queue catch-up, round {n + 1} of {args.rounds}")
+            feed.append(await feed_only(runtime))
+            ours.append(await catch_up(runtime, events))
+        postgres = await server_version(url)
+    finally:
+        await runtime.close()
+        conn = await asyncpg.connect(url)
+        with contextlib.suppress(asyncpg.PostgresError):
+            await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        await conn.close()
+    return ScenarioResult(
+        slug="conversations",
+        title="Conversations: an action's cost by conversation length; the agents' queue"
+        " catching up",
+        command=".venv/bin/python -m bench.conversations "
+        + shlex.join(
+            [
+                *("--long", str(args.long), "--actions", str(args.actions)),
+                *("--rounds", str(args.rounds)),
+                *("--queue-conversations", str(args.queue_conversations)),
+            ]
+        ),
+        figures=[
+            Figure(
+                f"a turn's p50, in a conversation of {args.long:,} turns",
+                "ms",
+                long_rounds,
+                "ours at 10 turns",
+                short_rounds,
+                higher_is_better=False,
+                goal=GOAL_FLAT,
+            ),
+            Figure("a turn's p50, in a conversation of 10 turns", "ms", short_rounds),
+            Figure(
+                "conversation queue catch-up",
+                "events/s",
+                ours,
+                "reading and opening the same pages",
+                feed,
+            ),
+        ],
+        about=about_the_run(
+            postgres,
+            "asyncio",
+            long=args.long,
+            actions=args.actions,
+            rounds=args.rounds,
+            queue_conversations=args.queue_conversations,
+        ),
+    )
+
+
+def measure(
+    argv: Sequence[str], *, progress: Callable[[str], None] | None = None
+) -> list[ScenarioResult]:
+    args = parse_args(argv)
+    return [asyncio.run(run(args, progress or (lambda _text: None)))]
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    result = asyncio.run(run(args, lambda text: print(text, file=sys.stderr, flush=True)))
+    for figure in result.figures:
+        ratio = f"{figure.ratio:.2f}x {figure.baseline_name}" if figure.ratio else ""
+        print(f"{figure.what}: {figure.ours:,.3f} {figure.unit} {ratio}")
+    if args.json:
+        from bench.results import to_json
+
+        with open(args.json, "wb") as out:
+            out.write(to_json(result))
+
+
+if __name__ == "__main__":
+    main()
