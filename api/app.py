@@ -28,6 +28,7 @@ from api.routes.agent import AgentController
 from api.routes.applications import MyApplicationsController
 from api.routes.device import DeviceController
 from api.routes.ops import health, metrics, ready
+from api.routes.timeline import AgentTimelineController, MyTimelineController
 from continuity.collector import freeze_start_up
 from continuity.metrics import Metrics
 from continuity.runtime import Runtime, resolve_database, resolve_jwt_secret
@@ -105,6 +106,8 @@ def create_app(
             DeviceController,
             MyApplicationsController,
             AgentController,
+            AgentTimelineController,
+            MyTimelineController,
             health,
             ready,
             metrics,

@@ -33,6 +33,7 @@ from continuity.runner import ProjectionRunner
 from continuity.settings import MIN_JWT_SECRET, Settings, SettingsError
 from continuity.store import EventStore
 from continuity.subject_views import SealedViews
+from continuity.timeline import Timeline
 from continuity.turns import Turns
 from privacy.master_key import Keyring, load_or_create_key_file
 from privacy.vault import KeyVault
@@ -104,6 +105,7 @@ class Runtime:
     applications: ApplicationService
     audit: AccessAudit
     metrics: Metrics
+    timeline: Timeline
 
     @classmethod
     async def open(
@@ -140,7 +142,8 @@ class Runtime:
         await vault.start()
         mapper = EventMapper(vault)
         sessions = SealedViews(SESSION, vault, store, mapper)
-        projections = Registry([sessions, ApplicationQueue()])
+        timeline = Timeline(vault)
+        projections = Registry([sessions, ApplicationQueue(), timeline])
         repository = Repository(store, mapper, projections)
         rebuilder = Rebuilder(store, mapper)
         turns = Turns()  # carts and applications write one session row: one command at a time
@@ -165,6 +168,7 @@ class Runtime:
             ),
             audit=AccessAudit(pool, vault),
             metrics=metrics,
+            timeline=timeline,
         )
         try:
             for projection in projections if build_stale else ():

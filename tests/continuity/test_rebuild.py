@@ -209,4 +209,4 @@ async def test_the_projections_commands(
         database_url, schema, "projections", "rebuild", "nope", keyring=keyring
     )
     assert code == 2
-    assert "no projection named 'nope' (known: application_queue, session)" in output
+    assert "no projection named 'nope' (known: application_queue, session, timeline)" in output
