@@ -23,7 +23,7 @@ references; a handoff's reason, the agents, the rating.
 
 from __future__ import annotations
 
-import base64
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -289,19 +289,30 @@ class BadCursor(ValueError):
     """A cursor this timeline did not hand out."""
 
 
+CURSOR_PATTERN = r"^[0-9a-z]{1,13}$"
+"""Every cursor matches it, and every string that matches it is one (a log position in base 36,
+up to a bigint's largest): a client treats it as opaque, and one it made up only names a place
+in the reader's own timeline."""
+_CURSOR = re.compile(CURSOR_PATTERN)
+_LAST = 2**63 - 1
+
+
 def _cursor(position: int) -> str:
-    return base64.urlsafe_b64encode(msgspec.json.encode(position)).decode().rstrip("=")
+    digits = ""
+    while True:
+        position, digit = divmod(position, 36)
+        digits = _DIGITS[digit] + digits
+        if not position:
+            return digits
+
+
+_DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 
 def _after(cursor: str) -> int:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        position = msgspec.json.decode(raw, type=int)
-    except (ValueError, msgspec.DecodeError):
-        raise BadCursor("the cursor is not one this timeline gave") from None
-    if not 0 < position < 2**63:
+    if _CURSOR.fullmatch(cursor) is None:
         raise BadCursor("the cursor is not one this timeline gave")
-    return position
+    return min(int(cursor, 36), _LAST)
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,11 @@ second of the append.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 import msgspec
-from litestar import Controller, Response, get
+from litestar import Controller, Request, Response, get
 from litestar.di import NamedDependency
 from litestar.exceptions import ValidationException
 from litestar.params import QueryParameter
@@ -27,6 +27,7 @@ from api.etags import check_not_modified, content_etag
 from api.routes.agent import Agent, CustomerId, Purpose
 from continuity.runtime import Runtime
 from continuity.timeline import (
+    CURSOR_PATTERN,
     MAX_PAGE,
     MAX_SUMMARY_TEXT,
     BadCursor,
@@ -61,7 +62,10 @@ Ordering = Annotated[
 ]
 Limit = Annotated[int, QueryParameter(ge=1, le=MAX_PAGE, description="Entries per page.")]
 Cursor = Annotated[
-    str | None, QueryParameter(max_length=200, description="The last page's next_cursor.")
+    str | None,
+    QueryParameter(
+        max_length=13, pattern=CURSOR_PATTERN, description="The last page's next_cursor."
+    ),
 ]
 
 
@@ -130,6 +134,21 @@ async def _page(
         ) from None
 
 
+_QUERY = frozenset({"channel", "kind", "order", "limit", "cursor"})
+
+
+def only_known_query(request: Request[Any, Any, Any]) -> None:
+    """Refuse a query parameter the routes do not take (a misspelt filter would otherwise
+    silently widen the answer)."""
+    for name in request.query_params:
+        if name not in _QUERY:
+            message = f"unknown query parameter; these routes take {', '.join(sorted(_QUERY))}"
+            raise ValidationException(
+                f"{name[:40]!r}: {message}",
+                extra=[{"key": name[:40], "source": "query", "message": message}],
+            )
+
+
 def _answer(found: TimelinePage) -> TimelineResponse:
     return TimelineResponse([TimelineItem.of(e) for e in found.entries], found.next_cursor)
 
@@ -149,6 +168,7 @@ class AgentTimelineController(Controller):
         "/{customer_id:uuid}/timeline",
         summary="A customer's timeline across channels, newest first (audited)",
         description=_SERVED,
+        before_request=only_known_query,
     )
     async def customer_timeline(
         self,
@@ -174,7 +194,10 @@ class MyTimelineController(Controller):
     tags = ["timeline"]
 
     @get(
-        "", summary="The customer's own timeline across channels, newest first", description=_SERVED
+        "",
+        summary="The customer's own timeline across channels, newest first",
+        description=_SERVED,
+        before_request=only_known_query,
     )
     async def my_timeline(
         self,

@@ -123,6 +123,8 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/v1/agent/customers/{customer_id:uuid}/session"): Rule(AGENT, headers=PURPOSE),
     ("GET", "/v1/agent/applications/{application_id:uuid}"): Rule(AGENT, headers=PURPOSE),
     ("GET", "/v1/agent/applications"): Rule(AGENT),
+    ("GET", "/v1/agent/customers/{customer_id:uuid}/timeline"): Rule(AGENT, headers=PURPOSE),
+    ("GET", "/v1/me/timeline"): Rule(CUSTOMER),
     ("GET", "/health"): Rule(PUBLIC),
     ("GET", "/ready"): Rule(PUBLIC),
     ("GET", "/metrics"): Rule(PUBLIC),

@@ -53,6 +53,10 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("get", "/v1/agent/applications/{application_id}"): {
         *("200", "400", "401", "403", "404", "410", "500"),
     },
+    ("get", "/v1/agent/customers/{customer_id}/timeline"): {
+        *("200", "400", "401", "403", "404", "410", "500"),
+    },
+    ("get", "/v1/me/timeline"): {"200", "304", "400", "401", "403", "410", "500"},
     ("get", "/health"): {"200", "429", "500", "503"},
     ("get", "/ready"): {"200", "429", "500", "503"},
     ("get", "/metrics"): {"200", "429", "500"},

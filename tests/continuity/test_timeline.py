@@ -276,7 +276,9 @@ async def test_pages_by_cursor_with_channel_and_kind_filters(
     assert [e.position for e in first.entries + second.entries] == [
         e.position for e in oldest_first[:6]
     ]
-    for bad in ("nonsense", "", "LTE", "bnVsbA"):
+    past_the_end = await timeline.page(pool, subject, limit=100, cursor="z" * 13)
+    assert past_the_end.entries == oldest_first[::-1], "any cursor of the form names a place"
+    for bad in ("Nonsense", "", "-1", "a" * 14, "12 "):
         with pytest.raises(BadCursor):
             await timeline.page(pool, subject, cursor=bad)
     assert (await timeline.page(pool, uuid4())).entries == [], "a newcomer's is empty"
