@@ -252,7 +252,7 @@ def _aad(
 ) -> bytes:
     """Binds a body to its row: its subject and every clear column."""
     micros = (occurred_at - _EPOCH) // _MICROSECOND
-    row = f"{position}/{stream_id}/{version}/{kind}/{channel}/{micros}"
+    row = f"{position}/{stream_id.hex}/{version}/{kind}/{channel}/{micros}"
     return row_aad(TIMELINE, subject_id, row)
 
 
@@ -340,7 +340,7 @@ class Timeline:
         keys = await self.vault.keys_for_reading(
             ((e.subject_id, e.key_version) for e, _ in folded if e.subject_id not in erased), conn
         )
-        columns: list[list[Any]] = [[] for _ in range(10)]
+        rows: list[tuple[Any, ...]] = []
         for envelope, (stream, kind, summarize) in folded:
             if envelope.subject_id in erased:
                 continue
@@ -361,21 +361,22 @@ class Timeline:
                 envelope.channel,
                 envelope.recorded_at,
             )
-            row = (
-                envelope.position,
-                envelope.subject_id,
-                envelope.recorded_at,
-                kind,
-                envelope.channel,
-                stream,
-                envelope.stream_id,
-                envelope.version,
-                key.version,
-                seal(key, body, aad),
+            rows.append(
+                (
+                    envelope.position,
+                    envelope.subject_id,
+                    envelope.recorded_at,
+                    kind,
+                    envelope.channel,
+                    stream,
+                    envelope.stream_id,
+                    envelope.version,
+                    key.version,
+                    seal(key, body, aad),
+                )
             )
-            for column, value in zip(columns, row, strict=True):
-                column.append(value)
-        if columns[0]:
+        if rows:
+            columns = map(list, zip(*rows, strict=True))
             await conn.execute(_INSERT.format(table=placement[TIMELINE]), *columns)
 
     async def page(
