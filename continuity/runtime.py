@@ -22,6 +22,7 @@ from continuity.audit import AccessAudit
 from continuity.carts import CartService
 from continuity.db import close_pool, create_pool, migrate, migrations
 from continuity.embedded import start_embedded
+from continuity.errors import IntegrityViolation
 from continuity.form_catalog import load_forms
 from continuity.mapper import EventMapper
 from continuity.metrics import Metrics
@@ -86,6 +87,9 @@ def resolve_database(settings: Settings) -> tuple[str, PostgresServer | None]:
 log = logging.getLogger("continuity.projections")
 RUNNER_RESTART = 1.0
 """Seconds before a runner that lost its database connection starts again."""
+RUNNER_STALLED = 60.0
+"""Seconds before a runner stopped by an event that fails its integrity check tries it again:
+the projection stalls there, loudly, rather than skip it or stop the other runners."""
 SWEEP_INTERVAL = 300.0
 """Seconds between two sweeps for idle applications to expire."""
 
@@ -194,6 +198,10 @@ class Runtime:
                     )
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), RUNNER_RESTART)
+                except IntegrityViolation as exc:
+                    log.error("projection %s: stalled, %s", projection.name, exc)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), RUNNER_STALLED)
 
         await asyncio.gather(*(keep_running(p) for p in self.projections if p.mode == "async"))
 
