@@ -35,6 +35,7 @@ from api.routes.conversations import (
 )
 from api.routes.device import DeviceController
 from api.routes.ops import health, metrics, ready
+from api.routes.timeline import AgentTimelineController, MyTimelineController
 from continuity.collector import freeze_start_up
 from continuity.metrics import Metrics
 from continuity.runtime import Runtime, resolve_database, resolve_jwt_secret
@@ -117,6 +118,8 @@ def create_app(
             AgentConversationsController,
             AgentIdentifiersController,
             ServiceController,
+            AgentTimelineController,
+            MyTimelineController,
             health,
             ready,
             metrics,

@@ -98,6 +98,7 @@ _SPECIFIC: dict[tuple[str, str], tuple[ProblemType, ...]] = {
     },
     ("POST", "/v1/me/identifiers"): (INVALID_STATE,),
     ("POST", "/v1/agent/customers/{customer_id}/identifiers"): (INVALID_STATE, NOT_FOUND),
+    ("GET", "/v1/agent/customers/{customer_id}/timeline"): (NOT_FOUND,),
 }
 """Problems only one operation answers, by method and path."""
 

@@ -24,6 +24,7 @@ from continuity.conversation_queue import ConversationQueue
 from continuity.conversations import ConversationService
 from continuity.db import close_pool, create_pool, migrate, migrations
 from continuity.embedded import start_embedded
+from continuity.errors import IntegrityViolation
 from continuity.form_catalog import load_forms
 from continuity.identifiers import Identifiers
 from continuity.inbound import InboundService
@@ -37,6 +38,7 @@ from continuity.runner import ProjectionRunner
 from continuity.settings import MIN_JWT_SECRET, Settings, SettingsError
 from continuity.store import EventStore
 from continuity.subject_views import SealedViews
+from continuity.timeline import Timeline
 from continuity.turns import Turns
 from privacy.master_key import Keyring, load_or_create_key_file
 from privacy.vault import KeyVault
@@ -89,6 +91,9 @@ def resolve_database(settings: Settings) -> tuple[str, PostgresServer | None]:
 log = logging.getLogger("continuity.projections")
 RUNNER_RESTART = 1.0
 """Seconds before a runner that lost its database connection starts again."""
+RUNNER_STALLED = 60.0
+"""Seconds before a runner stopped by an event that fails its integrity check tries it again:
+the projection stalls there, loudly, rather than skip it or stop the other runners."""
 SWEEP_INTERVAL = 300.0
 """Seconds between two sweeps for idle applications to expire."""
 
@@ -111,6 +116,7 @@ class Runtime:
     inbound: InboundService
     audit: AccessAudit
     metrics: Metrics
+    timeline: Timeline
 
     @classmethod
     async def open(
@@ -147,7 +153,8 @@ class Runtime:
         await vault.start()
         mapper = EventMapper(vault)
         sessions = SealedViews(SESSION, vault, store, mapper)
-        projections = Registry([sessions, ApplicationQueue(), ConversationQueue()])
+        timeline = Timeline(vault)
+        projections = Registry([sessions, ApplicationQueue(), ConversationQueue(), timeline])
         repository = Repository(store, mapper, projections)
         rebuilder = Rebuilder(store, mapper)
         turns = Turns()  # carts, applications, conversations write one session row: in turn
@@ -177,6 +184,7 @@ class Runtime:
             inbound=InboundService(identifiers, conversations),
             audit=AccessAudit(pool, vault),
             metrics=metrics,
+            timeline=timeline,
         )
         try:
             for projection in projections if build_stale else ():
@@ -202,6 +210,10 @@ class Runtime:
                     )
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), RUNNER_RESTART)
+                except IntegrityViolation as exc:
+                    log.error("projection %s: stalled, %s", projection.name, exc)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), RUNNER_STALLED)
 
         await asyncio.gather(*(keep_running(p) for p in self.projections if p.mode == "async"))
 

@@ -352,6 +352,19 @@ class KeyVault:
             self._learn_erased(subject_id)
         return erased
 
+    async def hold_off_erasure(
+        self, conn: asyncpg.Connection | PoolConnectionProxy, subject_ids: Iterable[UUID]
+    ) -> None:
+        """Take each subject's key lock, shared, until the caller's transaction ends, as an
+        append does: an erasure of one of them waits for the transaction, then deletes what
+        it wrote. An erasure that committed before is seen by `erased_among` on `conn`."""
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock_shared($1, hashtext(s::text))"
+            " FROM unnest($2::uuid[]) AS s",
+            _KEY_LOCK,
+            sorted(set(subject_ids)),
+        )
+
     async def shred(
         self, conn: asyncpg.Connection | PoolConnectionProxy, subject_id: UUID
     ) -> ShredReceipt:

@@ -169,6 +169,8 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/v1/service/inbound"): Rule(
         SERVICE, body={"channel": "sms", "sender": "+15550100001", "text": "Hello"}
     ),
+    ("GET", "/v1/agent/customers/{customer_id:uuid}/timeline"): Rule(AGENT, headers=PURPOSE),
+    ("GET", "/v1/me/timeline"): Rule(CUSTOMER),
     ("GET", "/health"): Rule(PUBLIC),
     ("GET", "/ready"): Rule(PUBLIC),
     ("GET", "/metrics"): Rule(PUBLIC),

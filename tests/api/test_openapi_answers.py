@@ -78,6 +78,10 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     **{("post", p): WRITE_WITH_BODY - {"404"} for p in REGISTRATIONS},
     ("post", "/v1/agent/customers/{customer_id}/identifiers"): WRITE_WITH_BODY,
     ("get", "/v1/agent/conversations"): {"200", "400", "401", "403", "410", "500"},
+    ("get", "/v1/agent/customers/{customer_id}/timeline"): {
+        *("200", "400", "401", "403", "404", "410", "500"),
+    },
+    ("get", "/v1/me/timeline"): {"200", "304", "400", "401", "403", "410", "500"},
     ("get", "/health"): {"200", "429", "500", "503"},
     ("get", "/ready"): {"200", "429", "500", "503"},
     ("get", "/metrics"): {"200", "429", "500"},
