@@ -23,6 +23,7 @@ from continuity.carts import CartService
 from continuity.db import close_pool, create_pool, migrate, migrations
 from continuity.embedded import start_embedded
 from continuity.form_catalog import load_forms
+from continuity.live import LiveFeed
 from continuity.mapper import EventMapper
 from continuity.metrics import Metrics
 from continuity.projection import Projection
@@ -87,6 +88,8 @@ RUNNER_RESTART = 1.0
 """Seconds before a runner that lost its database connection starts again."""
 SWEEP_INTERVAL = 300.0
 """Seconds between two sweeps for idle applications to expire."""
+_LISTENER_SETTINGS = {"application_name": "continuity-live"}
+"""The live feed's own LISTEN connection, named so an operator can tell it from the pool's."""
 
 
 @dataclass
@@ -104,6 +107,7 @@ class Runtime:
     applications: ApplicationService
     audit: AccessAudit
     metrics: Metrics
+    live: LiveFeed
 
     @classmethod
     async def open(
@@ -165,8 +169,15 @@ class Runtime:
             ),
             audit=AccessAudit(pool, vault),
             metrics=metrics,
+            live=LiveFeed(
+                store,
+                mapper,
+                lambda: asyncpg.connect(database_url, server_settings=_LISTENER_SETTINGS),
+                observe=metrics.live_streams.set,
+            ),
         )
         try:
+            await runtime.live.open()
             for projection in projections if build_stale else ():
                 await rebuilder.rebuild(projection, if_stale=True)
         except BaseException:
@@ -218,6 +229,7 @@ class Runtime:
         return [name for version, name, _ in migrations() if version not in done]
 
     async def close(self) -> None:
+        await self.live.close()
         await self.store.aclose()
         await self.vault.close()
         await close_pool(self.pool)
