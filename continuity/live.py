@@ -56,9 +56,9 @@ K = TypeVar("K")
 
 
 class StreamEnded(Exception):
-    """The stream is over: the feed stopped (the server is shutting down), an event it wanted
-    failed its integrity check, or the database could not be read for its catch-up. A client
-    resumes from the last position it received."""
+    """The stream is over: the feed stopped (the server is shutting down), its subject was
+    erased, an event it wanted failed its integrity check, or the database could not be read
+    for its catch-up. A client resumes from the last position it received."""
 
 
 class LiveStream:
@@ -416,6 +416,16 @@ class LiveFeed:
     def _on_notify(self, *_args: object) -> None:
         self._wake.set()
 
+    def _on_erased(self, _conn: object, _pid: object, _channel: object, payload: object) -> None:
+        """A subject was erased (by any process): its streams end, and a reconnect is refused
+        (410). Nothing of theirs could be appended any more anyway."""
+        try:
+            subject_id = UUID(str(payload))
+        except ValueError:
+            return
+        for stream in list(self._by_subject.get(subject_id, ())):
+            stream._end("the subject was erased")
+
     def _on_terminated(self, conn: object) -> None:
         if conn is self._listener:
             self._lost.set()
@@ -426,6 +436,10 @@ class LiveFeed:
             listener.add_termination_listener(self._on_terminated)
             await asyncio.wait_for(
                 listener.add_listener(self.store.channel, self._on_notify), self.probe_timeout
+            )
+            await asyncio.wait_for(
+                listener.add_listener(self.mapper.vault.channel, self._on_erased),
+                self.probe_timeout,
             )
         except BaseException:
             listener.terminate()

@@ -126,8 +126,8 @@ async def test_a_stream_resumes_after_a_position_from_the_database_then_live(
 
 async def test_a_stream_without_a_position_starts_now(feed: LiveFeed, carts: Carts) -> None:
     subject = uuid4()
-    await carts.add(subject, "before")
-    await until_position(feed, await feed.store.settled_head())
+    before = await carts.add(subject, "before")
+    await until_position(feed, before)
     async with feed.subscribe(subject) as stream:
         start = stream.position
         after = await carts.add(subject, "after")
@@ -256,3 +256,15 @@ async def test_an_erased_subjects_events_arrive_as_placeholders(
         envelopes = [await stream.next(WAIT) for _ in range(2)]
     assert [e.position for e in envelopes if e is not None] == [first - 1, first]
     assert all(e is not None and e.erased for e in envelopes)
+
+
+async def test_erasing_a_subject_ends_their_streams(
+    feed: LiveFeed, carts: Carts, mapper: EventMapper
+) -> None:
+    erased, kept = uuid4(), uuid4()
+    async with feed.subscribe(erased) as theirs, feed.subscribe(kept) as others:
+        await shred_subject(carts.store, mapper.vault, erased)
+        with pytest.raises(StreamEnded):
+            await theirs.next(WAIT)
+        written = await carts.add(kept)
+        assert (await take(others, 2))[-1] == written
