@@ -11,6 +11,7 @@ process, with `Last-Event-ID`) runs first, then the server's own handler.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -33,7 +34,8 @@ def on_stop_signal(callback: Callable[[], None]) -> Iterator[None]:
     chained: dict[signal.Signals, Callable[[int, FrameType | None], Any]] = {}
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        loop.call_soon_threadsafe(callback)
+        with contextlib.suppress(RuntimeError):  # the loop closed: nothing left to stop
+            loop.call_soon_threadsafe(callback)
         chained[signal.Signals(signum)](signum, frame)
 
     for signum in STOP_SIGNALS:

@@ -86,6 +86,7 @@ _SPECIFIC: dict[tuple[str, str], tuple[ProblemType, ...]] = {
     ("POST", f"{_APPLICATION}/withdraw"): _AN_ACTION,
     ("GET", "/v1/agent/applications/{application_id}"): (NOT_FOUND,),
     ("GET", "/v1/agent/customers/{customer_id}/session"): (NOT_FOUND,),
+    ("GET", "/v1/agent/customers/{customer_id}/events"): (NOT_FOUND,),
 }
 """Problems only one operation answers, by method and path."""
 
