@@ -172,6 +172,16 @@ async def test_a_topic_stream_gets_every_subjects_events_of_its_topics(
         assert await take(stream, 2) == [one, two]  # the carts' Opened events are not its topic
 
 
+async def test_a_topic_stream_resumes_after_a_position(feed: LiveFeed, carts: Carts) -> None:
+    added = Cart.ItemAdded.__module__ + ":Cart.ItemAdded"
+    first = await carts.add(uuid4())
+    missed = [await carts.add(uuid4()) for _ in range(3)]
+    async with feed.subscribe(topics=[added], after=first) as stream:
+        assert await take(stream, 3) == missed
+        live = await carts.add(uuid4())
+        assert await take(stream, 1) == [live]
+
+
 async def test_concurrent_writers_reach_a_stream_once_each_in_log_order(
     feed: LiveFeed, carts: Carts
 ) -> None:
