@@ -17,6 +17,7 @@ from api.auth import jwt_auth
 from api.body import ApiRequest
 from api.cors import Cors, cors_config
 from api.docs_ui import docs_asset, render_plugins
+from api.draining import on_stop_signal
 from api.etags import NotModified, not_modified
 from api.limits import MAX_BODY_BYTES
 from api.log_config import ContinuityLogging
@@ -34,6 +35,7 @@ from api.routes.conversations import (
     ServiceController,
 )
 from api.routes.device import DeviceController
+from api.routes.live import LiveController
 from api.routes.ops import health, metrics, ready
 from api.routes.timeline import AgentTimelineController, MyTimelineController
 from continuity.collector import freeze_start_up
@@ -96,7 +98,8 @@ def create_app(
                 measured.follow_pool(runtime.pool), name="continuity-pool-metrics"
             )
         try:
-            yield
+            with on_stop_signal(runtime.live.stop):  # open event streams would hold shutdown up
+                yield
         finally:
             stop_following.set()
             await asyncio.wait(following, timeout=RUNNERS_GRACE)
@@ -120,6 +123,7 @@ def create_app(
             ServiceController,
             AgentTimelineController,
             MyTimelineController,
+            LiveController,
             health,
             ready,
             metrics,

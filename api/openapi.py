@@ -99,8 +99,25 @@ _SPECIFIC: dict[tuple[str, str], tuple[ProblemType, ...]] = {
     ("POST", "/v1/me/identifiers"): (INVALID_STATE,),
     ("POST", "/v1/agent/customers/{customer_id}/identifiers"): (INVALID_STATE, NOT_FOUND),
     ("GET", "/v1/agent/customers/{customer_id}/timeline"): (NOT_FOUND,),
+    ("GET", "/v1/agent/customers/{customer_id}/events"): (NOT_FOUND,),
 }
 """Problems only one operation answers, by method and path."""
+
+_EVENT_STREAMS = frozenset(
+    {
+        ("GET", "/v1/me/session/events"),
+        ("GET", "/v1/agent/customers/{customer_id}/events"),
+        ("GET", "/v1/agent/conversations/events"),
+    }
+)
+"""Operations that answer with Server-Sent Events (no ETag: a stream has no one version)."""
+_EVENT_STREAM = OpenAPIMediaType(
+    schema=Schema(
+        type=OpenAPIType.STRING,
+        description="Server-Sent Events: `id` the log position, `event` the kind, `data` a"
+        " LiveEvent in JSON (docs/api.md, Live updates); comment lines keep the stream alive.",
+    )
+)
 
 _STATUS_DOWN = ("GET", "/health"), ("GET", "/ready")
 """Operations that answer 503 with their own body when the database is unreachable."""
@@ -261,7 +278,10 @@ def _answers(method: str, path: str, operation: Operation) -> None:
                 " pending.",
                 content=answer.content if isinstance(answer, OpenAPIResponse) else None,
             )
-        if path.startswith("/v1/me/") and isinstance(answer, OpenAPIResponse):
+        if (method, path) in _EVENT_STREAMS and isinstance(answer, OpenAPIResponse):
+            answer.content = {"text/event-stream": _EVENT_STREAM}
+            answer.description = "A stream of Server-Sent Events, open until the client leaves."
+        elif path.startswith("/v1/me/") and isinstance(answer, OpenAPIResponse):
             answer.headers = {**(answer.headers or {}), "ETag": _SENT_ETAG}
             responses[code] = answer
     if _header(operation, "If-None-Match") is not None:

@@ -1,10 +1,11 @@
 """`make bench`: every scenario in turn, with a progress display, then its results.
 
-    .venv/bin/python -m bench [--only appends,http,rebuild,scale,applications,timeline] [--quick]
+    .venv/bin/python -m bench [--only appends,http,rebuild,scale,applications,...] [--quick]
         [--out docs/bench] [--doc PATH] [--args NAME="OPTIONS"]...
 
 Each scenario module (`bench.appends`, `bench.http`, `bench.rebuild`, `bench.scale`,
-`bench.applications`, `bench.timeline`) is imported only when its turn comes and exposes
+`bench.applications`, `bench.conversations`, `bench.timeline`, `bench.live`) is imported only
+when its turn comes and exposes
 `measure(argv, *, progress=None) -> list[ScenarioResult]`;
 one that is not there yet is reported as not available and skipped. Every ScenarioResult is
 written to `<out>/<slug>.json` (with its computed figures) and `<out>/<slug>.png`, and the table
@@ -67,6 +68,7 @@ SCENARIOS = (
     Scenario("applications", "bench.applications", quick=("--quick",)),
     Scenario("conversations", "bench.conversations", quick=("--quick",)),
     Scenario("timeline", "bench.timeline", quick=("--quick",)),
+    Scenario("live", "bench.live", quick=("--quick",)),
 )
 NAMES = tuple(s.name for s in SCENARIOS)
 Measure = Callable[..., list[ScenarioResult]]

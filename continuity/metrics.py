@@ -135,6 +135,12 @@ class Metrics:
             registry=r,
             multiprocess_mode="livemostrecent",
         )
+        self.live_streams = Gauge(
+            "continuity_live_streams",
+            "Live update streams (Server-Sent Events) open now.",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
         self.scrape_errors = Counter(
             "continuity_metrics_database_errors",
             "Scrapes whose database-backed values could not be read (the database was down).",

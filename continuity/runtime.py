@@ -28,6 +28,7 @@ from continuity.errors import IntegrityViolation
 from continuity.form_catalog import load_forms
 from continuity.identifiers import Identifiers
 from continuity.inbound import InboundService
+from continuity.live import LiveFeed
 from continuity.mapper import EventMapper
 from continuity.metrics import Metrics
 from continuity.projection import Projection
@@ -96,6 +97,8 @@ RUNNER_STALLED = 60.0
 the projection stalls there, loudly, rather than skip it or stop the other runners."""
 SWEEP_INTERVAL = 300.0
 """Seconds between two sweeps for idle applications to expire."""
+_LISTENER_SETTINGS = {"application_name": "continuity-live"}
+"""The live feed's own LISTEN connection, named so an operator can tell it from the pool's."""
 
 
 @dataclass
@@ -117,6 +120,7 @@ class Runtime:
     audit: AccessAudit
     metrics: Metrics
     timeline: Timeline
+    live: LiveFeed
 
     @classmethod
     async def open(
@@ -185,8 +189,15 @@ class Runtime:
             audit=AccessAudit(pool, vault),
             metrics=metrics,
             timeline=timeline,
+            live=LiveFeed(
+                store,
+                mapper,
+                lambda: asyncpg.connect(database_url, server_settings=_LISTENER_SETTINGS),
+                observe=metrics.live_streams.set,
+            ),
         )
         try:
+            await runtime.live.open()
             for projection in projections if build_stale else ():
                 await rebuilder.rebuild(projection, if_stale=True)
         except BaseException:
@@ -242,6 +253,7 @@ class Runtime:
         return [name for version, name, _ in migrations() if version not in done]
 
     async def close(self) -> None:
+        await self.live.close()
         await self.store.aclose()
         await self.vault.close()
         await close_pool(self.pool)

@@ -66,6 +66,8 @@ class Settings:
     """The operator's form definitions (`*.json`, `*.toml`); the bundled ones when unset."""
     application_idle_days: int = 30
     """Days an application may sit untouched before it expires."""
+    sse_keepalive: float = 15.0
+    """Seconds between keep-alive comments on an idle live update stream."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -87,6 +89,22 @@ class Settings:
                 ) from None
             if not low <= value <= high:
                 raise SettingsError(f"CONTINUITY_{name} must be between {low} and {high}")
+            return value
+
+        def seconds(name: str, default: float, high: float) -> float:
+            raw = text(name)
+            if raw is None:
+                return default
+            try:
+                value = float(raw)
+            except ValueError:
+                raise SettingsError(
+                    f"CONTINUITY_{name} must be a number of seconds, got {raw!r}"
+                ) from None
+            if not 0 < value <= high:
+                raise SettingsError(
+                    f"CONTINUITY_{name} must be more than 0 and at most {high:g} seconds"
+                )
             return value
 
         schema = text("DATABASE_SCHEMA") or cls.database_schema
@@ -142,6 +160,7 @@ class Settings:
             application_idle_days=integer(
                 "APPLICATION_IDLE_DAYS", cls.application_idle_days, 1, 3650
             ),
+            sse_keepalive=seconds("SSE_KEEPALIVE", cls.sse_keepalive, 3600),
         )
 
 

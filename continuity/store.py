@@ -73,6 +73,13 @@ class RecordedEvent(msgspec.Struct, frozen=True, gc=False):
     digest: bytes
 
 
+class NotificationPage(msgspec.Struct, frozen=True):
+    """A page of settled events, and whether it stopped at an event still in flight."""
+
+    events: list[RecordedEvent]
+    held_back: bool
+
+
 class TrackingConflict(Exception):
     """A consumer's tracked position may only move forward."""
 
@@ -341,6 +348,23 @@ class EventStore:
         leaving it out: with appends as they are, every row after it is unsettled too, and if
         that ever stopped being true (a restored database, say) a reader stalls instead of
         moving past an event it has not seen."""
+        page = await self.select_notifications_page(
+            start, limit, stop, topics, inclusive_of_start=inclusive_of_start
+        )
+        return page.events
+
+    async def select_notifications_page(
+        self,
+        start: int | None,
+        limit: int,
+        stop: int | None = None,
+        topics: Sequence[str] = (),
+        *,
+        inclusive_of_start: bool = True,
+    ) -> NotificationPage:
+        """`select_notifications`, and whether the page stopped at an event still in flight: a
+        follower then looks again soon, since that event's commit may come with no NOTIFY of
+        its own for this reader (a transaction that holds the others back need not append)."""
         args: list[object] = []
         where = []
         if start is not None:
@@ -358,12 +382,46 @@ class EventStore:
             f"{' WHERE ' + ' AND '.join(where) if where else ''}"
             f" ORDER BY position LIMIT ${len(args)}"
         )
-        page = []
+        page: list[RecordedEvent] = []
         for row in await self.pool.fetch(sql, *args):
             if not row[-1]:
-                break
+                return NotificationPage(page, held_back=True)
             page.append(_record(row))
-        return page
+        return NotificationPage(page, held_back=False)
+
+    async def settled_head(self) -> int:
+        """The highest position below which every event is settled (0 for an empty log): where
+        a follower that wants only what comes next starts. It reads back from the head over the
+        events still in flight only."""
+        position: int = await self.pool.fetchval(
+            f"SELECT coalesce(max(position), 0) FROM (SELECT position FROM events WHERE {_SETTLED}"
+            " ORDER BY position DESC LIMIT 1) AS head"
+        )
+        return position
+
+    async def select_subject_events(
+        self,
+        subject_id: UUID,
+        *,
+        gt: int,
+        lte: int,
+        limit: int,
+        topics: Sequence[str] = (),
+    ) -> list[RecordedEvent]:
+        """One subject's events with `gt` < position <= `lte`, in position order. `lte` must be
+        settled (at or below `settled_head`): then no event of the range can still commit, and
+        paging through it misses nothing."""
+        sql = (
+            f"SELECT {_COLUMNS} FROM events"
+            " WHERE subject_id = $1 AND position > $2 AND position <= $3"
+        )
+        args: list[object] = [subject_id, gt, lte]
+        if topics:
+            args.append(list(topics))
+            sql += f" AND topic = ANY(${len(args)}::text[])"
+        args.append(limit)
+        sql += f" ORDER BY position LIMIT ${len(args)}"
+        return [_record(row) for row in await self.pool.fetch(sql, *args)]
 
     async def select_committed(
         self, after: int, topics: Sequence[str], conn: Conn

@@ -78,6 +78,10 @@ class Rule:
     body: Any = None
     headers: Mapping[str, str] = field(default_factory=dict)
     """Headers the request needs besides the token (an agent's `X-Purpose`)."""
+    stream: bool = False
+    """Server-Sent Events: the app's live feed is stopped before the requests, so an allowed
+    caller's stream ends after its first message (an endless one hangs the in-process client;
+    tests/api/test_live_updates.py reads live streams from a real server)."""
 
     @property
     def public(self) -> bool:
@@ -171,6 +175,11 @@ RULES: dict[tuple[str, str], Rule] = {
     ),
     ("GET", "/v1/agent/customers/{customer_id:uuid}/timeline"): Rule(AGENT, headers=PURPOSE),
     ("GET", "/v1/me/timeline"): Rule(CUSTOMER),
+    ("GET", "/v1/me/session/events"): Rule(CUSTOMER, stream=True),
+    ("GET", "/v1/agent/conversations/events"): Rule(AGENT, stream=True),
+    ("GET", "/v1/agent/customers/{customer_id:uuid}/events"): Rule(
+        AGENT, headers=PURPOSE, stream=True
+    ),
     ("GET", "/health"): Rule(PUBLIC),
     ("GET", "/ready"): Rule(PUBLIC),
     ("GET", "/metrics"): Rule(PUBLIC),
@@ -385,6 +394,8 @@ async def test_route_answers_each_kind_of_caller(
         "customer_id": str(customer),
     }
     path = path_of(template, {**seeded, **rule.params})
+    if rule.stream:
+        matrix_app.state.runtime.live.stop()
     async with client_of(matrix_app) as client:
         before = await _seed(client, customer)
         for caller in CALLERS:

@@ -82,10 +82,23 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
         *("200", "400", "401", "403", "404", "410", "500"),
     },
     ("get", "/v1/me/timeline"): {"200", "304", "400", "401", "403", "410", "500"},
+    ("get", "/v1/me/session/events"): {"200", "400", "401", "403", "410", "500"},
+    ("get", "/v1/agent/conversations/events"): {"200", "400", "401", "403", "410", "500"},
+    ("get", "/v1/agent/customers/{customer_id}/events"): {
+        *("200", "400", "401", "403", "404", "410", "500"),
+    },
     ("get", "/health"): {"200", "429", "500", "503"},
     ("get", "/ready"): {"200", "429", "500", "503"},
     ("get", "/metrics"): {"200", "429", "500"},
 }
+
+
+EVENT_STREAMS = {
+    "/v1/me/session/events",
+    "/v1/agent/customers/{customer_id}/events",
+    "/v1/agent/conversations/events",
+}
+"""Server-Sent Events: a stream has no one version, so no ETag."""
 
 
 @pytest.fixture
@@ -160,7 +173,7 @@ async def test_specific_problems_are_where_they_apply(openapi: dict[str, Any]) -
 @pytest.mark.anyio
 async def test_etags_and_header_formats_are_documented(openapi: dict[str, Any]) -> None:
     for (_, path), operation in _operations(openapi).items():
-        if path.startswith("/v1/me/"):
+        if path.startswith("/v1/me/") and path not in EVENT_STREAMS:
             success = [answer for code, answer in operation["responses"].items() if code[0] == "2"]
             assert success, path
             for answer in success:
@@ -194,3 +207,15 @@ async def test_bodies_refuse_unknown_fields_in_the_schema_too(openapi: dict[str,
     components = openapi["components"]["schemas"]
     assert components["AddItem"]["additionalProperties"] is False
     assert components["ChangeQuantity"]["additionalProperties"] is False
+
+
+@pytest.mark.anyio
+async def test_event_streams_are_documented_as_such(openapi: dict[str, Any]) -> None:
+    for path in EVENT_STREAMS:
+        operation = openapi["paths"][path]["get"]
+        assert list(operation["responses"]["200"]["content"]) == ["text/event-stream"]
+        last_event_id = {p["name"]: p for p in operation["parameters"]}["Last-Event-ID"]
+        pattern = re.compile(last_event_id["schema"]["pattern"])
+        assert pattern.search("42")
+        assert not pattern.search("-1")
+        assert not pattern.search("1" * 19)

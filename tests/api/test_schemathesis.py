@@ -128,7 +128,15 @@ REFUSED = _bearer(
 )
 
 
-@schema.parametrize()
+EVENT_STREAMS = "/v1/me/session/events"
+"""A customer's own event stream is left out of the valid-token fuzzing: a request it accepts
+never ends (Server-Sent Events), and so neither would the test. Its answers are tested in
+tests/api/test_live_updates.py (200 streams, 400 for a bad Last-Event-ID, 401, 403); with a
+refused token it is fuzzed like every other operation."""
+_STREAMLESS = schema.exclude(path=EVENT_STREAMS)
+
+
+@_STREAMLESS.parametrize()
 @FUZZED
 def test_a_customer_gets_only_documented_answers(case: Case[Any], server: str) -> None:
     _as_the_schema_means(case)

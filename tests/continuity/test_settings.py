@@ -31,6 +31,11 @@ def test_nothing_set_means_the_embedded_defaults() -> None:
     assert settings.data_dir == Path(".continuity")
 
 
+def test_the_keep_alive_interval_is_read_in_seconds() -> None:
+    assert Settings.from_env({}).sse_keepalive == 15.0
+    assert Settings.from_env({"CONTINUITY_SSE_KEEPALIVE": "0.25"}).sse_keepalive == 0.25
+
+
 def test_values_are_read() -> None:
     settings = Settings.from_env(
         {
@@ -55,6 +60,10 @@ def test_values_are_read() -> None:
         ("CONTINUITY_DATABASE_SCHEMA", "Robert'); DROP", "CONTINUITY_DATABASE_SCHEMA"),
         ("CONTINUITY_JWT_SECRET", "short", "at least 32 characters"),
         ("CONTINUITY_LOG_LEVEL", "LOUD", "CONTINUITY_LOG_LEVEL"),
+        ("CONTINUITY_SSE_KEEPALIVE", "soon", "CONTINUITY_SSE_KEEPALIVE must be a number"),
+        ("CONTINUITY_SSE_KEEPALIVE", "0", "CONTINUITY_SSE_KEEPALIVE must be more than 0"),
+        ("CONTINUITY_SSE_KEEPALIVE", "-1", "CONTINUITY_SSE_KEEPALIVE must be more than 0"),
+        ("CONTINUITY_SSE_KEEPALIVE", "nan", "CONTINUITY_SSE_KEEPALIVE must be more than 0"),
     ],
 )
 def test_bad_values_are_named(name: str, value: str, message: str) -> None:
