@@ -15,6 +15,7 @@ import httpx
 import pytest
 from litestar import Litestar
 
+from continuity.erasure import shred_subject
 from continuity.runtime import Runtime
 from tests.api.test_agent_views import PURPOSE, agent_headers
 from tests.helpers import TokenFactory
@@ -339,3 +340,20 @@ async def test_the_agents_queue_filters_by_medium_and_waiting_time(
     )
     assert no_purpose.status_code == 400
     assert "X-Purpose" in no_purpose.text
+
+
+async def test_an_erased_customers_address_is_answered_gone_not_threaded(
+    client: httpx.AsyncClient, auth: TokenFactory, app: Litestar
+) -> None:
+    customer = uuid4()
+    me = auth(customer)
+    await opened(client, me)
+    email = {"kind": "email", "value": "gone.soon@example.org"}
+    assert (await client.post("/v1/me/identifiers", json=email, headers=me)).status_code == 200
+    runtime: Runtime = app.state.runtime
+    await shred_subject(runtime.store, runtime.vault, customer)
+    gateway = auth(uuid4(), None, "service")
+    inbound = {"channel": "email", "sender": "gone.soon@example.org", "text": "Hello?"}
+    answer = await client.post("/v1/service/inbound", json=inbound, headers=gateway)
+    assert answer.status_code == 410, answer.text
+    assert answer.json()["type"].endswith("/subject-erased")
