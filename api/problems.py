@@ -32,6 +32,7 @@ from aggregates.application import Expired, StepProblems
 from aggregates.errors import DomainError, InvalidState, InvalidValue, NotFound
 from api.issuers import TokenExpired
 from api.request_context import request_urn
+from continuity.cursors import BadCursor
 from continuity.errors import (
     ConcurrencyConflict,
     EventIdReused,
@@ -371,6 +372,9 @@ def to_problem(request: Request[Any, Any, Any], exc: Exception) -> ProblemDetail
         return exc
     if isinstance(exc, ValidationException):
         return _validation(exc, _header_names(request))
+    if isinstance(exc, BadCursor):
+        detail = [{"key": "cursor", "source": "query", "message": str(exc)}]
+        return _validation(ValidationException(str(exc), extra=detail), None)
     if isinstance(exc, NotAuthorizedException):
         return _unauthorized(request, exc)
     if isinstance(exc, HTTPException):

@@ -19,11 +19,9 @@ CONTINUITY_DATABASE_URL, else the local server.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import shlex
 import statistics
-import sys
 import time
 from collections.abc import Callable, Sequence
 from datetime import date
@@ -35,11 +33,11 @@ import asyncpg
 from aggregates.application import Application
 from aggregates.cart import Cart
 from aggregates.metadata import EventMeta
+from bench import catching_up
 from bench.appends import about_the_run, database_url, server_version
 from bench.results import Figure, ScenarioResult
-from continuity.application_queue import QUEUE, ApplicationQueue
+from continuity.application_queue import ApplicationQueue
 from continuity.repository import IdempotencyKey
-from continuity.runner import ProjectionRunner
 from continuity.runtime import Runtime
 from continuity.settings import Settings
 from privacy.master_key import Keyring, MasterKey
@@ -116,38 +114,6 @@ async def seed_queue(runtime: Runtime, applications: int) -> int:
     return applications * 5
 
 
-async def catch_up(runtime: Runtime, events: int, page_size: int = 500) -> float:
-    """The queue from nothing to the head of the log (`events` application events): events/s."""
-    await runtime.pool.execute(f"TRUNCATE {QUEUE}")
-    await runtime.pool.execute("UPDATE tracking SET position = 0 WHERE name = $1", QUEUE)
-    await runtime.pool.execute(
-        "INSERT INTO tracking (name, position) VALUES ($1, 0) ON CONFLICT (name) DO NOTHING", QUEUE
-    )
-    runner = ProjectionRunner(
-        runtime.store, runtime.mapper, ApplicationQueue(), page_size=page_size
-    )
-    started = time.perf_counter()
-    while await runner.step():
-        pass
-    return events / (time.perf_counter() - started)
-
-
-async def feed_only(runtime: Runtime, page_size: int = 500) -> float:
-    """Reading and opening the same pages, applying nothing: events/s."""
-    topics = ApplicationQueue().topics
-    position, events = 0, 0
-    started = time.perf_counter()
-    while True:
-        page = await runtime.store.select_notifications(
-            position, page_size, topics=topics, inclusive_of_start=False
-        )
-        if not page:
-            break
-        events += len(await runtime.mapper.to_envelopes(page))
-        position = page[-1].position
-    return events / (time.perf_counter() - started)
-
-
 async def run(args: argparse.Namespace, progress: Callable[[str], None]) -> ScenarioResult:
     url = database_url()
     schema = f"bench_apps_{uuid4().hex[:10]}"
@@ -175,8 +141,8 @@ async def run(args: argparse.Namespace, progress: Callable[[str], None]) -> Scen
         feed: list[float] = []
         for n in range(args.rounds):
             progress(f"queue catch-up, round {n + 1} of {args.rounds}")
-            feed.append(await feed_only(runtime))
-            ours.append(await catch_up(runtime, events))
+            feed.append(await catching_up.feed_only(runtime, ApplicationQueue().topics))
+            ours.append(await catching_up.catch_up(runtime, ApplicationQueue(), events))
         postgres = await server_version(url)
     finally:
         await runtime.close()
@@ -229,21 +195,11 @@ async def run(args: argparse.Namespace, progress: Callable[[str], None]) -> Scen
 def measure(
     argv: Sequence[str], *, progress: Callable[[str], None] | None = None
 ) -> list[ScenarioResult]:
-    args = parse_args(argv)
-    return [asyncio.run(run(args, progress or (lambda _text: None)))]
+    return catching_up.measure(parse_args, run, argv, progress)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = parse_args(argv)
-    result = asyncio.run(run(args, lambda text: print(text, file=sys.stderr, flush=True)))
-    for figure in result.figures:
-        ratio = f"{figure.ratio:.2f}x {figure.baseline_name}" if figure.ratio else ""
-        print(f"{figure.what}: {figure.ours:,.3f} {figure.unit} {ratio}")
-    if args.json:
-        from bench.results import to_json
-
-        with open(args.json, "wb") as out:
-            out.write(to_json(result))
+    catching_up.main(parse_args, run, argv)
 
 
 if __name__ == "__main__":

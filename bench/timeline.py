@@ -21,11 +21,8 @@ CONTINUITY_DATABASE_URL, else the local server.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import shlex
-import sys
-import time
 from collections.abc import Callable, Sequence
 from datetime import date
 from decimal import Decimal
@@ -39,13 +36,12 @@ from aggregates.cart import Cart
 from aggregates.conversation import Conversation
 from aggregates.forms import Answer
 from aggregates.metadata import EventMeta
+from bench import catching_up
 from bench.appends import about_the_run, database_url, server_version
 from bench.results import Figure, ScenarioResult
 from continuity.repository import IdempotencyKey
-from continuity.runner import ProjectionRunner
 from continuity.runtime import Runtime
 from continuity.settings import Settings
-from continuity.timeline import TIMELINE
 from privacy.master_key import Keyring, MasterKey
 
 TODAY = date(2026, 11, 23)
@@ -53,7 +49,6 @@ WEB = EventMeta("web", "laptop")
 APP = EventMeta("app", "phone")
 EMAIL = EventMeta("email", "mail client")
 AGENT = EventMeta("agent", None, "agent", "agent-ann")
-PAGE = 500
 IDENTITY: dict[str, Answer] = {
     "first_name": "Ada",
     "last_name": "Lovelace",
@@ -118,40 +113,6 @@ async def seed_customer(runtime: Runtime) -> None:
     await _save(runtime, conversation, subject, EMAIL)
 
 
-async def catch_up(runtime: Runtime, events: int) -> float:
-    """The timeline from nothing to the head of the log (`events` of its events): events/s."""
-    await runtime.pool.execute(f"TRUNCATE {TIMELINE}")
-    await runtime.pool.execute(
-        "INSERT INTO tracking (name, position) VALUES ($1, 0)"
-        " ON CONFLICT (name) DO UPDATE SET position = 0",
-        TIMELINE,
-    )
-    runner = ProjectionRunner(runtime.store, runtime.mapper, runtime.timeline, page_size=PAGE)
-    started = time.perf_counter()
-    while await runner.step():
-        pass
-    seconds = time.perf_counter() - started
-    written = await runtime.pool.fetchval(f"SELECT count(*) FROM {TIMELINE}")
-    assert written == events, f"the timeline holds {written} rows, not {events}"
-    return events / seconds
-
-
-async def feed_only(runtime: Runtime) -> float:
-    """Reading and opening the same pages, writing nothing: events/s."""
-    topics = runtime.timeline.topics
-    position, events = 0, 0
-    started = time.perf_counter()
-    while True:
-        page = await runtime.store.select_notifications(
-            position, PAGE, topics=topics, inclusive_of_start=False
-        )
-        if not page:
-            break
-        events += len(await runtime.mapper.to_envelopes(page))
-        position = page[-1].position
-    return events / (time.perf_counter() - started)
-
-
 async def run(args: argparse.Namespace, progress: Callable[[str], None]) -> ScenarioResult:
     url = database_url()
     schema = f"bench_timeline_{uuid4().hex[:10]}"
@@ -170,8 +131,8 @@ async def run(args: argparse.Namespace, progress: Callable[[str], None]) -> Scen
         feed: list[float] = []
         for n in range(args.rounds):
             progress(f"catch-up over {events:,} events, round {n + 1} of {args.rounds}")
-            feed.append(await feed_only(runtime))
-            ours.append(await catch_up(runtime, events))
+            feed.append(await catching_up.feed_only(runtime, runtime.timeline.topics))
+            ours.append(await catching_up.catch_up(runtime, runtime.timeline, events, rows=events))
         postgres = await server_version(url)
     finally:
         await runtime.close()
@@ -203,21 +164,11 @@ async def run(args: argparse.Namespace, progress: Callable[[str], None]) -> Scen
 def measure(
     argv: Sequence[str], *, progress: Callable[[str], None] | None = None
 ) -> list[ScenarioResult]:
-    args = parse_args(argv)
-    return [asyncio.run(run(args, progress or (lambda _text: None)))]
+    return catching_up.measure(parse_args, run, argv, progress)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = parse_args(argv)
-    result = asyncio.run(run(args, lambda text: print(text, file=sys.stderr, flush=True)))
-    for figure in result.figures:
-        ratio = f"{figure.ratio:.2f}x {figure.baseline_name}" if figure.ratio else ""
-        print(f"{figure.what}: {figure.ours:,.3f} {figure.unit} {ratio}")
-    if args.json:
-        from bench.results import to_json
-
-        with open(args.json, "wb") as out:
-            out.write(to_json(result))
+    catching_up.main(parse_args, run, argv)
 
 
 if __name__ == "__main__":

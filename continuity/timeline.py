@@ -37,6 +37,7 @@ from eventsourcing.utils import get_topic
 from aggregates.application import Application
 from aggregates.cart import Cart
 from aggregates.conversation import Conversation
+from continuity.cursors import BadCursor
 from continuity.db import Conn, Queryable
 from continuity.errors import IntegrityViolation, SubjectErased
 from continuity.projection import Mode, Placement
@@ -286,10 +287,6 @@ class TimelineFilter(msgspec.Struct, frozen=True, kw_only=True):
 
     channels: frozenset[str] = frozenset()
     kinds: frozenset[str] = frozenset()
-
-
-class BadCursor(ValueError):
-    """A cursor this timeline did not hand out."""
 
 
 CURSOR_PATTERN = r"^[0-9a-z]{1,13}$"

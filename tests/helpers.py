@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -13,6 +14,7 @@ from aggregates.cart import Cart
 from aggregates.conversation import Conversation
 from aggregates.metadata import EventMeta
 from api.app import create_app
+from continuity.runner import ProjectionRunner
 from continuity.settings import Settings
 from privacy.master_key import Keyring
 from projections.envelope import Envelope
@@ -57,3 +59,19 @@ async def serve(
         transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
         async with httpx.AsyncClient(transport=transport, base_url="http://continuity.test") as c:
             yield app, c
+
+
+async def run_to_head(runner: ProjectionRunner) -> None:
+    """Step `runner` until it has applied every event of its topics now in the log. A page can
+    come back empty while a transaction elsewhere in the cluster holds the settled horizon
+    back (another test run on the same server, say): then it waits and looks again."""
+    head = await runner.store.pool.fetchval(
+        "SELECT coalesce(max(position), 0) FROM events WHERE topic = ANY($1::text[])",
+        list(runner.projection.topics),
+    )
+    for _ in range(2_000):
+        if not await runner.step():
+            if runner.position >= head:
+                return
+            await asyncio.sleep(0.01)
+    raise AssertionError(f"the runner stayed at {runner.position}, short of {head}")

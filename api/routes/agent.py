@@ -13,7 +13,6 @@ from uuid import UUID
 import msgspec
 from litestar import Controller, Request, get
 from litestar.di import NamedDependency
-from litestar.exceptions import ValidationException
 from litestar.params import HeaderParameter, Parameter, QueryParameter
 
 from api.application_schemas import AgentApplication, ApplicationDetail, HistoryEntry
@@ -21,7 +20,6 @@ from api.auth import Principal, agent_only
 from api.schemas import SessionResponse
 from continuity.application_queue import MAX_PAGE, Order, QueueFilter, page
 from continuity.audit import MAX_PURPOSE
-from continuity.cursors import BadCursor
 from continuity.runtime import Runtime
 
 Agent = Request[Principal, Any, Any]
@@ -121,12 +119,7 @@ class AgentController(Controller):
             channel=channel,
             idle_since=idle_since,
         )
-        try:
-            found = await page(runtime.pool, where, limit=limit, order=order, cursor=cursor)
-        except BadCursor as exc:
-            raise ValidationException(
-                str(exc), extra=[{"key": "cursor", "source": "query", "message": str(exc)}]
-            ) from None
+        found = await page(runtime.pool, where, limit=limit, order=order, cursor=cursor)
         items = [QueueItem(**msgspec.structs.asdict(row)) for row in found.rows]
         return QueuePageResponse(items, found.next_cursor)
 

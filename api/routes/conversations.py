@@ -14,7 +14,6 @@ from uuid import UUID
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
-from litestar.exceptions import ValidationException
 from litestar.params import JSONBody, Parameter, QueryParameter
 
 from aggregates.conversation import Conversation, Medium, Status
@@ -46,7 +45,6 @@ from api.routes.agent import Purpose, audited_what
 from continuity import conversations
 from continuity.conversation_queue import MAX_PAGE, Order, QueueFilter, page
 from continuity.conversations import MAX_TRANSCRIPT_PAGE, Action
-from continuity.cursors import BadCursor
 from continuity.runtime import Runtime
 
 Caller = Request[Principal, Any, Any]
@@ -298,12 +296,7 @@ class AgentConversationsController(Controller):
             else datetime.now(UTC) - timedelta(minutes=waited_minutes)
         )
         where = QueueFilter(status=status, medium=medium, since=since)
-        try:
-            found = await page(runtime.pool, where, limit=limit, order=order, cursor=cursor)
-        except BadCursor as exc:
-            raise ValidationException(
-                str(exc), extra=[{"key": "cursor", "source": "query", "message": str(exc)}]
-            ) from None
+        found = await page(runtime.pool, where, limit=limit, order=order, cursor=cursor)
         items = [QueuedConversation(**msgspec.structs.asdict(row)) for row in found.rows]
         return ConversationQueuePage(items, found.next_cursor)
 

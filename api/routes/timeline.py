@@ -30,7 +30,6 @@ from continuity.timeline import (
     CURSOR_PATTERN,
     MAX_PAGE,
     MAX_SUMMARY_TEXT,
-    BadCursor,
     KindFilter,
     Order,
     Summary,
@@ -124,14 +123,9 @@ async def _page(
     cursor: str | None,
 ) -> TimelinePage:
     where = TimelineFilter(channels=frozenset(channel or ()), kinds=frozenset(kind or ()))
-    try:
-        return await runtime.timeline.page(
-            runtime.pool, subject_id, where, limit=limit, order=order, cursor=cursor
-        )
-    except BadCursor as exc:
-        raise ValidationException(
-            str(exc), extra=[{"key": "cursor", "source": "query", "message": str(exc)}]
-        ) from None
+    return await runtime.timeline.page(
+        runtime.pool, subject_id, where, limit=limit, order=order, cursor=cursor
+    )
 
 
 _QUERY = frozenset({"channel", "kind", "order", "limit", "cursor"})

@@ -24,6 +24,7 @@ from continuity.runner import ProjectionRunner
 from continuity.store import EventStore
 from projections.envelope import Envelope
 from tests.aggregates.test_application import EMPLOYED, IDENTITY
+from tests.helpers import run_to_head
 
 pytestmark = pytest.mark.anyio
 
@@ -98,8 +99,7 @@ async def test_a_runner_killed_mid_page_resumes_to_what_a_rebuild_gives(
 
     more = await applications(store, mapper, 3)
     runner = ProjectionRunner(store, mapper, ApplicationQueue(), page_size=5, poll_interval=0.05)
-    while await runner.step():
-        pass
+    await run_to_head(runner)
     caught_up = await rows(pool)
     assert len(caught_up) == len(made) + len(more)
 
@@ -113,8 +113,7 @@ async def test_the_queue_filters_and_pages_by_last_activity(
     await Rebuilder(store, mapper).rebuild(ApplicationQueue())
     made = await applications(store, mapper, 12)
     runner = ProjectionRunner(store, mapper, ApplicationQueue(), page_size=50)
-    while await runner.step():
-        pass
+    await run_to_head(runner)
     everything = await page(pool, QueueFilter(), limit=100)
     assert len(everything.rows) == 12
     assert everything.next_cursor is None

@@ -17,6 +17,7 @@ from continuity.rebuild import Rebuilder
 from continuity.repository import IdempotencyKey, Repository
 from continuity.runner import ProjectionRunner
 from continuity.store import EventStore
+from tests.helpers import run_to_head
 
 pytestmark = pytest.mark.anyio
 
@@ -54,8 +55,7 @@ async def test_the_runner_gives_what_a_rebuild_gives_even_across_pages(
     await rebuilder.rebuild(ConversationQueue())
     made = await conversations(store, mapper, 12)
     runner = ProjectionRunner(store, mapper, ConversationQueue(), page_size=3)
-    while await runner.step():
-        pass
+    await run_to_head(runner)
     caught_up = await rows(pool)
     assert len(caught_up) == len(made)
     by_id = {r[0]: r for r in caught_up}
@@ -80,8 +80,7 @@ async def test_the_queue_lists_the_waiting_longest_first_and_pages(
     await Rebuilder(store, mapper).rebuild(ConversationQueue())
     made = await conversations(store, mapper, 16)
     runner = ProjectionRunner(store, mapper, ConversationQueue(), page_size=50)
-    while await runner.step():
-        pass
+    await run_to_head(runner)
     waiting = [c.id for c in made if c.status == "waiting"]
     listed = await page(pool, QueueFilter(), limit=100)
     assert [r.conversation_id for r in listed.rows] == waiting, "oldest handoff first"

@@ -18,6 +18,7 @@ from aggregates.application import Application
 from aggregates.cart import Cart
 from aggregates.conversation import Attachment, Conversation
 from aggregates.metadata import EventMeta
+from continuity.cursors import BadCursor
 from continuity.erasure import shred_subject
 from continuity.errors import SubjectErased
 from continuity.form_catalog import load_forms
@@ -31,7 +32,6 @@ from continuity.timeline import (
     KINDS,
     MAX_SUMMARY_TEXT,
     TIMELINE,
-    BadCursor,
     Summary,
     Timeline,
     TimelineEntry,
@@ -39,6 +39,7 @@ from continuity.timeline import (
 )
 from privacy.vault import KeyVault
 from tests.aggregates.test_application import EMPLOYED, IDENTITY, LOAN, REVIEW
+from tests.helpers import run_to_head
 from tests.privacy.test_at_rest import table_bytes
 
 pytestmark = pytest.mark.anyio
@@ -110,8 +111,7 @@ async def a_customer_everywhere(store: EventStore, mapper: EventMapper) -> UUID:
 
 async def catch_up(store: EventStore, mapper: EventMapper, timeline: Timeline) -> None:
     runner = ProjectionRunner(store, mapper, timeline, page_size=7)
-    while await runner.step():
-        pass
+    await run_to_head(runner)
 
 
 async def everything(timeline: Timeline, pool: asyncpg.Pool, subject: UUID) -> list[TimelineEntry]:
