@@ -19,7 +19,6 @@ CONTINUITY_DATABASE_URL, else the local server.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import shlex
 import statistics
 import time
@@ -28,19 +27,15 @@ from datetime import date
 from decimal import Decimal
 from uuid import UUID, uuid4
 
-import asyncpg
-
 from aggregates.application import Application
 from aggregates.cart import Cart
 from aggregates.metadata import EventMeta
 from bench import catching_up
-from bench.appends import about_the_run, database_url, server_version
+from bench.appends import about_the_run, server_version
 from bench.results import Figure, ScenarioResult
 from continuity.application_queue import ApplicationQueue
 from continuity.repository import IdempotencyKey
 from continuity.runtime import Runtime
-from continuity.settings import Settings
-from privacy.master_key import Keyring, MasterKey
 
 GOAL_FLAT = 1.2
 META = EventMeta("app", "phone")
@@ -115,11 +110,7 @@ async def seed_queue(runtime: Runtime, applications: int) -> int:
 
 
 async def run(args: argparse.Namespace, progress: Callable[[str], None]) -> ScenarioResult:
-    url = database_url()
-    schema = f"bench_apps_{uuid4().hex[:10]}"
-    settings = Settings(database_schema=schema, jwt_secret="b" * 40, log_level="WARNING")
-    runtime = await Runtime.open(settings, url, Keyring([MasterKey.generate()]))
-    try:
+    async with catching_up.fresh_runtime("bench_apps") as (runtime, url):
         progress(f"seeding a customer of 10 events and one of {args.long:,}")
         short = await seed_customer(runtime, 10)
         long = await seed_customer(runtime, args.long)
@@ -137,19 +128,10 @@ async def run(args: argparse.Namespace, progress: Callable[[str], None]) -> Scen
             "SELECT count(*) FROM events WHERE topic = ANY($1::text[])",
             list(ApplicationQueue().topics),
         )
-        ours: list[float] = []
-        feed: list[float] = []
-        for n in range(args.rounds):
-            progress(f"queue catch-up, round {n + 1} of {args.rounds}")
-            feed.append(await catching_up.feed_only(runtime, ApplicationQueue().topics))
-            ours.append(await catching_up.catch_up(runtime, ApplicationQueue(), events))
+        ours, feed = await catching_up.rounds(
+            runtime, ApplicationQueue(), events, args.rounds, progress
+        )
         postgres = await server_version(url)
-    finally:
-        await runtime.close()
-        conn = await asyncpg.connect(url)
-        with contextlib.suppress(asyncpg.PostgresError):
-            await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        await conn.close()
     return ScenarioResult(
         slug="applications",
         title="Applications: resume across a cart and an application by history length; the"

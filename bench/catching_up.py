@@ -6,15 +6,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any
+from uuid import uuid4
 
+import asyncpg
+
+from bench.appends import database_url
 from bench.results import ScenarioResult, to_json
 from continuity.projection import Projection
 from continuity.runner import ProjectionRunner
 from continuity.runtime import Runtime
+from continuity.settings import Settings
+from privacy.master_key import Keyring, MasterKey
 
 PAGE = 500
 Run = Callable[[argparse.Namespace, Callable[[str], None]], Coroutine[Any, Any, ScenarioResult]]
@@ -81,3 +88,40 @@ def main(
     if args.json:
         with open(args.json, "wb") as out:
             out.write(to_json(result))
+
+
+async def rounds(
+    runtime: Runtime,
+    projection: Projection,
+    events: int,
+    count: int,
+    progress: Callable[[str], None],
+    *,
+    rows: int | None = None,
+) -> tuple[list[float], list[float]]:
+    """`count` rounds of the feed, then the catch-up, in turn: (catch-up, feed) events/s."""
+    ours: list[float] = []
+    feed: list[float] = []
+    for n in range(count):
+        progress(f"{projection.name} catch-up, round {n + 1} of {count}")
+        feed.append(await feed_only(runtime, projection.topics))
+        ours.append(await catch_up(runtime, projection, events, rows=rows))
+    return ours, feed
+
+
+@contextlib.asynccontextmanager
+async def fresh_runtime(prefix: str) -> AsyncIterator[tuple[Runtime, str]]:
+    """A runtime on a fresh schema named after `prefix` of the benchmark database, and that
+    database's URL; the schema is dropped at the end."""
+    url = database_url()
+    schema = f"{prefix}_{uuid4().hex[:10]}"
+    settings = Settings(database_schema=schema, jwt_secret="b" * 40, log_level="WARNING")
+    runtime = await Runtime.open(settings, url, Keyring([MasterKey.generate()]))
+    try:
+        yield runtime, url
+    finally:
+        await runtime.close()
+        conn = await asyncpg.connect(url)
+        with contextlib.suppress(asyncpg.PostgresError):
+            await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        await conn.close()

@@ -18,27 +18,22 @@ CONTINUITY_DATABASE_URL, else the local server.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import shlex
 import statistics
 import time
 from collections.abc import Callable, Sequence
 from uuid import UUID, uuid4
 
-import asyncpg
-
 from aggregates.conversation import Author, Conversation
 from aggregates.metadata import EventMeta
 from bench import catching_up
-from bench.appends import about_the_run, database_url, server_version
+from bench.appends import about_the_run, server_version
 from bench.results import Figure, ScenarioResult
 from continuity import conversations
 from continuity.conversation_queue import ConversationQueue
 from continuity.conversations import Turn
 from continuity.repository import IdempotencyKey
 from continuity.runtime import Runtime
-from continuity.settings import Settings
-from privacy.master_key import Keyring, MasterKey
 
 GOAL_FLAT = 1.2
 META = EventMeta("chat", "phone")
@@ -103,11 +98,7 @@ async def seed_queue(runtime: Runtime, count: int) -> None:
 
 
 async def run(args: argparse.Namespace, progress: Callable[[str], None]) -> ScenarioResult:
-    url = database_url()
-    schema = f"bench_conv_{uuid4().hex[:10]}"
-    settings = Settings(database_schema=schema, jwt_secret="b" * 40, log_level="WARNING")
-    runtime = await Runtime.open(settings, url, Keyring([MasterKey.generate()]))
-    try:
+    async with catching_up.fresh_runtime("bench_conv") as (runtime, url):
         progress(f"seeding a conversation of 10 turns and one of {args.long:,}")
         short = await seed_conversation(runtime, 10)
         long = await seed_conversation(runtime, args.long)
@@ -125,19 +116,10 @@ async def run(args: argparse.Namespace, progress: Callable[[str], None]) -> Scen
             "SELECT count(*) FROM events WHERE topic = ANY($1::text[])",
             list(ConversationQueue().topics),
         )
-        ours: list[float] = []
-        feed: list[float] = []
-        for n in range(args.rounds):
-            progress(f"queue catch-up, round {n + 1} of {args.rounds}")
-            feed.append(await catching_up.feed_only(runtime, ConversationQueue().topics))
-            ours.append(await catching_up.catch_up(runtime, ConversationQueue(), events))
+        ours, feed = await catching_up.rounds(
+            runtime, ConversationQueue(), events, args.rounds, progress
+        )
         postgres = await server_version(url)
-    finally:
-        await runtime.close()
-        conn = await asyncpg.connect(url)
-        with contextlib.suppress(asyncpg.PostgresError):
-            await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        await conn.close()
     return ScenarioResult(
         slug="conversations",
         title="Conversations: an action's cost by conversation length; the agents' queue"

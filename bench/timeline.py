@@ -21,14 +21,12 @@ CONTINUITY_DATABASE_URL, else the local server.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import shlex
 from collections.abc import Callable, Sequence
 from datetime import date
 from decimal import Decimal
 from uuid import UUID, uuid4
 
-import asyncpg
 from eventsourcing.domain import Aggregate
 
 from aggregates.application import Application
@@ -37,12 +35,10 @@ from aggregates.conversation import Conversation
 from aggregates.forms import Answer
 from aggregates.metadata import EventMeta
 from bench import catching_up
-from bench.appends import about_the_run, database_url, server_version
+from bench.appends import about_the_run, server_version
 from bench.results import Figure, ScenarioResult
 from continuity.repository import IdempotencyKey
 from continuity.runtime import Runtime
-from continuity.settings import Settings
-from privacy.master_key import Keyring, MasterKey
 
 TODAY = date(2026, 11, 23)
 WEB = EventMeta("web", "laptop")
@@ -114,11 +110,7 @@ async def seed_customer(runtime: Runtime) -> None:
 
 
 async def run(args: argparse.Namespace, progress: Callable[[str], None]) -> ScenarioResult:
-    url = database_url()
-    schema = f"bench_timeline_{uuid4().hex[:10]}"
-    settings = Settings(database_schema=schema, jwt_secret="b" * 40, log_level="WARNING")
-    runtime = await Runtime.open(settings, url, Keyring([MasterKey.generate()]))
-    try:
+    async with catching_up.fresh_runtime("bench_timeline") as (runtime, url):
         for n in range(args.customers):
             if n % 100 == 0:
                 progress(f"seeding customers: {n:,} of {args.customers:,}")
@@ -127,19 +119,10 @@ async def run(args: argparse.Namespace, progress: Callable[[str], None]) -> Scen
             "SELECT count(*) FROM events WHERE topic = ANY($1::text[])",
             list(runtime.timeline.topics),
         )
-        ours: list[float] = []
-        feed: list[float] = []
-        for n in range(args.rounds):
-            progress(f"catch-up over {events:,} events, round {n + 1} of {args.rounds}")
-            feed.append(await catching_up.feed_only(runtime, runtime.timeline.topics))
-            ours.append(await catching_up.catch_up(runtime, runtime.timeline, events, rows=events))
+        ours, feed = await catching_up.rounds(
+            runtime, runtime.timeline, events, args.rounds, progress, rows=events
+        )
         postgres = await server_version(url)
-    finally:
-        await runtime.close()
-        conn = await asyncpg.connect(url)
-        with contextlib.suppress(asyncpg.PostgresError):
-            await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        await conn.close()
     return ScenarioResult(
         slug="timeline",
         title="Timeline: the customer timeline projection catching up over mixed cart,"
