@@ -31,7 +31,7 @@ from litestar.openapi.spec import (
 
 from aggregates.application import MAX_DRAFT_TEXT, MAX_NUMBER
 from aggregates.forms import MAX_FIELDS
-from api import application_schemas, conversation_schemas, schemas
+from api import application_schemas, conversation_schemas, device_schemas, schemas
 from api.customer_requests import CUSTOMER_CHANNELS
 from api.limits import MAX_VERSION_DIGITS
 from api.problems import (
@@ -41,6 +41,9 @@ from api.problems import (
     CONFLICT,
     DOMAIN_RULE,
     FORBIDDEN,
+    HANDOFF_CODE_EXPIRED,
+    HANDOFF_CODE_USED,
+    HANDOFF_CODE_WRONG,
     IDEMPOTENCY_KEY_REUSED,
     INTEGRITY,
     INTERNAL,
@@ -57,6 +60,7 @@ from api.problems import (
     STALE_VERSION,
     SUBJECT_ERASED,
     TOKEN_EXPIRED,
+    TOO_MANY_WRONG_CODES,
     UNSUPPORTED_MEDIA_TYPE,
     WEAK_ETAG,
     ProblemType,
@@ -100,6 +104,15 @@ _SPECIFIC: dict[tuple[str, str], tuple[ProblemType, ...]] = {
     ("POST", "/v1/agent/customers/{customer_id}/identifiers"): (INVALID_STATE, NOT_FOUND),
     ("GET", "/v1/agent/customers/{customer_id}/timeline"): (NOT_FOUND,),
     ("GET", "/v1/agent/customers/{customer_id}/events"): (NOT_FOUND,),
+    ("POST", "/v1/sessions/redeem"): (
+        HANDOFF_CODE_WRONG,
+        HANDOFF_CODE_USED,
+        HANDOFF_CODE_EXPIRED,
+        TOO_MANY_WRONG_CODES,
+        SUBJECT_ERASED,
+    ),
+    ("DELETE", "/v1/me/devices/{device_id}"): (NOT_FOUND,),
+    ("POST", "/v1/me/link"): (INVALID_STATE,),
 }
 """Problems only one operation answers, by method and path."""
 
@@ -300,7 +313,7 @@ def _answers(method: str, path: str, operation: Operation) -> None:
 def _body_struct(name: str) -> type[msgspec.Struct] | None:
     """The request body struct a component is named after, if it is one (decoded with
     `forbid_unknown_fields`)."""
-    for module in (schemas, application_schemas, conversation_schemas):
+    for module in (schemas, application_schemas, conversation_schemas, device_schemas):
         struct = getattr(module, name, None)
         if (
             isinstance(struct, type)

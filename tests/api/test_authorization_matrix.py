@@ -180,6 +180,18 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/v1/agent/customers/{customer_id:uuid}/events"): Rule(
         AGENT, headers=PURPOSE, stream=True
     ),
+    ("POST", "/v1/sessions"): Rule(
+        PUBLIC, ok=frozenset({201}), body={"device_name": "Matrix phone"}
+    ),
+    ("POST", "/v1/sessions/redeem"): Rule(
+        PUBLIC, ok=frozenset({422}), body={"code": "ZZZZZ-ZZZZZ", "device_name": "Matrix"}
+    ),
+    ("POST", "/v1/me/handoff"): Rule(CUSTOMER, ok=frozenset({201})),
+    ("GET", "/v1/me/devices"): Rule(CUSTOMER),
+    ("DELETE", "/v1/me/devices/{device_id:uuid}"): Rule(
+        CUSTOMER, ok=frozenset({404}), params={"device_id": str(uuid4())}
+    ),
+    ("POST", "/v1/me/link"): Rule(CUSTOMER, ok=frozenset({422}), body={"token": "not-a-jwt"}),
     ("GET", "/health"): Rule(PUBLIC),
     ("GET", "/ready"): Rule(PUBLIC),
     ("GET", "/metrics"): Rule(PUBLIC),
