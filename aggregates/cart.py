@@ -64,6 +64,11 @@ class CartMerge(msgspec.Struct, frozen=True, gc=False):
     capped: int
     left: int
 
+    def plus(self, other: CartMerge) -> CartMerge:
+        return CartMerge(
+            self.moved + other.moved, self.capped + other.capped, self.left + other.left
+        )
+
 
 def _check_quantity(quantity: int) -> None:
     if quantity <= 0:

@@ -118,10 +118,12 @@ class Conversation(Aggregate):
         turn: PastTurn
 
     class MovedTo(Aggregate.Event):
-        """Closed: recorded anew as conversation `to` of subject `to_subject`."""
+        """Closed: recorded anew as conversation `to` of subject `to_subject`, without its
+        `turns_left` oldest turns (past `MAX_MOVED_TURNS`)."""
 
         to: UUID
         to_subject: UUID
+        turns_left: int = 0
 
     class TurnAdded(Aggregate.Event):
         """Version 2: an email's subject line (None for every other turn, and every turn
@@ -360,13 +362,13 @@ class Conversation(Aggregate):
         self.handoff_reason = None
         self.rating = None
 
-    def move_to(self, to: UUID, to_subject: UUID) -> None:
+    def move_to(self, to: UUID, to_subject: UUID, turns_left: int = 0) -> None:
         """Close the conversation: it was recorded anew as `to` (see `imported`)."""
         self._check_not_resolved()
-        self._moved_to(to, to_subject)
+        self._moved_to(to, to_subject, turns_left)
 
     @event(MovedTo)
-    def _moved_to(self, to: UUID, to_subject: UUID) -> None:
+    def _moved_to(self, to: UUID, to_subject: UUID, turns_left: int) -> None:
         self.status = "moved"
         self.agent_id = None
         self.moved_to = to

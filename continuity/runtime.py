@@ -30,6 +30,7 @@ from continuity.identifiers import Identifiers
 from continuity.inbound import InboundService
 from continuity.live import LiveFeed
 from continuity.mapper import EventMapper
+from continuity.merge import GuestMerge
 from continuity.metrics import Metrics
 from continuity.projection import Projection
 from continuity.rebuild import Rebuilder
@@ -115,6 +116,7 @@ class Runtime:
     carts: CartService
     applications: ApplicationService
     conversations: ConversationService
+    merge: GuestMerge
     identifiers: Identifiers
     inbound: InboundService
     audit: AccessAudit
@@ -163,6 +165,14 @@ class Runtime:
         rebuilder = Rebuilder(store, mapper)
         turns = Turns()  # carts, applications, conversations write one session row: in turn
         conversations = ConversationService(repository, sessions, vault, turns=turns)
+        applications = ApplicationService(
+            repository,
+            sessions,
+            vault,
+            catalog,
+            idle_limit=timedelta(days=settings.application_idle_days),
+            turns=turns,
+        )
         identifiers = Identifiers(pool, vault)
         runtime = cls(
             settings=settings,
@@ -175,15 +185,16 @@ class Runtime:
             projections=projections,
             rebuilder=rebuilder,
             carts=CartService(repository, sessions, vault, settings.currency, turns=turns),
-            applications=ApplicationService(
+            applications=applications,
+            conversations=conversations,
+            merge=GuestMerge(
                 repository,
                 sessions,
                 vault,
-                catalog,
-                idle_limit=timedelta(days=settings.application_idle_days),
                 turns=turns,
+                idle_limit=applications.idle_limit,
+                clock=applications.clock,
             ),
-            conversations=conversations,
             identifiers=identifiers,
             inbound=InboundService(identifiers, conversations),
             audit=AccessAudit(pool, vault),
