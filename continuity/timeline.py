@@ -152,9 +152,6 @@ class Summary(msgspec.Struct, frozen=True, omit_defaults=True, kw_only=True, gc=
     conversation."""
     lines: int | None = None
     """Cart lines a merge moved."""
-    turns: int | None = None
-    """Turns a moved conversation brought (its own entries are the original's, under the
-    guest: here they are not repeated one by one)."""
 
 
 class _Body(msgspec.Struct, array_like=True, frozen=True, gc=False):

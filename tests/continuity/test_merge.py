@@ -27,11 +27,12 @@ from continuity.carts import CartService
 from continuity.conversations import Turn
 from continuity.merge import MergeSummary
 from continuity.runtime import Runtime
-from continuity.timeline import TIMELINE
+from continuity.timeline import TIMELINE, Summary
 from continuity.turns import Turns
 from tests.aggregates.test_application import EMPLOYED, IDENTITY
 from tests.continuity.test_rebuild import from_the_log
 from tests.continuity.test_runner import until
+from tests.continuity.test_timeline import MERGE_KINDS
 from tests.privacy.test_at_rest import table_bytes
 
 pytestmark = pytest.mark.anyio
@@ -290,18 +291,33 @@ async def test_every_changed_view_is_what_a_rebuild_makes(runtime: Runtime) -> N
         folded = await rows()
         await runtime.rebuilder.rebuild(runtime.projections.get(name))
         assert await rows() == folded, name
-    kinds = {(r[1], r[2]) for r in await queues[TIMELINE]()}
-    assert {
-        (guest, "cart.merged_into"),
-        (guest, "application.moved"),
-        (guest, "conversation.moved"),
-        (customer, "cart.lines_merged"),
-        (customer, "application.imported"),
-        (customer, "conversation.imported"),
-    } <= kinds
-    entries = (await runtime.timeline.page(runtime.pool, customer, limit=100)).entries
-    imported = next(e for e in entries if e.kind == "conversation.imported")
-    assert (imported.stream_id, imported.summary.reason) == (moved, "needs a human")
+    ((old_app, new_app),) = summary.applications.items()
+    shown = {
+        (subject, e.kind): e.summary
+        for subject in (guest, customer)
+        for e in (await runtime.timeline.page(runtime.pool, subject, limit=100)).entries
+        if e.kind in MERGE_KINDS
+    }
+    guest_cart = await runtime.carts.cart(guest)
+    assert guest_cart is not None
+    assert shown == {
+        (guest, "cart.merged_into"): Summary(moved_to=summary.cart_id, lines=2),
+        (customer, "cart.lines_merged"): Summary(
+            moved_from=guest_cart.cart_id, lines=2, quantity=3
+        ),
+        (guest, "application.moved"): Summary(moved_to=new_app),
+        (customer, "application.imported"): Summary(
+            form_type="personal-loan",
+            form_version=1,
+            step="employment",
+            fields=sorted(IDENTITY),
+            moved_from=old_app,
+        ),
+        (guest, "conversation.moved"): Summary(moved_to=moved),
+        (customer, "conversation.imported"): Summary(
+            medium="web_chat", reason="needs a human", moved_from=next(iter(summary.conversations))
+        ),
+    }
     views = {s: await runtime.carts.session(s) for s in (guest, customer)}
     for subject, view in views.items():
         assert view == await from_the_log(runtime, subject)
