@@ -3,6 +3,7 @@ answer, going back, submission only when every step that applies is done, withdr
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from uuid import uuid4
 
@@ -219,12 +220,13 @@ def test_a_moved_application_goes_on_at_its_step_and_the_original_refuses_all() 
     assert moved.changed_since(0, "identity", ["first_name"]) == ["first_name"]
     original.move_to(moved.id, customer)
     assert (original.status, original.current, original.moved_to) == ("moved", None, moved.id)
-    for refused in (
+    refusals: list[Callable[[], None]] = [
         lambda: original.save_draft("employment", {"status": "retired"}),
         lambda: original.withdraw(),
         lambda: original.submit(),
         lambda: original.move_to(moved.id, customer),
-    ):
+    ]
+    for refused in refusals:
         with pytest.raises(InvalidState, match="moved"):
             refused()
     moved.complete_step("employment", EMPLOYED, TODAY)

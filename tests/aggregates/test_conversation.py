@@ -4,6 +4,7 @@ reopen; and a long conversation loads from its snapshot like a short one."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from uuid import uuid4
 
@@ -160,12 +161,13 @@ def test_a_moved_conversation_carries_its_newest_turns_and_the_original_refuses_
     assert events[1].turn.text == "turn 2", "the newest turns"
     original.move_to(moved.id, customer, 2)
     assert (original.status, original.moved_to) == ("moved", moved.id)
-    for refused in (
+    refusals: list[Callable[[], None]] = [
         lambda: original.add_turn("customer", "hello?", "web_chat"),
         lambda: original.accept("agent-7"),
         lambda: original.resolve("customer"),
         lambda: original.move_to(moved.id, customer),
-    ):
+    ]
+    for refused in refusals:
         with pytest.raises(InvalidState):
             refused()
     accepted = Conversation.imported(
