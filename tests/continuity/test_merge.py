@@ -7,6 +7,7 @@ is what a rebuild makes, and nothing personal is left in clear."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any
@@ -20,6 +21,7 @@ from aggregates.cart import MAX_QUANTITY
 from aggregates.errors import InvalidState
 from aggregates.metadata import EventMeta
 from api.conversation_schemas import TranscriptEntry
+from api.live_events import QUEUE_TOPICS, queue_message_of
 from continuity import application_queue, carts, conversation_queue
 from continuity import applications as actions
 from continuity import conversations as talk
@@ -225,6 +227,16 @@ async def test_a_handed_off_conversation_keeps_its_transcript_and_place_in_the_q
     assert taken.status == "with_agent"
     (shown,) = await runtime.conversations.of_customer(customer)
     assert [t.text for t in shown.last_turns] == [TURN_TEXT, "let me look that up"]
+    arrived, left = [
+        (await runtime.mapper.to_envelopes(await runtime.store.select_events(s, lte=v)))[-1]
+        for s, v in ((moved, 1), (original, None))
+    ]
+    live = [queue_message_of(e) for e in (arrived, left)]
+    assert {arrived.topic, left.topic} <= set(QUEUE_TOPICS), "the agents' live queue hears both"
+    assert [(m.event, json.loads(str(m.data))["status"]) for m in live] == [
+        ("conversation.imported", "waiting"),
+        ("conversation.moved_to", "moved"),
+    ]
 
 
 def _without(entry: TranscriptEntry, names: tuple[str, ...]) -> dict[str, Any]:
