@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated
 from uuid import UUID
 
 import msgspec
@@ -14,7 +14,7 @@ from api.application_schemas import ApplicationSummary
 from api.conversation_schemas import ConversationSummary
 from api.limits import MAX_NAME, MAX_QUANTITY, MAX_SKU
 from api.patterns import END
-from projections.cart import CartView
+from projections.cart import CartStatus, CartView
 from projections.session import DeviceView, SessionView
 
 SKU_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]*" + END
@@ -102,7 +102,7 @@ class Cart(msgspec.Struct):
     cart_id: UUID
     version: int
     currency: str
-    status: Literal["open", "checked_out"]
+    status: CartStatus
     items: list[CartItem]
     item_count: int
     total: Decimal

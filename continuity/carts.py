@@ -189,7 +189,7 @@ class CartService:
         current_version = cart.version if cart is not None else 0
         if if_match is not None and if_match != current_version:
             raise PreconditionFailed(str(if_match), current_version)
-        if cart is None or (cart.checked_out and opens_cart):
+        if cart is None or (cart.closed and opens_cart):
             if not opens_cart:
                 raise NotFound("there is no open cart", field=None)
             generation = cart.generation + 1 if cart is not None else 1
@@ -240,6 +240,7 @@ def cart_state(cart: CartView, subject_id: UUID) -> CartState:
         currency=cart.currency,
         lines=[LineState(i.sku, i.name, i.unit_price, i.quantity) for i in cart.items],
         checked_out=cart.status == "checked_out",
+        merged_into=cart.merged_into,
     )
 
 

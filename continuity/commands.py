@@ -38,9 +38,13 @@ class Commands:
     async def run(self, subject_id: UUID, attempt: Callable[[], Awaitable[T]]) -> T:
         """`attempt()` in the subject's turn; again (after a random, growing pause) when a
         concurrent append or a moved view row refused it, up to ATTEMPTS times."""
+        return await self.run_for([subject_id], attempt)
+
+    async def run_for(self, subject_ids: list[UUID], attempt: Callable[[], Awaitable[T]]) -> T:
+        """`run` of a command on several subjects' aggregates, in the turn of each of them."""
         for n in range(ATTEMPTS):
             try:
-                async with self.turns.of(subject_id):
+                async with self.turns.of_all(subject_ids):
                     return await attempt()
             except (ConcurrencyConflict, ViewMoved):
                 if n == ATTEMPTS - 1:

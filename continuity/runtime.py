@@ -34,6 +34,7 @@ from continuity.identifiers import Identifiers
 from continuity.inbound import InboundService
 from continuity.live import LiveFeed
 from continuity.mapper import EventMapper
+from continuity.merge import GuestMerge
 from continuity.metrics import Metrics
 from continuity.processes import Process
 from continuity.projection import Projection
@@ -120,6 +121,7 @@ class Runtime:
     carts: CartService
     applications: ApplicationService
     conversations: ConversationService
+    merge: GuestMerge
     identifiers: Identifiers
     inbound: InboundService
     audit: AccessAudit
@@ -172,6 +174,14 @@ class Runtime:
         rebuilder = Rebuilder(store, mapper)
         turns = Turns()  # carts, applications, conversations write one session row: in turn
         conversations = ConversationService(repository, sessions, vault, turns=turns)
+        applications = ApplicationService(
+            repository,
+            sessions,
+            vault,
+            catalog,
+            idle_limit=timedelta(days=settings.application_idle_days),
+            turns=turns,
+        )
         identifiers = Identifiers(pool, vault)
         process_id = uuid4()
         process = Process(
@@ -206,15 +216,16 @@ class Runtime:
             projections=projections,
             rebuilder=rebuilder,
             carts=CartService(repository, sessions, vault, settings.currency, turns=turns),
-            applications=ApplicationService(
+            applications=applications,
+            conversations=conversations,
+            merge=GuestMerge(
                 repository,
                 sessions,
                 vault,
-                catalog,
-                idle_limit=timedelta(days=settings.application_idle_days),
                 turns=turns,
+                idle_limit=applications.idle_limit,
+                clock=applications.clock,
             ),
-            conversations=conversations,
             identifiers=identifiers,
             inbound=InboundService(identifiers, conversations),
             audit=AccessAudit(pool, vault),

@@ -18,7 +18,10 @@ The summary names what changed, not every value: a cart line's sku, name and qua
 application's form, step and the names of the fields saved, never the answers (the agent opens
 the application itself, audited, to read those); a conversation turn's author, medium, its text
 up to `MAX_SUMMARY_TEXT` characters (the conversation holds the whole turn) and its attachments'
-references; a handoff's reason, the agents, the rating.
+references; a handoff's reason, the agents, the rating. A guest's cart merged, or application
+or conversation moved, at sign-in shows on both sides: the guest's says where it went, the
+customer's where it came from (a moved conversation's turns are not repeated one by one: they
+are the guest's entries, and the conversation's transcript).
 """
 
 from __future__ import annotations
@@ -75,6 +78,8 @@ Kind = Literal[
     "cart.quantity_changed",
     "cart.item_removed",
     "cart.checked_out",
+    "cart.lines_merged",
+    "cart.merged_into",
     "application.started",
     "application.draft_saved",
     "application.step_completed",
@@ -82,6 +87,8 @@ Kind = Literal[
     "application.submitted",
     "application.withdrawn",
     "application.expired",
+    "application.imported",
+    "application.moved",
     "conversation.opened",
     "conversation.turn_added",
     "conversation.handoff_requested",
@@ -90,6 +97,8 @@ Kind = Literal[
     "conversation.resolved",
     "conversation.rated",
     "conversation.reopened",
+    "conversation.imported",
+    "conversation.moved",
 ]
 KindFilter = Kind | Stream
 """What a reader filters kinds by: a kind, or a stream for all of its kinds."""
@@ -136,6 +145,13 @@ class Summary(msgspec.Struct, frozen=True, omit_defaults=True, kw_only=True, gc=
     to_agent: str | None = None
     by: str | None = None
     rating: int | None = None
+    moved_from: UUID | None = None
+    """What a merge or move brought here: the guest's cart, application or conversation."""
+    moved_to: UUID | None = None
+    """Where a merge or move took it: the signed-in customer's cart, application or
+    conversation."""
+    lines: int | None = None
+    """Cart lines a merge moved."""
 
 
 class _Body(msgspec.Struct, array_like=True, frozen=True, gc=False):
@@ -175,6 +191,20 @@ _FOLDS: dict[type, tuple[Stream, Kind, Callable[[Any], Summary]]] = {
     ),
     Cart.ItemRemoved: ("cart", "cart.item_removed", lambda e: Summary(sku=e.sku)),
     Cart.CheckedOut: ("cart", "cart.checked_out", lambda e: Summary(total=e.total)),
+    Cart.LinesMerged: (
+        "cart",
+        "cart.lines_merged",
+        lambda e: Summary(
+            moved_from=e.from_cart,
+            lines=len(e.lines),
+            quantity=sum(line.quantity for line in e.lines),
+        ),
+    ),
+    Cart.MergedInto: (
+        "cart",
+        "cart.merged_into",
+        lambda e: Summary(moved_to=e.into, lines=e.moved),
+    ),
     Application.Started: (
         "application",
         "application.started",
@@ -200,6 +230,28 @@ _FOLDS: dict[type, tuple[Stream, Kind, Callable[[Any], Summary]]] = {
     Application.Submitted: ("application", "application.submitted", lambda e: _NOTHING),
     Application.Withdrawn: ("application", "application.withdrawn", lambda e: _NOTHING),
     Application.ExpiredIdle: ("application", "application.expired", lambda e: _NOTHING),
+    Application.Imported: (
+        "application",
+        "application.imported",
+        lambda e: Summary(
+            form_type=e.form.type,
+            form_version=e.form.version,
+            step=e.current,
+            fields=sorted({name for values in e.completed.values() for name in values}),
+            moved_from=e.moved_from,
+        ),
+    ),
+    Application.MovedTo: ("application", "application.moved", lambda e: Summary(moved_to=e.to)),
+    Conversation.Imported: (
+        "conversation",
+        "conversation.imported",
+        lambda e: Summary(medium=e.medium, reason=e.handoff_reason, moved_from=e.moved_from),
+    ),
+    Conversation.MovedTo: (
+        "conversation",
+        "conversation.moved",
+        lambda e: Summary(moved_to=e.to),
+    ),
     Conversation.Opened: (
         "conversation",
         "conversation.opened",
@@ -324,7 +376,9 @@ class Timeline:
     topics: tuple[str, ...] = TOPICS
     tables: tuple[Table, ...] = (TABLE,)
     mode: Mode = "async"
-    version: int = 1
+    version: int = 2
+    """Version 2: a guest's cart merged and applications and conversations moved at sign-in,
+    on both sides."""
 
     async def handle(self, conn: Conn, placement: Placement, envelopes: list[Envelope]) -> None:
         """Seal one row per event and write the page in one statement; rows already there
