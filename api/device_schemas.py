@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
 import msgspec
@@ -12,6 +12,7 @@ from api.auth import MAX_DEVICE_NAME
 from api.patterns import END
 from continuity.devices import Device
 from continuity.guests import Linked as GuestLinked
+from continuity.merge import MergeSummary
 
 CustomerChannel = Literal["web", "app", "chat", "email", "sms", "phone", "store"]
 DeviceName = Annotated[
@@ -113,9 +114,8 @@ class Linked(msgspec.Struct):
     """None when the device was the customer's already."""
     token: str | None
     expires_at: datetime | None
-    merged: dict[str, Any] | None
+    merged: MergeSummary | None
 
     @classmethod
     def of(cls, linked: GuestLinked, token: str | None, expires_at: datetime | None) -> Linked:
-        merged = None if linked.merged is None else msgspec.to_builtins(linked.merged)
-        return cls(linked.customer_id, linked.guest_id, token, expires_at, merged)
+        return cls(linked.customer_id, linked.guest_id, token, expires_at, linked.merged)

@@ -14,7 +14,6 @@ cut short is finished by the next one and a repeated one changes nothing:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
 from uuid import UUID, uuid4
 
 import asyncpg
@@ -24,12 +23,9 @@ from aggregates.metadata import EventMeta
 from continuity.devices import ACK_TIMEOUT, Device, Devices
 from continuity.errors import SubjectErased
 from continuity.handoff import HandoffCodes, forget_codes
+from continuity.merge import GuestMerge, MergeSummary
 from continuity.processes import acknowledged
 from privacy.vault import KeyVault
-
-
-class Merger(Protocol):
-    async def merge(self, guest_id: UUID, customer_id: UUID, meta: EventMeta) -> object: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,8 +33,8 @@ class Linked:
     customer_id: UUID
     guest_id: UUID | None
     """None: the device was the customer's already, and never a guest's."""
-    merged: object | None
-    """What moved (`continuity.merge`'s summary)."""
+    merged: MergeSummary | None
+    """What moved; None when the device was the customer's already."""
 
 
 class Guests:
@@ -48,7 +44,7 @@ class Guests:
         vault: KeyVault,
         devices: Devices,
         codes: HandoffCodes,
-        merger: Merger | None,
+        merger: GuestMerge,
     ) -> None:
         self.pool = pool
         self.vault = vault

@@ -205,6 +205,14 @@ class Runtime:
                 client_failures=settings.redeem_failures,
             ),
         )
+        merge = GuestMerge(
+            repository,
+            sessions,
+            vault,
+            turns=turns,
+            idle_limit=applications.idle_limit,
+            clock=applications.clock,
+        )
         runtime = cls(
             settings=settings,
             pool=pool,
@@ -218,14 +226,7 @@ class Runtime:
             carts=CartService(repository, sessions, vault, settings.currency, turns=turns),
             applications=applications,
             conversations=conversations,
-            merge=GuestMerge(
-                repository,
-                sessions,
-                vault,
-                turns=turns,
-                idle_limit=applications.idle_limit,
-                clock=applications.clock,
-            ),
+            merge=merge,
             identifiers=identifiers,
             inbound=InboundService(identifiers, conversations),
             audit=AccessAudit(pool, vault),
@@ -240,7 +241,7 @@ class Runtime:
             process=process,
             devices=devices,
             handoff=handoff,
-            guests=Guests(pool, vault, devices, handoff, None),
+            guests=Guests(pool, vault, devices, handoff, merge),
         )
         try:
             await process.start()

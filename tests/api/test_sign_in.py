@@ -8,6 +8,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import httpx
+import jwt
 import pytest
 
 from api.auth import issue_token
@@ -24,12 +25,59 @@ def idp_token(customer: UUID) -> str:
     return issue_token(SECRET, customer, "customer", "laptop", timedelta(minutes=5))
 
 
-async def link(
-    client: httpx.AsyncClient, device: dict[str, Any], customer: UUID
-) -> httpx.Response:
+async def link(client: httpx.AsyncClient, device: dict[str, Any], customer: UUID) -> httpx.Response:
     return await client.post(
         "/v1/me/link", json={"token": idp_token(customer)}, headers=bearer(device)
     )
+
+
+async def test_a_guest_signs_in_and_their_cart_and_application_follow(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """The story: a guest fills a cart and starts an application on the phone, continues on
+    the laptop through a handoff code, then signs in as a customer who had a cart already."""
+    phone = await guest(client)
+    laptop = (await redeem(client, await code_of(client, phone))).json()
+    customer = uuid4()
+    known = {"Authorization": idp_bearer(customer)}
+    two_mugs = {**MUG, "quantity": 2}
+    assert (await client.post("/v1/me/cart/items", json=two_mugs, headers=known)).is_success
+    assert (await client.post("/v1/me/cart/items", json=MUG, headers=bearer(phone))).is_success
+    tea = {"sku": "TEA-1", "name": "Green tea", "unit_price": "4.20", "quantity": 1}
+    assert (await client.post("/v1/me/cart/items", json=tea, headers=bearer(laptop))).is_success
+    started = await client.post(
+        "/v1/me/applications", json={"form_type": "bank-account"}, headers=bearer(phone)
+    )
+    assert started.status_code == 201, started.text
+    draft = await client.patch(
+        f"/v1/me/applications/{started.json()['application_id']}/steps/personal/draft",
+        json={"values": {"first_name": "Ada"}},
+        headers=bearer(laptop),
+    )
+    assert draft.is_success, draft.text
+
+    first = await link(client, phone, customer)
+    assert first.status_code == 200, first.text
+    linked = first.json()
+    assert linked["subject_id"] == str(customer)
+    assert linked["guest_id"] == phone["subject_id"]
+    assert linked["merged"]["cart_lines_moved"] == 2
+    moved = linked["merged"]["applications"]
+    assert list(moved) == [started.json()["application_id"]]
+
+    cart = (await client.get("/v1/me/cart", headers=bearer(laptop))).json()
+    assert {(i["sku"], i["quantity"]) for i in cart["items"]} == {("MUG-1", 3), ("TEA-1", 1)}
+    apps = (await client.get("/v1/me/applications", headers=known)).json()
+    assert [(a["application_id"], a["current_step"]) for a in apps] == [
+        (moved[started.json()["application_id"]], "personal")
+    ]
+    assert apps[0]["answers"]["personal"]["first_name"] == "Ada"
+
+    again = await link(client, laptop, customer)
+    assert again.status_code == 200, again.text
+    assert again.json()["merged"]["already_merged"] is True
+    cart = (await client.get("/v1/me/cart", headers=known)).json()
+    assert {(i["sku"], i["quantity"]) for i in cart["items"]} == {("MUG-1", 3), ("TEA-1", 1)}
 
 
 async def test_signing_in_moves_the_devices_to_the_customer_and_twice_is_harmless(
@@ -72,7 +120,8 @@ async def test_a_refused_sign_in_token_names_the_token_not_the_device(
     client: httpx.AsyncClient,
 ) -> None:
     phone = await guest(client)
-    expired = issue_token(SECRET, uuid4(), "customer", "laptop", timedelta(seconds=-5))
+    claims = {"sub": str(uuid4()), "iss": "continuity", "aud": "continuity", "role": "customer"}
+    expired = jwt.encode({**claims, "device": "laptop", "exp": 1}, SECRET, "HS256")
     for token in (expired, "not-a-jwt", issue_token(SECRET, uuid4(), "agent", None, HOUR)):
         answer = await client.post("/v1/me/link", json={"token": token}, headers=bearer(phone))
         assert answer.status_code == 422, answer.text
