@@ -294,7 +294,7 @@ def _answers(method: str, path: str, operation: Operation) -> None:
         if (method, path) in _EVENT_STREAMS and isinstance(answer, OpenAPIResponse):
             answer.content = {"text/event-stream": _EVENT_STREAM}
             answer.description = "A stream of Server-Sent Events, open until the client leaves."
-        elif path.startswith("/v1/me/") and isinstance(answer, OpenAPIResponse):
+        elif path.startswith("/v1/me/") and code != "204" and isinstance(answer, OpenAPIResponse):
             answer.headers = {**(answer.headers or {}), "ETag": _SENT_ETAG}
             responses[code] = answer
     if _header(operation, "If-None-Match") is not None:

@@ -8,9 +8,10 @@ applies to them, and redemption has its own limits besides (`continuity.handoff`
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
+import msgspec
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.di import NamedDependency
 from litestar.exceptions import NotAuthorizedException
@@ -20,7 +21,7 @@ from litestar.params import JSONBody, Parameter
 from aggregates.errors import InvalidValue
 from api.auth import NO_TOKEN, ContinuityToken, DeviceTokens, customer_only, principal_from_token
 from api.auth import current_principal as current
-from api.customer_requests import ChannelHeader, Me, customer_meta
+from api.customer_requests import ChannelHeader, IfNoneMatch, Me, customer_meta
 from api.device_schemas import (
     DeviceInfo,
     DeviceSession,
@@ -30,13 +31,20 @@ from api.device_schemas import (
     NewSession,
     Redeem,
 )
+from api.etags import check_not_modified, content_etag
 from api.issuers import Issuers
 from api.rate_limits import client_key
 from continuity.devices import Device
 from continuity.runtime import Runtime
 
+T = TypeVar("T", bound=msgspec.Struct | list[DeviceInfo])
 DeviceId = Annotated[UUID, Parameter(description="The device's id, as the device list gives it.")]
 HANDOFF_LINK = "continuity://handoff?code="
+
+
+def _tagged(body: T) -> Response[T]:
+    """A customer's answer with the strong ETag of its content, as every `/v1/me` answer."""
+    return Response(body, headers={"ETag": content_etag(body)})
 
 
 def _session(tokens: DeviceTokens, device: Device, guest: bool) -> DeviceSession:
@@ -79,14 +87,20 @@ class MyDevicesController(Controller):
     tags = ["device"]
 
     @post("/handoff", status_code=201, summary="A handoff code for another device to redeem")
-    async def handoff(self, request: Me, runtime: NamedDependency[Runtime]) -> HandoffCode:
+    async def handoff(
+        self, request: Me, runtime: NamedDependency[Runtime]
+    ) -> Response[HandoffCode]:
         issued = await runtime.handoff.issue(request.user.subject_id, request.user.device_id)
-        return HandoffCode(issued.code, HANDOFF_LINK + issued.code, issued.expires_at)
+        return _tagged(HandoffCode(issued.code, HANDOFF_LINK + issued.code, issued.expires_at))
 
     @get("/devices", summary="The customer's devices, most recently seen first")
-    async def devices(self, request: Me, runtime: NamedDependency[Runtime]) -> list[DeviceInfo]:
+    async def devices(
+        self, request: Me, runtime: NamedDependency[Runtime], if_none_match: IfNoneMatch = None
+    ) -> Response[list[DeviceInfo]]:
         found = await runtime.devices.of_subject(request.user.subject_id)
-        return [DeviceInfo.of(device, request.user.device_id) for device in found]
+        body = [DeviceInfo.of(device, request.user.device_id) for device in found]
+        check_not_modified(if_none_match, content_etag(body))
+        return _tagged(body)
 
     @delete("/devices/{device_id:uuid}", status_code=204, summary="Revoke a device's token")
     async def revoke(
@@ -112,7 +126,7 @@ class MyDevicesController(Controller):
         token, expires_at = None, None
         if me.device_id is not None:
             token, expires_at = device_tokens.issue(customer_id, me.device_id)
-        return Response(Linked.of(linked, token, expires_at))
+        return _tagged(Linked.of(linked, token, expires_at))
 
 
 async def _customer_of(issuers: Issuers, token: str, request: Me) -> UUID:
