@@ -31,7 +31,7 @@ from litestar.openapi.spec import (
 
 from aggregates.application import MAX_DRAFT_TEXT, MAX_NUMBER
 from aggregates.forms import MAX_FIELDS
-from api import application_schemas, conversation_schemas, schemas
+from api import activity_schemas, application_schemas, conversation_schemas, schemas
 from api.customer_requests import CUSTOMER_CHANNELS
 from api.limits import MAX_VERSION_DIGITS
 from api.problems import (
@@ -39,6 +39,7 @@ from api.problems import (
     BODY_TOO_LARGE,
     CHANNEL_NOT_ALLOWED,
     CONFLICT,
+    CONSENT_REQUIRED,
     DOMAIN_RULE,
     FORBIDDEN,
     IDEMPOTENCY_KEY_REUSED,
@@ -100,6 +101,7 @@ _SPECIFIC: dict[tuple[str, str], tuple[ProblemType, ...]] = {
     ("POST", "/v1/agent/customers/{customer_id}/identifiers"): (INVALID_STATE, NOT_FOUND),
     ("GET", "/v1/agent/customers/{customer_id}/timeline"): (NOT_FOUND,),
     ("GET", "/v1/agent/customers/{customer_id}/events"): (NOT_FOUND,),
+    ("POST", "/v1/me/activity"): (CONSENT_REQUIRED,),
 }
 """Problems only one operation answers, by method and path."""
 
@@ -183,6 +185,10 @@ def problem_schema() -> Schema:
                 type=OpenAPIType.OBJECT,
                 description="On a 412 for an application: the application as it is now (the"
                 " shape of `ApplicationDetail`), to merge with.",
+            ),
+            "purpose": Schema(
+                type=OpenAPIType.STRING,
+                description="The purpose the customer refused (consent-required).",
             ),
             "token_expired": Schema(
                 type=OpenAPIType.BOOLEAN, description="Whether the refused token only expired."
@@ -300,7 +306,7 @@ def _answers(method: str, path: str, operation: Operation) -> None:
 def _body_struct(name: str) -> type[msgspec.Struct] | None:
     """The request body struct a component is named after, if it is one (decoded with
     `forbid_unknown_fields`)."""
-    for module in (schemas, application_schemas, conversation_schemas):
+    for module in (schemas, application_schemas, conversation_schemas, activity_schemas):
         struct = getattr(module, name, None)
         if (
             isinstance(struct, type)

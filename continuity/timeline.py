@@ -1,5 +1,5 @@
 """The customer timeline: one chronological, cross-channel list per customer of what happened in
-their carts, applications and conversations, one row per event, in log order.
+their carts, applications, conversations and activity, one row per event, in log order.
 
 An asynchronous projection (`continuity.runner` follows the log from its checkpoint, and a
 rebuild builds the same rows from the whole log): a change appears here once the runner has
@@ -18,7 +18,8 @@ The summary names what changed, not every value: a cart line's sku, name and qua
 application's form, step and the names of the fields saved, never the answers (the agent opens
 the application itself, audited, to read those); a conversation turn's author, medium, its text
 up to `MAX_SUMMARY_TEXT` characters (the conversation holds the whole turn) and its attachments'
-references; a handoff's reason, the agents, the rating.
+references; a handoff's reason, the agents, the rating; a product viewed (sku, name), a search's
+query, a screen (and its step), a personalization choice.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from uuid import UUID
 import msgspec
 from eventsourcing.utils import get_topic
 
+from aggregates.activity import Activity
 from aggregates.application import Application
 from aggregates.cart import Cart
 from aggregates.conversation import Conversation
@@ -69,7 +71,7 @@ MAX_SUMMARY_TEXT = 500
 """The characters of a turn's text a timeline entry keeps (`text_truncated` says it was cut)."""
 MAX_PAGE = 100
 
-Stream = Literal["cart", "application", "conversation"]
+Stream = Literal["cart", "application", "conversation", "activity"]
 Kind = Literal[
     "cart.item_added",
     "cart.quantity_changed",
@@ -90,6 +92,10 @@ Kind = Literal[
     "conversation.resolved",
     "conversation.rated",
     "conversation.reopened",
+    "activity.product_viewed",
+    "activity.searched",
+    "activity.screen_shown",
+    "activity.personalization_set",
 ]
 KindFilter = Kind | Stream
 """What a reader filters kinds by: a kind, or a stream for all of its kinds."""
@@ -136,6 +142,11 @@ class Summary(msgspec.Struct, frozen=True, omit_defaults=True, kw_only=True, gc=
     to_agent: str | None = None
     by: str | None = None
     rating: int | None = None
+    query: str | None = None
+    results: int | None = None
+    screen: str | None = None
+    allowed: bool | None = None
+    """A personalization choice: allowed (true) or refused (false)."""
 
 
 class _Body(msgspec.Struct, array_like=True, frozen=True, gc=False):
@@ -236,6 +247,26 @@ _FOLDS: dict[type, tuple[Stream, Kind, Callable[[Any], Summary]]] = {
         "conversation.reopened",
         lambda e: Summary(by=e.by),
     ),
+    Activity.ProductViewed: (
+        "activity",
+        "activity.product_viewed",
+        lambda e: Summary(sku=e.sku, name=e.name),
+    ),
+    Activity.Searched: (
+        "activity",
+        "activity.searched",
+        lambda e: Summary(query=e.query, results=e.results),
+    ),
+    Activity.ScreenShown: (
+        "activity",
+        "activity.screen_shown",
+        lambda e: Summary(screen=e.screen, step=e.step),
+    ),
+    Activity.PersonalizationSet: (
+        "activity",
+        "activity.personalization_set",
+        lambda e: Summary(allowed=e.allowed),
+    ),
 }
 TOPICS = tuple(get_topic(cls) for cls in _FOLDS)
 
@@ -324,7 +355,8 @@ class Timeline:
     topics: tuple[str, ...] = TOPICS
     tables: tuple[Table, ...] = (TABLE,)
     mode: Mode = "async"
-    version: int = 1
+    version: int = 2
+    """Version 2: the activity's events."""
 
     async def handle(self, conn: Conn, placement: Placement, envelopes: list[Envelope]) -> None:
         """Seal one row per event and write the page in one statement; rows already there
