@@ -106,9 +106,7 @@ async def test_nothing_is_recorded_while_personalization_is_refused(
         "personalization": True
     }
     await post(client, phone, viewed("MUG-1"), {"type": "screen", "screen": "cart"})
-    refused = await client.put(
-        "/v1/me/preferences", json={"personalization": False}, headers=phone
-    )
+    refused = await client.put("/v1/me/preferences", json={"personalization": False}, headers=phone)
     assert refused.status_code == 200, refused.text
     assert refused.json() == {"personalization": False}
     assert not await runtime.activity.personalization_allowed(customer)
