@@ -20,6 +20,7 @@ from eventsourcing.domain import Aggregate, event
 
 from aggregates import money
 from aggregates.errors import ConsentRequired, InvalidValue
+from aggregates.restoring import restored
 
 MAX_ITEMS = 50
 """Items one request records (an app sends what it saw since its last request)."""
@@ -121,17 +122,7 @@ class Activity(Aggregate):
     @classmethod
     def restore(cls, stream_id: UUID, version: int, state: ActivityState) -> Self:
         """The stream at `version` from its state then, as if its events had been replayed."""
-        activity = object.__new__(cls)
-        activity.__dict__.update(
-            _id=stream_id,
-            _version=version,
-            _created_on=None,
-            _modified_on=None,
-            _pending_events=[],
-            subject_id=state.subject_id,
-            personalization=state.personalization,
-        )
-        return activity
+        return restored(cls, stream_id, version, **msgspec.structs.asdict(state))
 
     def record(self, items: Sequence[Item]) -> None:
         """Record what a device reports, in order; ConsentRequired while personalization is

@@ -31,6 +31,7 @@ from aggregates.forms import (
     skipped,
     unknown_fields,
 )
+from aggregates.restoring import restored
 
 Status = Literal["in_progress", "submitted", "withdrawn", "expired"]
 APPLICATION_NAMESPACE = UUID("0b6c1f52-8e0d-4a57-b3a4-6c2f9d1e7a40")
@@ -133,13 +134,12 @@ class Application(Aggregate):
 
     @classmethod
     def restore(cls, stream_id: UUID, version: int, state: ApplicationState) -> Self:
-        app = object.__new__(cls)
-        app.__dict__.update(
-            _id=stream_id,
-            _version=version,
-            _created_on=state.created_on,
-            _modified_on=state.modified_on,
-            _pending_events=[],
+        return restored(
+            cls,
+            stream_id,
+            version,
+            created_on=state.created_on,
+            modified_on=state.modified_on,
             subject_id=state.subject_id,
             form=state.form,
             status=state.status,
@@ -148,7 +148,6 @@ class Application(Aggregate):
             changed_at=dict(state.changed_at),
             current=state.current,
         )
-        return app
 
     # -- what the state says ------------------------------------------------------------------
 

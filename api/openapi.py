@@ -19,6 +19,7 @@ from http import HTTPStatus
 import msgspec
 from litestar.openapi.spec import (
     OpenAPI,
+    OpenAPIFormat,
     OpenAPIHeader,
     OpenAPIMediaType,
     OpenAPIResponse,
@@ -336,7 +337,7 @@ _BOUNDS = {
 
 def _optional_bounds(components: dict[str, Schema]) -> None:
     """An optional bounded field of a body (`Annotated[int, Meta(ge=0)] | None`) keeps its
-    bounds inside its non-null branch, as msgspec's own schema has them: Litestar puts them
+    bounds (and format: an optional UUID's) inside its non-null branch, as msgspec's own schema has them: Litestar puts them
     beside the `oneOf`, where they bind nothing, and drops a bound of 0."""
     for name, schema in components.items():
         struct = _body_struct(name)
@@ -353,6 +354,7 @@ def _optional_bounds(components: dict[str, Schema]) -> None:
             prop.one_of = [
                 Schema(
                     type=OpenAPIType(branch["type"]),
+                    format=OpenAPIFormat(branch["format"]) if "format" in branch else None,
                     **{_BOUNDS[k]: v for k, v in branch.items() if k in _BOUNDS},
                 )
                 for branch in branches
