@@ -337,8 +337,9 @@ _BOUNDS = {
 
 def _optional_bounds(components: dict[str, Schema]) -> None:
     """An optional bounded field of a body (`Annotated[int, Meta(ge=0)] | None`) keeps its
-    bounds (and format: an optional UUID's) inside its non-null branch, as msgspec's own schema has them: Litestar puts them
-    beside the `oneOf`, where they bind nothing, and drops a bound of 0."""
+    bounds (and its format: an optional UUID's) inside its non-null branch, as msgspec's own
+    schema has them: Litestar puts them beside the `oneOf`, where they bind nothing, and drops a
+    bound of 0."""
     for name, schema in components.items():
         struct = _body_struct(name)
         if struct is None:
