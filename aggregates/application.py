@@ -31,6 +31,7 @@ from aggregates.forms import (
     skipped,
     unknown_fields,
 )
+from aggregates.restoring import restored
 
 Status = Literal["in_progress", "submitted", "withdrawn", "expired", "moved"]
 """moved: recorded anew for another subject (a guest's, for the customer who signed in)."""
@@ -187,13 +188,12 @@ class Application(Aggregate):
 
     @classmethod
     def restore(cls, stream_id: UUID, version: int, state: ApplicationState) -> Self:
-        app = object.__new__(cls)
-        app.__dict__.update(
-            _id=stream_id,
-            _version=version,
-            _created_on=state.created_on,
-            _modified_on=state.modified_on,
-            _pending_events=[],
+        return restored(
+            cls,
+            stream_id,
+            version,
+            created_on=state.created_on,
+            modified_on=state.modified_on,
             subject_id=state.subject_id,
             form=state.form,
             status=state.status,
@@ -203,7 +203,6 @@ class Application(Aggregate):
             current=state.current,
             moved_to=state.moved_to,
         )
-        return app
 
     # -- what the state says ------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from eventsourcing.domain import Aggregate, event
 
 from aggregates import money
 from aggregates.errors import DomainError, InvalidState, InvalidValue, NotFound
+from aggregates.restoring import restored
 
 MAX_QUANTITY = 10_000
 MAX_LINES = 100
@@ -149,13 +150,10 @@ class Cart(Aggregate):
     @classmethod
     def restore(cls, stream_id: UUID, version: int, state: CartState) -> Self:
         """The cart at `version` from its state then, as if its events had been replayed."""
-        cart = object.__new__(cls)
-        cart.__dict__.update(
-            _id=stream_id,
-            _version=version,
-            _created_on=None,
-            _modified_on=None,
-            _pending_events=[],
+        return restored(
+            cls,
+            stream_id,
+            version,
             subject_id=state.subject_id,
             generation=state.generation,
             currency=state.currency,
@@ -168,7 +166,6 @@ class Cart(Aggregate):
             checked_out=state.checked_out,
             merged_into=state.merged_into,
         )
-        return cart
 
     @staticmethod
     def create_id(subject_id: UUID, generation: int = 1) -> UUID:

@@ -18,6 +18,7 @@ import msgspec
 from eventsourcing.domain import Aggregate, event
 
 from aggregates.errors import InvalidState, InvalidValue
+from aggregates.restoring import restored
 
 Medium = Literal["web_chat", "app_chat", "email", "sms", "phone_note", "store_note"]
 Author = Literal["customer", "bot", "agent"]
@@ -239,16 +240,7 @@ class Conversation(Aggregate):
 
     @classmethod
     def restore(cls, stream_id: UUID, version: int, state: ConversationState) -> Self:
-        conversation = object.__new__(cls)
-        conversation.__dict__.update(
-            _id=stream_id,
-            _version=version,
-            _created_on=None,
-            _modified_on=None,
-            _pending_events=[],
-            **msgspec.structs.asdict(state),
-        )
-        return conversation
+        return restored(cls, stream_id, version, **msgspec.structs.asdict(state))
 
     # -- commands -----------------------------------------------------------------------------
 

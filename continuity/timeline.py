@@ -1,5 +1,5 @@
 """The customer timeline: one chronological, cross-channel list per customer of what happened in
-their carts, applications and conversations, one row per event, in log order.
+their carts, applications, conversations and activity, one row per event, in log order.
 
 An asynchronous projection (`continuity.runner` follows the log from its checkpoint, and a
 rebuild builds the same rows from the whole log): a change appears here once the runner has
@@ -18,7 +18,8 @@ The summary names what changed, not every value: a cart line's sku, name and qua
 application's form, step and the names of the fields saved, never the answers (the agent opens
 the application itself, audited, to read those); a conversation turn's author, medium, its text
 up to `MAX_SUMMARY_TEXT` characters (the conversation holds the whole turn) and its attachments'
-references; a handoff's reason, the agents, the rating. A guest's cart merged, or application
+references; a handoff's reason, the agents, the rating; a product viewed (sku, name), a search's
+query, a screen (and its step), a personalization choice. A guest's cart merged, or application
 or conversation moved, at sign-in shows on both sides: the guest's says where it went, the
 customer's where it came from (a moved conversation's turns are not repeated one by one: they
 are the guest's entries, and the conversation's transcript).
@@ -37,6 +38,7 @@ from uuid import UUID
 import msgspec
 from eventsourcing.utils import get_topic
 
+from aggregates.activity import Activity
 from aggregates.application import Application
 from aggregates.cart import Cart
 from aggregates.conversation import Conversation
@@ -72,7 +74,7 @@ MAX_SUMMARY_TEXT = 500
 """The characters of a turn's text a timeline entry keeps (`text_truncated` says it was cut)."""
 MAX_PAGE = 100
 
-Stream = Literal["cart", "application", "conversation"]
+Stream = Literal["cart", "application", "conversation", "activity"]
 Kind = Literal[
     "cart.item_added",
     "cart.quantity_changed",
@@ -99,6 +101,10 @@ Kind = Literal[
     "conversation.reopened",
     "conversation.imported",
     "conversation.moved",
+    "activity.product_viewed",
+    "activity.searched",
+    "activity.screen_shown",
+    "activity.personalization_set",
 ]
 KindFilter = Kind | Stream
 """What a reader filters kinds by: a kind, or a stream for all of its kinds."""
@@ -152,6 +158,11 @@ class Summary(msgspec.Struct, frozen=True, omit_defaults=True, kw_only=True, gc=
     conversation."""
     lines: int | None = None
     """Cart lines a merge moved."""
+    query: str | None = None
+    results: int | None = None
+    screen: str | None = None
+    allowed: bool | None = None
+    """A personalization choice: allowed (true) or refused (false)."""
 
 
 class _Body(msgspec.Struct, array_like=True, frozen=True, gc=False):
@@ -288,6 +299,26 @@ _FOLDS: dict[type, tuple[Stream, Kind, Callable[[Any], Summary]]] = {
         "conversation.reopened",
         lambda e: Summary(by=e.by),
     ),
+    Activity.ProductViewed: (
+        "activity",
+        "activity.product_viewed",
+        lambda e: Summary(sku=e.sku, name=e.name),
+    ),
+    Activity.Searched: (
+        "activity",
+        "activity.searched",
+        lambda e: Summary(query=e.query, results=e.results),
+    ),
+    Activity.ScreenShown: (
+        "activity",
+        "activity.screen_shown",
+        lambda e: Summary(screen=e.screen, step=e.step),
+    ),
+    Activity.PersonalizationSet: (
+        "activity",
+        "activity.personalization_set",
+        lambda e: Summary(allowed=e.allowed),
+    ),
 }
 TOPICS = tuple(get_topic(cls) for cls in _FOLDS)
 
@@ -376,9 +407,9 @@ class Timeline:
     topics: tuple[str, ...] = TOPICS
     tables: tuple[Table, ...] = (TABLE,)
     mode: Mode = "async"
-    version: int = 2
+    version: int = 3
     """Version 2: a guest's cart merged and applications and conversations moved at sign-in,
-    on both sides."""
+    on both sides. Version 3: the activity's events."""
 
     async def handle(self, conn: Conn, placement: Placement, envelopes: list[Envelope]) -> None:
         """Seal one row per event and write the page in one statement; rows already there

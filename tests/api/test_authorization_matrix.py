@@ -175,6 +175,11 @@ RULES: dict[tuple[str, str], Rule] = {
     ),
     ("GET", "/v1/agent/customers/{customer_id:uuid}/timeline"): Rule(AGENT, headers=PURPOSE),
     ("GET", "/v1/me/timeline"): Rule(CUSTOMER),
+    ("POST", "/v1/me/activity"): Rule(
+        CUSTOMER, body={"items": [{"type": "viewed", "sku": "MATRIX-3", "name": "Cup"}]}
+    ),
+    ("GET", "/v1/me/preferences"): Rule(CUSTOMER),
+    ("PUT", "/v1/me/preferences"): Rule(CUSTOMER, body={"personalization": True}),
     ("GET", "/v1/me/session/events"): Rule(CUSTOMER, stream=True),
     ("GET", "/v1/agent/conversations/events"): Rule(AGENT, stream=True),
     ("GET", "/v1/agent/customers/{customer_id:uuid}/events"): Rule(

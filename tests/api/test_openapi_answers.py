@@ -82,6 +82,9 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
         *("200", "400", "401", "403", "404", "410", "500"),
     },
     ("get", "/v1/me/timeline"): {"200", "304", "400", "401", "403", "410", "500"},
+    ("post", "/v1/me/activity"): WRITE_WITH_BODY - {"404"},
+    ("get", "/v1/me/preferences"): {"200", "304", "400", "401", "403", "410", "500"},
+    ("put", "/v1/me/preferences"): WRITE_WITH_BODY - {"404"},
     ("get", "/v1/me/session/events"): {"200", "400", "401", "403", "410", "500"},
     ("get", "/v1/agent/conversations/events"): {"200", "400", "401", "403", "410", "500"},
     ("get", "/v1/agent/customers/{customer_id}/events"): {
@@ -174,6 +177,8 @@ async def test_specific_problems_are_where_they_apply(openapi: dict[str, Any]) -
     }
     assert {"idempotency-key-reused", "invalid-value"} <= types("post", "/v1/me/cart/items", "422")
     assert types("post", "/v1/me/cart/items", "415") == {"unsupported-media-type"}
+    assert "consent-required" in types("post", "/v1/me/activity", "403")
+    assert "consent-required" not in types("put", "/v1/me/preferences", "403")
     assert types("get", "/health", "429") == {"rate-limited"}
     unauthorized = openapi["paths"]["/v1/me/cart"]["get"]["responses"]["401"]
     assert "WWW-Authenticate" in unauthorized["headers"]
