@@ -6,9 +6,8 @@ from __future__ import annotations
 from decimal import Decimal
 from uuid import uuid4
 
-from aggregates.activity import Activity, OnScreen, Searched, Viewed
+from aggregates.activity import MAX_RECENT_SEARCHES, Activity, OnScreen, Searched, Viewed
 from aggregates.cart import Cart
-from projections.activity import MAX_RECENT_SEARCHES
 from projections.session import SESSION
 from tests.helpers import envelopes_of
 
