@@ -6,11 +6,16 @@ it: its state, and its snapshot, stay two fields however much is recorded, and a
 it up from the session view (which folds the same stream in the same commit) instead of
 replaying a history. What was seen lives in the events (the log keeps everything) and in the
 session view (the last few only).
+
+A guest who signs in carries their recent activity to the customer (`Imported`, on the
+customer's stream, with the times it was recorded at) and their stream says where it went
+(`MergedInto`); neither changes the state, so snapshots stay as they were.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from decimal import Decimal
 from typing import Self
 from uuid import UUID, uuid5
@@ -30,6 +35,10 @@ MAX_QUERY = 200
 MAX_SCREEN = 100
 MAX_STEP = 63
 MAX_RESULTS = 1_000_000
+MAX_RECENTLY_VIEWED = 20
+"""Products the session view shows (a sku once), and so the most a sign-in carries."""
+MAX_RECENT_SEARCHES = 5
+"""Searches the session view shows (a query once), and so the most a sign-in carries."""
 PERSONALIZATION = "personalization"
 """The purpose activity is recorded for: what a refusal names."""
 ACTIVITY_NAMESPACE = UUID("c1d6a0f2-8b3e-4d7a-9e51-2f4b6c8d0a13")
@@ -62,6 +71,26 @@ class OnScreen(msgspec.Struct, frozen=True, gc=False, kw_only=True):
 
 
 Item = Viewed | Searched | OnScreen
+
+
+class PastView(msgspec.Struct, frozen=True, gc=False):
+    """A product viewed earlier by another subject (a guest who signed in), when and on which
+    device: what a sign-in carries over, as data."""
+
+    sku: str
+    name: str
+    price: Decimal | None
+    currency: str | None
+    at: datetime
+    device: str | None
+
+
+class PastSearch(msgspec.Struct, frozen=True, gc=False):
+    """A search made earlier by another subject (a guest who signed in), and when."""
+
+    query: str
+    results: int | None
+    at: datetime
 
 
 class ActivityState(msgspec.Struct, frozen=True, gc=False):
@@ -103,6 +132,22 @@ class Activity(Aggregate):
 
         allowed: bool
 
+    class Imported(Aggregate.Event):
+        """The recent activity of subject `from_subject` (a guest who signed in) carried here:
+        products viewed and searches, newest first, at the times they were recorded there."""
+
+        from_subject: UUID
+        products: list[PastView]
+        searches: list[PastSearch]
+
+    class MergedInto(Aggregate.Event):
+        """The recent activity shown so far (`products` viewed and `searches`) went to the
+        activity of subject `to_subject`, who this guest signed in as."""
+
+        to_subject: UUID
+        products: int
+        searches: int
+
     @event(Started)
     def __init__(self, subject_id: UUID) -> None:
         self.subject_id = subject_id
@@ -127,15 +172,47 @@ class Activity(Aggregate):
     def record(self, items: Sequence[Item]) -> None:
         """Record what a device reports, in order; ConsentRequired while personalization is
         refused (then nothing is recorded)."""
+        self._check_consent()
+        if not 0 < len(items) <= MAX_ITEMS:
+            raise InvalidValue(f"send 1 to {MAX_ITEMS} items", "items")
+        for n, item in enumerate(items):
+            self._record(item, f"items[{n}]")
+
+    def _check_consent(self) -> None:
         if not self.personalization:
             raise ConsentRequired(
                 "the customer refused personalization: activity is not recorded",
                 PERSONALIZATION,
             )
-        if not 0 < len(items) <= MAX_ITEMS:
-            raise InvalidValue(f"send 1 to {MAX_ITEMS} items", "items")
-        for n, item in enumerate(items):
-            self._record(item, f"items[{n}]")
+
+    def import_from(
+        self, subject_id: UUID, products: Sequence[PastView], searches: Sequence[PastSearch]
+    ) -> None:
+        """Carry the recent activity of `subject_id` (a guest who signed in) here, newest
+        first: the first `MAX_RECENTLY_VIEWED` products and `MAX_RECENT_SEARCHES` searches.
+        ConsentRequired while personalization is refused (then nothing is recorded)."""
+        self._check_consent()
+        if subject_id == self.subject_id:
+            raise InvalidValue("a subject's activity is not imported into itself", "subject_id")
+        if not products and not searches:
+            raise InvalidValue("nothing to import", "products")
+        self._imported(
+            subject_id, list(products[:MAX_RECENTLY_VIEWED]), list(searches[:MAX_RECENT_SEARCHES])
+        )
+
+    @event(Imported)
+    def _imported(
+        self, from_subject: UUID, products: list[PastView], searches: list[PastSearch]
+    ) -> None:
+        pass
+
+    def merge_into(self, to_subject: UUID, products: int, searches: int) -> None:
+        """Say the recent activity shown so far went to `to_subject` (see `import_from`)."""
+        self._merged_into(to_subject, products, searches)
+
+    @event(MergedInto)
+    def _merged_into(self, to_subject: UUID, products: int, searches: int) -> None:
+        pass
 
     def _record(self, item: Item, where: str) -> None:
         if isinstance(item, Viewed):

@@ -10,7 +10,8 @@ every `continuity.snapshots.EVERY` events, and the events after it).
 
 The personalization setting lives in one place: `Activity.PersonalizationSet` events in the
 subject's activity stream, folded into the session view's `activity.personalization`, read by
-`personalization_allowed`. The consent ledger of the privacy work replaces it here.
+`allows_personalization` (for this service, `personalization_allowed`, and a sign-in's merge).
+The consent ledger of the privacy work replaces it here.
 """
 
 from __future__ import annotations
@@ -43,6 +44,20 @@ class Recorded:
     view: SessionView
     positions: list[int] = field(default_factory=list)
     duplicate: bool = False
+
+
+def allows_personalization(view: SessionView) -> bool:
+    """Whether the subject of `view` allows personalization (yes, until they refuse it)."""
+    return view.activity.personalization
+
+
+def stood_up(subject_id: UUID, view: SessionView, version: int | None) -> Activity:
+    """The subject's activity stream at `version` (None: a new one), stood up from their
+    session view, which folds it in the same commit as its events."""
+    if version is None:
+        return Activity(subject_id=subject_id)
+    state = ActivityState(subject_id, allows_personalization(view))
+    return Activity.restore(Activity.create_id(subject_id), version, state)
 
 
 class ActivityService:
@@ -95,7 +110,7 @@ class ActivityService:
             if await self.vault.erased_among([subject_id]):
                 raise SubjectErased(subject_id)
             return True
-        return view.activity.personalization
+        return allows_personalization(view)
 
     async def _run(
         self,
@@ -139,12 +154,8 @@ class ActivityService:
         loaded from its snapshot and the log once the view turned out to be behind; a new one
         if the subject has none."""
         stream_id = Activity.create_id(subject_id)
-        version = loaded.version_of(stream_id)
         if from_view:
-            if version is None:
-                return Activity(subject_id=subject_id)
-            state = ActivityState(subject_id, loaded.view.activity.personalization)
-            return Activity.restore(stream_id, version, state)
+            return stood_up(subject_id, loaded.view, loaded.version_of(stream_id))
         stored = await self.repository.load(stream_id, Activity)
         return stored if stored is not None else Activity(subject_id=subject_id)
 

@@ -95,8 +95,7 @@ class Loaded(msgspec.Struct, frozen=True, gc=False):
 
     def version_of(self, stream_id: UUID) -> int | None:
         """The version of `stream_id` the session row has folded (None: none of it)."""
-        folded = self.session.folded
-        return None if folded is None else folded.streams.get(stream_id)
+        return self.session.version_of(stream_id)
 
 
 class SessionLoad:

@@ -5,8 +5,8 @@ Signing in links the guest to the customer in three steps, each safe to repeat, 
 cut short is finished by the next one and a repeated one changes nothing:
 
 1. the link is recorded (before anything moves, so erasing the customer finds the guest);
-2. the guest's cart, applications and conversations are merged into the customer's
-   (`continuity.merge`, one atomic append, idempotent);
+2. the guest's cart, applications, conversations and recent activity are merged into the
+   customer's (`continuity.merge`, one atomic append, idempotent);
 3. the guest's devices become the customer's (their tokens now act as the customer, in every
    process before this returns), and the guest's handoff codes go.
 """

@@ -17,8 +17,14 @@ original is closed with an event saying where it went. What moves:
 - each conversation not resolved, in its status and since when (a handed-off one keeps its
   place in the agents' queue), with its newest `MAX_MOVED_TURNS` turns as they were recorded.
 
-Activity (products viewed, resume points) stays in the guest's log. A new kind of thing to move
-is one more `_move_*` step and one more part of `MergeSummary`.
+- the guest's recent activity, what their session view shows (the products viewed and the
+  searches, at the times they were made), into the customer's: one event each side, the
+  guest's view then letting go of it. Only if neither the guest nor the customer refuses
+  personalization (`activity_refused` otherwise): then nothing of it is written on either
+  side, and it stays with the guest (a later sign-in, once both allow it, carries it). Screens
+  (resume points) stay: the guest's devices become the customer's, with them.
+
+A new kind of thing to move is one more `_move_*` step and one more part of `MergeSummary`.
 
 Idempotent: the request's key is derived from the two subjects and the guest streams it closes
 (at their versions), so a retried merge of the same state appends nothing twice, and a guest
@@ -38,11 +44,13 @@ import msgspec
 from eventsourcing.domain import Aggregate
 from eventsourcing.utils import get_topic
 
+from aggregates.activity import Activity, PastSearch, PastView
 from aggregates.application import Application
 from aggregates.cart import Cart, CartMerge
 from aggregates.conversation import MAX_MOVED_TURNS, Conversation, Medium, PastTurn
 from aggregates.errors import InvalidValue
 from aggregates.metadata import EventMeta
+from continuity.activity import allows_personalization, stood_up
 from continuity.applications import IDLE_LIMIT
 from continuity.commands import Commands
 from continuity.errors import IntegrityViolation, SubjectErased
@@ -54,7 +62,10 @@ from projections.envelope import Envelope
 from projections.session import SessionView
 
 MERGE_NAMESPACE = UUID("e2b8c5a1-7f3d-4c09-9b6e-4a1d8f0c7e25")
-_CLOSINGS = [get_topic(c) for c in (Cart.MergedInto, Application.MovedTo, Conversation.MovedTo)]
+_CLOSINGS = [
+    get_topic(c)
+    for c in (Cart.MergedInto, Application.MovedTo, Conversation.MovedTo, Activity.MergedInto)
+]
 _STATUS_CHANGES = (
     Conversation.Opened,
     Conversation.HandoffRequested,
@@ -85,6 +96,13 @@ class MergeSummary(msgspec.Struct, frozen=True, kw_only=True):
     """The guest's conversation id -> the customer's, for each moved."""
     turns_left: int = 0
     """Older turns of moved conversations not carried over (they stay in the guest's)."""
+    products_viewed_moved: int = 0
+    """Recently viewed products carried into the customer's activity."""
+    searches_moved: int = 0
+    """Recent searches carried into the customer's activity."""
+    activity_refused: bool = False
+    """The guest or the customer refuses personalization: this merge carried none of the
+    guest's activity."""
     already_merged: bool = False
     """True when this call moved nothing new: an earlier merge of the pair had moved it."""
 
@@ -98,6 +116,7 @@ class _Moves:
     guest: list[Aggregate] = field(default_factory=list)
     cart_lines_left: int = 0
     cart_currency_mismatch: bool = False
+    activity_refused: bool = False
 
     def move(self, recorded: Aggregate, closed: Aggregate) -> None:
         if not any(a is recorded for a in self.customer):
@@ -130,9 +149,9 @@ class GuestMerge:
         self.commands = Commands(self.store.pool, vault, turns or Turns())
 
     async def merge(self, guest_id: UUID, customer_id: UUID, meta: EventMeta) -> MergeSummary:
-        """Move the guest's cart, applications in progress and open conversations to the
-        customer, in both subjects' turns; again on the fresh state when a concurrent append
-        (the customer on another device) got in between."""
+        """Move the guest's cart, applications in progress, open conversations and recent
+        activity to the customer, in both subjects' turns; again on the fresh state when a
+        concurrent append (the customer on another device) got in between."""
         if guest_id == customer_id:
             raise InvalidValue("a subject is not merged into itself", field="customer_id")
         return await self.commands.run_for(
@@ -149,6 +168,7 @@ class GuestMerge:
         await self._move_cart(guest, customer, customer_id, moves)
         await self._move_applications(guest, customer_id, moves)
         await self._move_conversations(guest, customer_id, moves)
+        _move_activity(reads[guest_id], guest_id, reads[customer_id], customer_id, moves)
         appended = False
         if moves.guest:
             work = UnitOfWork()
@@ -242,7 +262,7 @@ class GuestMerge:
         cart = CartMerge(moved=0, capped=0, left=moves.cart_lines_left)
         applications: dict[UUID, UUID] = {}
         conversations: dict[UUID, UUID] = {}
-        turns_left = 0
+        turns_left = products = searches = 0
         for envelope in closings:
             event = envelope.event
             if isinstance(event, Cart.MergedInto) and event.into_subject == customer_id:
@@ -253,7 +273,10 @@ class GuestMerge:
             elif isinstance(event, Conversation.MovedTo) and event.to_subject == customer_id:
                 conversations[envelope.stream_id] = event.to
                 turns_left += event.turns_left
-        moved_any = cart_id is not None or applications or conversations
+            elif isinstance(event, Activity.MergedInto) and event.to_subject == customer_id:
+                products += event.products
+                searches += event.searches
+        moved_any = cart_id is not None or applications or conversations or products or searches
         return MergeSummary(
             guest_id=guest_id,
             customer_id=customer_id,
@@ -265,6 +288,9 @@ class GuestMerge:
             applications=applications,
             conversations=conversations,
             turns_left=turns_left,
+            products_viewed_moved=products,
+            searches_moved=searches,
+            activity_refused=moves.activity_refused,
             already_merged=already_merged and bool(moved_any),
         )
 
@@ -274,6 +300,37 @@ _CLOSED = ("resolved", "moved")
 
 def _state(read: Read[SessionView]) -> SessionView:
     return read.folded.state if read.folded is not None else SessionView()
+
+
+def _move_activity(
+    guest_read: Read[SessionView],
+    guest_id: UUID,
+    customer_read: Read[SessionView],
+    customer_id: UUID,
+    moves: _Moves,
+) -> None:
+    """The guest's recent activity, as their view shows it, into the customer's stream (stood
+    up from their view, as `continuity.activity` does; the append checks both rows)."""
+    guest, customer = _state(guest_read), _state(customer_read)
+    if not (allows_personalization(guest) and allows_personalization(customer)):
+        moves.activity_refused = True
+        return
+    shown = guest.activity
+    version = guest_read.version_of(Activity.create_id(guest_id))
+    if version is None or not (shown.recently_viewed or shown.recent_searches):
+        return
+    products = [
+        PastView(p.sku, p.name, p.price, p.currency, p.viewed_at, p.device)
+        for p in shown.recently_viewed
+    ]
+    searches = [PastSearch(s.query, s.results, s.searched_at) for s in shown.recent_searches]
+    into = stood_up(
+        customer_id, customer, customer_read.version_of(Activity.create_id(customer_id))
+    )
+    into.import_from(guest_id, products, searches)
+    source = stood_up(guest_id, guest, version)
+    source.merge_into(customer_id, len(products), len(searches))
+    moves.move(into, source)
 
 
 @dataclass

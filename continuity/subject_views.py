@@ -42,6 +42,10 @@ class Read(msgspec.Struct, Generic[S], frozen=True, gc=False):
     revision: int | None
     readable: bool = True
 
+    def version_of(self, stream_id: UUID) -> int | None:
+        """The version of `stream_id` the row has folded (None: none of it, or no row)."""
+        return None if self.folded is None else self.folded.streams.get(stream_id)
+
 
 class SealedViews(Generic[S]):
     """The `Projection` of a `SubjectView`; `handle` returns each folded subject's state."""

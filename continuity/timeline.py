@@ -19,10 +19,11 @@ application's form, step and the names of the fields saved, never the answers (t
 the application itself, audited, to read those); a conversation turn's author, medium, its text
 up to `MAX_SUMMARY_TEXT` characters (the conversation holds the whole turn) and its attachments'
 references; a handoff's reason, the agents, the rating; a product viewed (sku, name), a search's
-query, a screen (and its step), a personalization choice. A guest's cart merged, or application
-or conversation moved, at sign-in shows on both sides: the guest's says where it went, the
-customer's where it came from (a moved conversation's turns are not repeated one by one: they
-are the guest's entries, and the conversation's transcript).
+query, a screen (and its step), a personalization choice. A guest's cart merged, application
+or conversation moved, or recent activity carried, at sign-in shows on both sides: the guest's
+says where it went, the customer's where it came from (by stream: the carried products and
+searches, like a moved conversation's turns, are not repeated one by one: they are the guest's
+entries).
 """
 
 from __future__ import annotations
@@ -105,6 +106,8 @@ Kind = Literal[
     "activity.searched",
     "activity.screen_shown",
     "activity.personalization_set",
+    "activity.imported",
+    "activity.merged",
 ]
 KindFilter = Kind | Stream
 """What a reader filters kinds by: a kind, or a stream for all of its kinds."""
@@ -152,10 +155,11 @@ class Summary(msgspec.Struct, frozen=True, omit_defaults=True, kw_only=True, gc=
     by: str | None = None
     rating: int | None = None
     moved_from: UUID | None = None
-    """What a merge or move brought here: the guest's cart, application or conversation."""
+    """What a merge or move brought here: the guest's cart, application, conversation or
+    activity stream."""
     moved_to: UUID | None = None
-    """Where a merge or move took it: the signed-in customer's cart, application or
-    conversation."""
+    """Where a merge or move took it: the signed-in customer's cart, application, conversation
+    or activity stream."""
     lines: int | None = None
     """Cart lines a merge moved."""
     query: str | None = None
@@ -319,6 +323,16 @@ _FOLDS: dict[type, tuple[Stream, Kind, Callable[[Any], Summary]]] = {
         "activity.personalization_set",
         lambda e: Summary(allowed=e.allowed),
     ),
+    Activity.Imported: (
+        "activity",
+        "activity.imported",
+        lambda e: Summary(moved_from=Activity.create_id(e.from_subject)),
+    ),
+    Activity.MergedInto: (
+        "activity",
+        "activity.merged",
+        lambda e: Summary(moved_to=Activity.create_id(e.to_subject)),
+    ),
 }
 TOPICS = tuple(get_topic(cls) for cls in _FOLDS)
 
@@ -407,9 +421,10 @@ class Timeline:
     topics: tuple[str, ...] = TOPICS
     tables: tuple[Table, ...] = (TABLE,)
     mode: Mode = "async"
-    version: int = 3
+    version: int = 4
     """Version 2: a guest's cart merged and applications and conversations moved at sign-in,
-    on both sides. Version 3: the activity's events."""
+    on both sides. Version 3: the activity's events. Version 4: a guest's recent activity
+    carried at sign-in, on both sides."""
 
     async def handle(self, conn: Conn, placement: Placement, envelopes: list[Envelope]) -> None:
         """Seal one row per event and write the page in one statement; rows already there

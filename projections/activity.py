@@ -4,21 +4,26 @@ the customer allows personalization, and the resume point a device's screen even
 Bounded: the last `MAX_RECENTLY_VIEWED` products (a sku once, where it was last seen) and
 `MAX_RECENT_SEARCHES` searches; the log keeps everything. A refusal of personalization empties
 them (and the devices' resume points: `projections.session`).
+
+A guest's activity carried at sign-in (`Activity.Imported`) joins the customer's by when each
+was recorded, a sku or query once, within the same bounds; the guest's own view lets go of what
+went (`Activity.MergedInto`), so what they do next is what a later sign-in carries.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
+from typing import TypeVar
 from uuid import UUID
 
 import msgspec
 
-from aggregates.activity import Activity
+from aggregates.activity import MAX_RECENT_SEARCHES, MAX_RECENTLY_VIEWED, Activity
 from projections.envelope import Envelope
 
-MAX_RECENTLY_VIEWED = 20
-MAX_RECENT_SEARCHES = 5
+T = TypeVar("T")
 
 
 class ViewedProduct(msgspec.Struct, frozen=True, gc=False):
@@ -67,11 +72,48 @@ def apply(view: ActivityView, envelope: Envelope) -> ActivityView:
         others_ = [s for s in view.recent_searches if s.query != event.query]
         recent_searches = [search, *others_][:MAX_RECENT_SEARCHES]
         return msgspec.structs.replace(view, recent_searches=recent_searches)
+    if isinstance(event, Activity.Imported):
+        products = [
+            ViewedProduct(p.sku, p.name, p.price, p.currency, p.at, p.device)
+            for p in event.products
+        ]
+        searches = [RecentSearch(s.query, s.results, s.at) for s in event.searches]
+        return msgspec.structs.replace(
+            view,
+            recently_viewed=_newest(
+                [*view.recently_viewed, *products],
+                lambda p: p.viewed_at,
+                lambda p: p.sku,
+                MAX_RECENTLY_VIEWED,
+            ),
+            recent_searches=_newest(
+                [*view.recent_searches, *searches],
+                lambda s: s.searched_at,
+                lambda s: s.query,
+                MAX_RECENT_SEARCHES,
+            ),
+        )
+    if isinstance(event, Activity.MergedInto):
+        return ActivityView(personalization=view.personalization)
     if isinstance(event, Activity.PersonalizationSet):
         if event.allowed:
             return msgspec.structs.replace(view, personalization=True)
         return ActivityView(personalization=False)
     return view
+
+
+def _newest(
+    entries: list[T], when: Callable[[T], datetime], key: Callable[[T], str], limit: int
+) -> list[T]:
+    """`entries` newest first, each key once (at its newest), the first `limit` of them; of
+    two at the same time, the one listed first (the view's own) goes first."""
+    seen: set[str] = set()
+    kept: list[T] = []
+    for entry in sorted(entries, key=when, reverse=True):
+        if key(entry) not in seen:
+            seen.add(key(entry))
+            kept.append(entry)
+    return kept[:limit]
 
 
 def resume_point(envelope: Envelope) -> ResumePoint | None:

@@ -84,10 +84,11 @@ def _touch_device(devices: list[DeviceView], envelope: Envelope) -> list[DeviceV
     return [touched, *others][:MAX_DEVICES]
 
 
-SESSION = SubjectView("session", "session_views", SessionView, apply, version=7)
+SESSION = SubjectView("session", "session_views", SessionView, apply, version=8)
 """Version 2: the document carries the framework's per-stream versions (version 1 kept them in
 the view itself). Version 3: the cart has a currency, and its totals are rounded to it.
 Version 4: the customer's applications. Version 5: their conversations, with the last turns.
 Version 6: a guest's cart, applications and conversations merged or moved at sign-in.
 Version 7: their activity (recently viewed, searches, personalization), and each device's
-resume point."""
+resume point. Version 8: a guest's recent activity carried to the customer at sign-in, and let go
+of in the guest's view."""

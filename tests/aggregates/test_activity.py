@@ -3,6 +3,7 @@ from what the session view carries exactly as a replay of its events does."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from uuid import uuid4
 
@@ -10,9 +11,13 @@ import pytest
 
 from aggregates.activity import (
     MAX_ITEMS,
+    MAX_RECENT_SEARCHES,
+    MAX_RECENTLY_VIEWED,
     Activity,
     ActivityState,
     OnScreen,
+    PastSearch,
+    PastView,
     Searched,
     Viewed,
 )
@@ -90,3 +95,39 @@ def test_the_state_a_view_carries_stands_up_what_a_replay_gives() -> None:
     assert (restored.id, restored.version) == (replayed.id, replayed.version)
     with pytest.raises(ConsentRequired):
         restored.record([Searched(query="tea")])
+
+
+def test_a_guests_activity_is_imported_bounded_and_only_with_consent() -> None:
+    guest, customer = uuid4(), uuid4()
+    now = datetime.now(UTC)
+    products = [
+        PastView(f"SKU-{n}", "Mug", None, None, now - timedelta(minutes=n), "phone")
+        for n in range(MAX_RECENTLY_VIEWED + 3)
+    ]
+    searches = [PastSearch(f"q{n}", None, now) for n in range(MAX_RECENT_SEARCHES + 1)]
+    into = Activity(subject_id=customer)
+    into.import_from(guest, products, searches)
+    source = Activity(subject_id=guest)
+    source.merge_into(customer, MAX_RECENTLY_VIEWED, MAX_RECENT_SEARCHES)
+    imported = into.collect_events()[-1]
+    assert isinstance(imported, Activity.Imported)
+    assert imported.from_subject == guest
+    assert imported.products == products[:MAX_RECENTLY_VIEWED], "the newest, bounded"
+    assert imported.searches == searches[:MAX_RECENT_SEARCHES]
+    merged = source.collect_events()[-1]
+    assert isinstance(merged, Activity.MergedInto)
+    assert (merged.to_subject, merged.products, merged.searches) == (
+        customer,
+        MAX_RECENTLY_VIEWED,
+        MAX_RECENT_SEARCHES,
+    )
+    assert into.snapshot_state() == ActivityState(customer, True), "the state stays two fields"
+    with pytest.raises(InvalidValue):
+        into.import_from(guest, [], [])
+    with pytest.raises(InvalidValue):
+        into.import_from(customer, products, [])
+    into.set_personalization(False)
+    into.collect_events()
+    with pytest.raises(ConsentRequired):
+        into.import_from(guest, products, searches)
+    assert into.collect_events() == []

@@ -11,10 +11,9 @@ import asyncpg
 import httpx
 import pytest
 
-from aggregates.activity import Activity
+from aggregates.activity import MAX_RECENTLY_VIEWED, Activity
 from continuity.runner import ProjectionRunner
 from continuity.runtime import Runtime
-from projections.activity import MAX_RECENTLY_VIEWED
 from tests.api.test_agent_views import agent_headers
 from tests.helpers import TokenFactory, run_to_head
 from tests.privacy.test_at_rest import table_bytes

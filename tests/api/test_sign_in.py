@@ -14,6 +14,7 @@ import pytest
 from api.auth import issue_token
 from continuity.erasure import shred_subject
 from continuity.runtime import Runtime
+from tests.api.test_activity import post, viewed
 from tests.api.test_devices import bearer, code_of, guest, redeem
 from tests.helpers import MUG, SECRET
 
@@ -34,8 +35,9 @@ async def link(client: httpx.AsyncClient, device: dict[str, Any], customer: UUID
 async def test_a_guest_signs_in_and_their_cart_and_application_follow(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    """The story: a guest fills a cart and starts an application on the phone, continues on
-    the laptop through a handoff code, then signs in as a customer who had a cart already."""
+    """The story: a guest fills a cart, looks at a kettle and starts an application on the
+    phone, continues on the laptop through a handoff code, then signs in as a customer who had
+    a cart already."""
     phone = await guest(client)
     laptop = (await redeem(client, await code_of(client, phone))).json()
     customer = uuid4()
@@ -55,6 +57,8 @@ async def test_a_guest_signs_in_and_their_cart_and_application_follow(
         headers=bearer(laptop),
     )
     assert draft.is_success, draft.text
+    looked = await post(client, bearer(phone), viewed("KET-1", price="49.90", currency="EUR"))
+    assert looked.status_code == 200, looked.text
 
     first = await link(client, phone, customer)
     assert first.status_code == 200, first.text
@@ -62,6 +66,10 @@ async def test_a_guest_signs_in_and_their_cart_and_application_follow(
     assert linked["subject_id"] == str(customer)
     assert linked["guest_id"] == phone["subject_id"]
     assert linked["merged"]["cart_lines_moved"] == 2
+    assert (linked["merged"]["products_viewed_moved"], linked["merged"]["activity_refused"]) == (
+        1,
+        False,
+    )
     moved = linked["merged"]["applications"]
     assert list(moved) == [started.json()["application_id"]]
 
@@ -72,6 +80,8 @@ async def test_a_guest_signs_in_and_their_cart_and_application_follow(
         (moved[started.json()["application_id"]], "personal")
     ]
     assert apps[0]["answers"]["personal"]["first_name"] == "Ada"
+    session = (await client.get("/v1/me/session", headers=known)).json()
+    assert [(p["sku"], p["price"]) for p in session["recently_viewed"]] == [("KET-1", "49.90")]
 
     again = await link(client, laptop, customer)
     assert again.status_code == 200, again.text

@@ -2,7 +2,8 @@
 cart's quantities add, an application continues at its step, a handed-off conversation keeps its
 transcript and its place in the agents' queue, the guest's originals are closed, a second merge
 changes nothing, a concurrent cart action is not lost, every view folded inline or by its runner
-is what a rebuild makes, and nothing personal is left in clear."""
+is what a rebuild makes, the guest's recent activity joins the customer's unless either refuses
+personalization, and nothing personal is left in clear."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import asyncpg
 import msgspec
 import pytest
 
+from aggregates.activity import Activity, Item, Searched, Viewed
 from aggregates.cart import MAX_QUANTITY
 from aggregates.errors import InvalidState
 from aggregates.metadata import EventMeta
@@ -44,6 +46,7 @@ LAPTOP = EventMeta("web", "laptop")
 BOT = EventMeta("chat", None, "bot", "bot-1")
 AGENT = EventMeta("agent", None, "agent", "agent-7")
 ITEM_NAME = "Ouroboros Lantern 5521"
+VIEWED_NAME = "Thistledown Samovar 7719"
 TURN_TEXT = "my parcel to Quillby Lane never came"
 ANSWER = "Wilhelmina"
 
@@ -80,6 +83,10 @@ async def handed_off(runtime: Runtime, subject: UUID, text: str = TURN_TEXT) -> 
     return opened.id
 
 
+async def saw(runtime: Runtime, subject: UUID, *items: Item, meta: EventMeta = PHONE) -> None:
+    await runtime.activity.record(subject, meta, items, idempotency_key=uuid4())
+
+
 async def event_count(runtime: Runtime) -> int:
     count: int = await runtime.pool.fetchval("SELECT count(*) FROM events")
     return count
@@ -94,6 +101,7 @@ async def a_guest_with_everything(runtime: Runtime) -> tuple[UUID, UUID, MergeSu
     await add(runtime, customer, "LANTERN", 3, LAPTOP)
     await mid_application(runtime, guest)
     await handed_off(runtime, guest)
+    await saw(runtime, guest, Viewed(sku="SAMOVAR", name=VIEWED_NAME), Searched(query="samovar"))
     return guest, customer, await runtime.merge.merge(guest, customer, LAPTOP)
 
 
@@ -243,10 +251,84 @@ def _without(entry: TranscriptEntry, names: tuple[str, ...]) -> dict[str, Any]:
     return {k: v for k, v in msgspec.structs.asdict(entry).items() if k not in names}
 
 
+async def test_the_guests_recent_activity_joins_the_customers_in_time_order(
+    runtime: Runtime,
+) -> None:
+    guest, customer = uuid4(), uuid4()
+    await saw(runtime, guest, Viewed(sku="KETTLE", name="Kettle"), Searched(query="kettle"))
+    await saw(runtime, customer, Viewed(sku="MUG", name="Mug"), meta=LAPTOP)
+    await saw(runtime, guest, Viewed(sku="TEA", name="Tea", price=Decimal("4.20"), currency="EUR"))
+    await saw(runtime, guest, Viewed(sku="MUG", name="Mug"))  # later than the customer's
+    await saw(
+        runtime, customer, Viewed(sku="LAMP", name="Lamp"), Searched(query="lamp"), meta=LAPTOP
+    )
+    summary = await runtime.merge.merge(guest, customer, LAPTOP)
+    assert (summary.products_viewed_moved, summary.searches_moved) == (3, 1)
+    assert not summary.activity_refused
+    mine = (await runtime.carts.session(customer)).activity
+    assert [(p.sku, p.device) for p in mine.recently_viewed] == [
+        ("LAMP", LAPTOP.device),
+        ("MUG", PHONE.device),
+        ("TEA", PHONE.device),
+        ("KETTLE", PHONE.device),
+    ]
+    times = [p.viewed_at for p in mine.recently_viewed]
+    assert times == sorted(times, reverse=True)
+    assert (mine.recently_viewed[2].price, mine.recently_viewed[2].currency) == (
+        Decimal("4.20"),
+        "EUR",
+    )
+    assert [s.query for s in mine.recent_searches] == ["lamp", "kettle"]
+    theirs = (await runtime.carts.session(guest)).activity
+    assert (theirs.recently_viewed, theirs.recent_searches) == ([], []), "it went"
+    assert summary.already_merged is False
+
+
+async def test_nothing_of_the_activity_moves_if_either_refuses_personalization(
+    runtime: Runtime,
+) -> None:
+    guest, customer = uuid4(), uuid4()
+    await saw(runtime, guest, Viewed(sku="KETTLE", name="Kettle"))
+    await runtime.activity.set_personalization(guest, PHONE, False, idempotency_key=uuid4())
+    await runtime.activity.set_personalization(guest, PHONE, True, idempotency_key=uuid4())
+    await saw(runtime, guest, Searched(query="tea"))  # allowed again: this one may go
+    await runtime.activity.set_personalization(customer, LAPTOP, False, idempotency_key=uuid4())
+    events = await event_count(runtime)
+    refused = await runtime.merge.merge(guest, customer, LAPTOP)
+    assert await event_count(runtime) == events, "nothing written on either side"
+    assert (refused.activity_refused, refused.products_viewed_moved, refused.searches_moved) == (
+        True,
+        0,
+        0,
+    )
+    kept = (await runtime.carts.session(guest)).activity
+    assert [s.query for s in kept.recent_searches] == ["tea"], "it stays with the guest"
+
+    await runtime.activity.set_personalization(customer, LAPTOP, True, idempotency_key=uuid4())
+    allowed = await runtime.merge.merge(guest, customer, LAPTOP)
+    assert (allowed.activity_refused, allowed.products_viewed_moved, allowed.searches_moved) == (
+        False,
+        0,
+        1,
+    ), "what was seen before the guest's refusal never moves"
+    mine = (await runtime.carts.session(customer)).activity
+    assert ([p.sku for p in mine.recently_viewed], [s.query for s in mine.recent_searches]) == (
+        [],
+        ["tea"],
+    )
+
+    other_guest = uuid4()
+    await saw(runtime, other_guest, Viewed(sku="LAMP", name="Lamp"))
+    await runtime.activity.set_personalization(other_guest, PHONE, False, idempotency_key=uuid4())
+    refusing = await runtime.merge.merge(other_guest, uuid4(), LAPTOP)
+    assert (refusing.activity_refused, refusing.products_viewed_moved) == (True, 0)
+
+
 async def test_merging_twice_changes_nothing(runtime: Runtime) -> None:
     guest, customer, first = await a_guest_with_everything(runtime)
     assert first.cart_lines_moved == 2
     assert len(first.applications) == len(first.conversations) == 1
+    assert (first.products_viewed_moved, first.searches_moved) == (1, 1)
     events = await event_count(runtime)
     again = await runtime.merge.merge(guest, customer, LAPTOP)
     assert await event_count(runtime) == events
@@ -329,6 +411,8 @@ async def test_every_changed_view_is_what_a_rebuild_makes(runtime: Runtime) -> N
         (customer, "conversation.imported"): Summary(
             medium="web_chat", reason="needs a human", moved_from=next(iter(summary.conversations))
         ),
+        (guest, "activity.merged"): Summary(moved_to=Activity.create_id(customer)),
+        (customer, "activity.imported"): Summary(moved_from=Activity.create_id(guest)),
     }
     views = {s: await runtime.carts.session(s) for s in (guest, customer)}
     for subject, view in views.items():
@@ -351,9 +435,10 @@ async def test_nothing_personal_is_left_in_clear_after_a_merge(
     async def timeline_has_both() -> bool:
         subjects = await runtime.pool.fetch(f"SELECT DISTINCT subject_id FROM {TIMELINE}")
         kinds = await runtime.pool.fetch(f"SELECT kind FROM {TIMELINE}")
-        return {r[0] for r in subjects} == {guest, customer} and any(
-            r[0] == "conversation.imported" for r in kinds
-        )
+        return {r[0] for r in subjects} == {guest, customer} and {
+            "conversation.imported",
+            "activity.imported",
+        } <= {r[0] for r in kinds}
 
     await until(timeline_has_both)
     conn = await asyncpg.connect(database_url)
@@ -361,7 +446,7 @@ async def test_nothing_personal_is_left_in_clear_after_a_merge(
         tables = await table_bytes(conn, schema)
     finally:
         await conn.close()
-    for value in (ITEM_NAME, TURN_TEXT, ANSWER, PHONE.device, LAPTOP.device):
+    for value in (ITEM_NAME, TURN_TEXT, ANSWER, VIEWED_NAME, PHONE.device, LAPTOP.device):
         assert value is not None
         for table, data in tables:
             assert value.encode() not in data, f"{value!r} in clear in {table}"

@@ -68,6 +68,8 @@ MERGE_KINDS = {
     "application.moved",
     "conversation.imported",
     "conversation.moved",
+    "activity.imported",
+    "activity.merged",
 }
 """A guest merged into a customer at sign-in: on two subjects' timelines (tests/continuity/
 test_merge.py)."""
