@@ -37,6 +37,7 @@ from api.routes.conversations import (
 from api.routes.device import DeviceController
 from api.routes.live import LiveController
 from api.routes.ops import health, metrics, ready
+from api.routes.sync import SyncController
 from api.routes.timeline import AgentTimelineController, MyTimelineController
 from continuity.collector import freeze_start_up
 from continuity.metrics import Metrics
@@ -114,6 +115,7 @@ def create_app(
     app = Litestar(
         route_handlers=[
             DeviceController,
+            SyncController,
             MyApplicationsController,
             AgentController,
             MyConversationsController,

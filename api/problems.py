@@ -383,10 +383,12 @@ def to_problem(request: Request[Any, Any, Any], exc: Exception) -> ProblemDetail
         return _domain(exc)
     if isinstance(exc, PreconditionFailed):
         return STALE_VERSION(
-            f"If-Match was {exc.expected} but the {exc.what} is at version {exc.current}",
+            exc.detail
+            or f"If-Match was {exc.expected} but the {exc.what} is at version {exc.current}",
             headers={"ETag": f'"{exc.current}"'},
             current_version=exc.current,
             current=exc.state,
+            field=exc.field,
         )
     if isinstance(exc, ConcurrencyConflict):
         return CONFLICT(

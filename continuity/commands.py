@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 from uuid import UUID
 
@@ -35,14 +35,21 @@ class Commands:
         self.vault = vault
         self.turns = turns
 
-    async def run(self, subject_id: UUID, attempt: Callable[[], Awaitable[T]]) -> T:
+    async def run(
+        self,
+        subject_id: UUID,
+        attempt: Callable[[], Awaitable[T]],
+        retry_on: tuple[type[Exception], ...] = (),
+    ) -> T:
         """`attempt()` in the subject's turn; again (after a random, growing pause) when a
-        concurrent append or a moved view row refused it, up to ATTEMPTS times."""
+        concurrent append or a moved view row (or one of `retry_on`) refused it, up to
+        ATTEMPTS times."""
+        retryable: tuple[type[Exception], ...] = (ConcurrencyConflict, ViewMoved, *retry_on)
         for n in range(ATTEMPTS):
             try:
                 async with self.turns.of(subject_id):
                     return await attempt()
-            except (ConcurrencyConflict, ViewMoved):
+            except retryable:
                 if n == ATTEMPTS - 1:
                     raise
             await asyncio.sleep(random.uniform(0, BACKOFF * 2**n))  # noqa: S311
@@ -51,12 +58,32 @@ class Commands:
     async def recorded(self, request: IdempotencyKey, fingerprint: bytes) -> bool:
         """Whether the request was recorded already (a retry); EventIdReused if its key
         recorded another request."""
-        digest = await self.pool.fetchval(
-            "SELECT digest FROM events WHERE event_id = $1", request.first
+        found = (await self.recorded_at(request.subject_id, [(request, fingerprint)]))[0]
+        if isinstance(found, EventIdReused):
+            raise found
+        return found is not None
+
+    async def recorded_at(
+        self, subject_id: UUID, requests: Sequence[tuple[IdempotencyKey, bytes]]
+    ) -> list[int | EventIdReused | None]:
+        """For each of the subject's requests (its key and fingerprint), in one query: the
+        position of its first event if it was recorded already (a retry), None if it was not,
+        and EventIdReused if its key recorded another request."""
+        rows = await self.pool.fetch(
+            "SELECT event_id, position, digest FROM events WHERE event_id = ANY($1::uuid[])",
+            [request.first for request, _ in requests],
         )
-        if digest is None:
-            return False
-        key = await self.vault.key_for_writing(request.subject_id)
-        if digest != request_digest(key, fingerprint, 0):
-            raise EventIdReused(request.key)
-        return True
+        if not rows:
+            return [None] * len(requests)
+        found = {row["event_id"]: row for row in rows}
+        key = await self.vault.key_for_writing(subject_id)
+        answers: list[int | EventIdReused | None] = []
+        for request, fingerprint in requests:
+            row = found.get(request.first)
+            if row is None:
+                answers.append(None)
+            elif row["digest"] != request_digest(key, fingerprint, 0):
+                answers.append(EventIdReused(request.key))
+            else:
+                answers.append(row["position"])
+        return answers
