@@ -6,6 +6,7 @@ action never stops the others. docs/sync.md states the rules these hold it to.""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
@@ -15,6 +16,7 @@ import pytest
 
 from api.limits import MAX_BATCH
 from continuity.runtime import Runtime
+from tests.conftest import ClientFactory
 from tests.helpers import MUG, TokenFactory
 
 pytestmark = pytest.mark.anyio
@@ -329,3 +331,37 @@ async def test_a_batch_is_bounded(client: httpx.AsyncClient, auth: TokenFactory)
     wrong = action("conversation", "add_item", target_id=uuid4(), **MUG)
     answer = await client.post(SYNC, json={"actions": [wrong]}, headers=phone.headers)
     assert answer.status_code == 400
+
+
+async def test_overlapping_batches_in_two_processes_at_once_record_each_action_once(
+    serve: ClientFactory, auth: TokenFactory, runtime: Runtime
+) -> None:
+    subject = uuid4()
+    phone = {**auth(subject, "phone"), "X-Channel": "app"}
+    laptop = auth(subject, "laptop")
+    first = [action("cart", "add_item", **{**MUG, "sku": f"SKU-{n}"}) for n in range(12)]
+    second = [
+        *first[6:],
+        *(action("cart", "add_item", **{**MUG, "sku": f"NEW-{n}"}) for n in range(6)),
+    ]
+    async with serve() as one, serve() as two:
+        answers = await asyncio.gather(
+            one.post(SYNC, json={"actions": first}, headers=phone),
+            two.post(SYNC, json={"actions": second}, headers=phone),
+            two.post(SYNC, json={"actions": first}, headers=phone),
+            one.post("/v1/me/cart/items", json=TEA, headers=laptop),
+        )
+    assert [a.status_code for a in answers] == [200] * 4, [a.text for a in answers]
+    positions: dict[str, set[int]] = {}
+    for answer in answers[:3]:
+        for result in answer.json()["results"]:
+            assert result["outcome"] in ("applied", "duplicate"), result
+            positions.setdefault(result["event_id"], set()).add(result["position"])
+    assert all(len(found) == 1 for found in positions.values())  # one position per action
+    count = await runtime.pool.fetchval(
+        "SELECT count(*) FROM events WHERE subject_id = $1", subject
+    )
+    assert count == 1 + 18 + 1  # the cart's opening, one event per distinct action, the tea
+    cart = await runtime.carts.cart(subject)
+    assert cart is not None
+    assert cart.item_count == 19
