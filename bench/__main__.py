@@ -69,6 +69,7 @@ SCENARIOS = (
     Scenario("conversations", "bench.conversations", quick=("--quick",)),
     Scenario("timeline", "bench.timeline", quick=("--quick",)),
     Scenario("live", "bench.live", quick=("--quick",)),
+    Scenario("sync", "bench.sync", quick=("--quick",)),
 )
 NAMES = tuple(s.name for s in SCENARIOS)
 Measure = Callable[..., list[ScenarioResult]]

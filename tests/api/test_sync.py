@@ -17,12 +17,14 @@ import pytest
 from api.limits import MAX_BATCH
 from continuity.runtime import Runtime
 from tests.conftest import ClientFactory
-from tests.helpers import MUG, TokenFactory
+from tests.helpers import MUG as MUG_BODY
+from tests.helpers import TokenFactory
 
 pytestmark = pytest.mark.anyio
 
 SYNC = "/v1/me/sync"
-TEA = {"sku": "TEA-1", "name": "Green tea", "unit_price": "4.20", "quantity": 1}
+MUG: dict[str, Any] = dict(MUG_BODY)
+TEA: dict[str, Any] = {"sku": "TEA-1", "name": "Green tea", "unit_price": "4.20", "quantity": 1}
 
 
 def action(
