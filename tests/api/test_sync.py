@@ -50,6 +50,18 @@ def action(
     return sent
 
 
+def draft(app: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """A queued draft of the identity step of `app`, based on the version `app` shows."""
+    return action(
+        "application",
+        "save_draft",
+        app["version"],
+        target_id=app["application_id"],
+        step="identity",
+        values=values,
+    )
+
+
 class Device:
     """One of a customer's devices, flushing its queue."""
 
@@ -95,14 +107,7 @@ async def test_a_batch_sent_three_times_records_each_event_once(
         action("cart", "add_item", **MUG),
         action("cart", "add_item", **TEA),
         action("cart", "change_quantity", 0, sku="MUG-1", quantity=3),
-        action(
-            "application",
-            "save_draft",
-            app["version"],
-            target_id=app["application_id"],
-            step="identity",
-            values={"first_name": "Ada"},
-        ),
+        draft(app, {"first_name": "Ada"}),
         action(
             "conversation",
             "say",
@@ -237,16 +242,10 @@ async def test_the_same_form_field_edited_on_two_devices_is_a_conflict_with_its_
     phone, laptop = customer(client, auth)
     app = await phone.post("/v1/me/applications", {"form_type": "personal-loan"})
     app_id, seen = app["application_id"], app["version"]
-
-    def draft(values: dict[str, Any], base: int = seen) -> dict[str, Any]:
-        return action(
-            "application", "save_draft", base, target_id=app_id, step="identity", values=values
-        )
-
-    assert outcomes(await phone.sync(draft({"first_name": "Ada"}))) == ["applied"]
+    assert outcomes(await phone.sync(draft(app, {"first_name": "Ada"}))) == ["applied"]
     results = await laptop.sync(
-        draft({"first_name": "Augusta"}),
-        draft({"last_name": "Lovelace"}),  # another field: no conflict
+        draft(app, {"first_name": "Augusta"}),
+        draft(app, {"last_name": "Lovelace"}),  # another field: no conflict
         action("application", "submit", seen, target_id=app_id),  # stale: not what it saw
     )
     assert outcomes(results) == ["rejected", "applied", "rejected"]
@@ -271,14 +270,7 @@ async def test_one_bad_action_never_rejects_the_others(
         action("cart", "add_item", **MUG),
         action("cart", "change_quantity", 0, sku="NOT-IN-CART", quantity=2),
         action("cart", "add_item", **{**TEA, "unit_price": "4.205"}),
-        action(
-            "application",
-            "save_draft",
-            app["version"],
-            target_id=app["application_id"],
-            step="identity",
-            values={"no_such_field": "x"},
-        ),
+        draft(app, {"no_such_field": "x"}),
         action("conversation", "say", 0, target_id=uuid4(), medium="app_chat", text="hi"),
         action("cart", "add_item", occurred_at=datetime.now(UTC) + timedelta(days=1), **TEA),
         action("cart", "add_item", **TEA),
