@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import date, datetime, timedelta
-from typing import Literal, Self
+from typing import Any, Literal, Self
 from uuid import UUID, uuid5
 
 import msgspec
@@ -31,9 +31,12 @@ from aggregates.forms import (
     skipped,
     unknown_fields,
 )
+from aggregates.restoring import restored
 
-Status = Literal["in_progress", "submitted", "withdrawn", "expired"]
+Status = Literal["in_progress", "submitted", "withdrawn", "expired", "moved"]
+"""moved: recorded anew for another subject (a guest's, for the customer who signed in)."""
 APPLICATION_NAMESPACE = UUID("0b6c1f52-8e0d-4a57-b3a4-6c2f9d1e7a40")
+MOVED_NAMESPACE = UUID("9a3e51c7-0d2b-4f86-8c14-e57b2a6d93f0")
 MAX_DRAFT_TEXT = 10_000
 """The longest text a draft keeps for one field: drafts are not validated, but bounded."""
 MAX_NUMBER = 2**53 - 1
@@ -64,6 +67,7 @@ class ApplicationState(msgspec.Struct, frozen=True, gc=False):
     current: str | None
     created_on: datetime | None
     modified_on: datetime | None
+    moved_to: UUID | None = None
 
 
 class Application(Aggregate):
@@ -71,6 +75,36 @@ class Application(Aggregate):
         subject_id: UUID
         form: Form
         start_key: UUID
+
+    class Imported(Aggregate.Created):
+        """An application in progress moved here from another subject (a guest who signed in):
+        the same form, at the same step, with every answer; `moved_from` is the original."""
+
+        subject_id: UUID
+        form: Form
+        start_key: UUID
+        moved_from: UUID
+        completed: dict[str, dict[str, Answer]]
+        drafts: dict[str, dict[str, Answer]]
+        current: str | None
+        started_at: datetime | None
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.completed = {step: dict(values) for step, values in self.completed.items()}
+            aggregate.drafts = {step: dict(values) for step, values in self.drafts.items()}
+            aggregate.current = self.current
+            aggregate.changed_at = {
+                f"{step}.{name}": 1
+                for answers in (self.completed, self.drafts)
+                for step, values in answers.items()
+                for name in values
+            }
+
+    class MovedTo(Aggregate.Event):
+        """Closed: recorded anew as application `to` of subject `to_subject`."""
+
+        to: UUID
+        to_subject: UUID
 
     class DraftSaved(Aggregate.Event):
         step: str
@@ -111,6 +145,26 @@ class Application(Aggregate):
         self.changed_at: dict[str, int] = {}
         """`step.field` -> the version whose event last changed the field."""
         self.current: str | None = self.form.steps[0].name
+        self.moved_to: UUID | None = None
+
+    @classmethod
+    def imported(cls, subject_id: UUID, source: Application) -> Self:
+        """`source`, in progress (another subject's: a guest's who signed in), recorded anew
+        for `subject_id`: one id per original, so moving it twice opens the same stream."""
+        source._check_in_progress()
+        start_key = uuid5(MOVED_NAMESPACE, str(source.id))
+        return cls._create(
+            cls.Imported,
+            id=cls.create_id(subject_id, start_key),
+            subject_id=subject_id,
+            form=source.form,
+            start_key=start_key,
+            moved_from=source.id,
+            completed=source.completed,
+            drafts=source.drafts,
+            current=source.current,
+            started_at=source.created_on,
+        )
 
     # -- snapshots (drafts are autosaved: a stream grows long) ------------------------------
 
@@ -129,17 +183,17 @@ class Application(Aggregate):
             self.current,
             self.created_on,
             self.modified_on,
+            self.moved_to,
         )
 
     @classmethod
     def restore(cls, stream_id: UUID, version: int, state: ApplicationState) -> Self:
-        app = object.__new__(cls)
-        app.__dict__.update(
-            _id=stream_id,
-            _version=version,
-            _created_on=state.created_on,
-            _modified_on=state.modified_on,
-            _pending_events=[],
+        return restored(
+            cls,
+            stream_id,
+            version,
+            created_on=state.created_on,
+            modified_on=state.modified_on,
             subject_id=state.subject_id,
             form=state.form,
             status=state.status,
@@ -147,8 +201,8 @@ class Application(Aggregate):
             completed={step: dict(values) for step, values in state.completed.items()},
             changed_at=dict(state.changed_at),
             current=state.current,
+            moved_to=state.moved_to,
         )
-        return app
 
     # -- what the state says ------------------------------------------------------------------
 
@@ -279,11 +333,24 @@ class Application(Aggregate):
         self.status = "expired"
         self.current = None
 
+    def move_to(self, to: UUID, to_subject: UUID) -> None:
+        """Close the application: it was recorded anew as `to` (see `imported`)."""
+        self._check_in_progress()
+        self._moved_to(to, to_subject)
+
+    @event(MovedTo)
+    def _moved_to(self, to: UUID, to_subject: UUID) -> None:
+        self.status = "moved"
+        self.current = None
+        self.moved_to = to
+
     # -- checks -------------------------------------------------------------------------------
 
     def _check_in_progress(self) -> None:
         if self.status == "expired":
             raise Expired("the application expired after sitting idle; start a new one")
+        if self.status == "moved":
+            raise InvalidState("the application moved to the account that signed in")
         if self.status != "in_progress":
             raise InvalidState(f"the application is {self.status.replace('_', ' ')}")
 

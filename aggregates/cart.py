@@ -11,6 +11,7 @@ from eventsourcing.domain import Aggregate, event
 
 from aggregates import money
 from aggregates.errors import DomainError, InvalidState, InvalidValue, NotFound
+from aggregates.restoring import restored
 
 MAX_QUANTITY = 10_000
 MAX_LINES = 100
@@ -53,6 +54,21 @@ class CartState(msgspec.Struct, frozen=True, gc=False):
     currency: str
     lines: list[LineState]
     checked_out: bool
+    merged_into: UUID | None = None
+
+
+class CartMerge(msgspec.Struct, frozen=True, gc=False):
+    """What a merge of one cart into another did: lines moved (some `capped` at MAX_QUANTITY),
+    and lines `left` out (past MAX_LINES)."""
+
+    moved: int
+    capped: int
+    left: int
+
+    def plus(self, other: CartMerge) -> CartMerge:
+        return CartMerge(
+            self.moved + other.moved, self.capped + other.capped, self.left + other.left
+        )
 
 
 def _check_quantity(quantity: int) -> None:
@@ -97,6 +113,23 @@ class Cart(Aggregate):
     class CheckedOut(Aggregate.Event):
         total: Decimal
 
+    class LinesMerged(Aggregate.Event):
+        """Another subject's cart's lines (a guest's, at sign-in) added here, as many of each
+        as fitted: a sku already here adds its quantity and keeps this cart's name and price."""
+
+        from_cart: UUID
+        lines: list[LineState]
+
+    class MergedInto(Aggregate.Event):
+        """Closed: its lines went into cart `into` of subject `into_subject`; `moved` lines
+        went, `capped` of them at MAX_QUANTITY, and `left` did not fit (MAX_LINES)."""
+
+        into: UUID
+        into_subject: UUID
+        moved: int
+        capped: int
+        left: int
+
     @classmethod
     def snapshot_type(cls) -> type[CartState]:
         return CartState
@@ -111,18 +144,16 @@ class Cart(Aggregate):
                 for line in self.lines.values()
             ],
             checked_out=self.checked_out,
+            merged_into=self.merged_into,
         )
 
     @classmethod
     def restore(cls, stream_id: UUID, version: int, state: CartState) -> Self:
         """The cart at `version` from its state then, as if its events had been replayed."""
-        cart = object.__new__(cls)
-        cart.__dict__.update(
-            _id=stream_id,
-            _version=version,
-            _created_on=None,
-            _modified_on=None,
-            _pending_events=[],
+        return restored(
+            cls,
+            stream_id,
+            version,
             subject_id=state.subject_id,
             generation=state.generation,
             currency=state.currency,
@@ -133,8 +164,8 @@ class Cart(Aggregate):
                 for line in state.lines
             },
             checked_out=state.checked_out,
+            merged_into=state.merged_into,
         )
-        return cart
 
     @staticmethod
     def create_id(subject_id: UUID, generation: int = 1) -> UUID:
@@ -149,6 +180,7 @@ class Cart(Aggregate):
         self.currency = currency
         self.lines: dict[str, CartLine] = {}
         self.checked_out = False
+        self.merged_into: UUID | None = None
 
     def add_item(
         self,
@@ -215,6 +247,60 @@ class Cart(Aggregate):
     def _checked_out(self, total: Decimal) -> None:
         self.checked_out = True
 
+    def merge_lines(self, source: Cart) -> CartMerge:
+        """Add `source`'s lines (another subject's cart, in this cart's currency) here, capping
+        each quantity at MAX_QUANTITY and leaving the lines past MAX_LINES: a sign-in never
+        fails over what fits in a cart. What went where is in the answer."""
+        self._check_open()
+        if source.currency != self.currency:
+            raise InvalidValue(
+                f"the cart is in {self.currency}; its prices cannot be in {source.currency}",
+                field="currency",
+            )
+        added: list[LineState] = []
+        capped = left = 0
+        count = len(self.lines)
+        for line in source.lines.values():
+            existing = self.lines.get(line.sku)
+            if existing is None and count >= MAX_LINES:
+                left += 1
+                continue
+            count += existing is None
+            quantity = min(line.quantity, MAX_QUANTITY - (existing.quantity if existing else 0))
+            capped += quantity < line.quantity
+            if quantity > 0:
+                added.append(LineState(line.sku, line.name, line.unit_price, quantity))
+        if added:
+            self._lines_merged(source.id, added)
+        return CartMerge(moved=len(source.lines) - left, capped=capped, left=left)
+
+    @event(LinesMerged)
+    def _lines_merged(self, from_cart: UUID, lines: list[LineState]) -> None:
+        for line in lines:
+            existing = self.lines.get(line.sku)
+            if existing is None:
+                self.lines[line.sku] = CartLine(
+                    line.sku, line.name, line.unit_price, line.quantity, self.currency
+                )
+            else:
+                existing.quantity += line.quantity
+
+    def merge_into(self, into: Cart, into_subject: UUID, merge: CartMerge) -> None:
+        """Close this cart: its lines went into `into` (see `merge_lines`)."""
+        self._check_open()
+        self._merged_into(into.id, into_subject, merge.moved, merge.capped, merge.left)
+
+    @event(MergedInto)
+    def _merged_into(
+        self, into: UUID, into_subject: UUID, moved: int, capped: int, left: int
+    ) -> None:
+        self.merged_into = into
+
+    @property
+    def closed(self) -> bool:
+        """Checked out, or merged into another subject's cart: a new one opens for more."""
+        return self.checked_out or self.merged_into is not None
+
     @property
     def total(self) -> Decimal:
         return money.total([line.total for line in self.lines.values()], self.currency)
@@ -228,3 +314,5 @@ class Cart(Aggregate):
     def _check_open(self) -> None:
         if self.checked_out:
             raise InvalidState("the cart has been checked out and can no longer change")
+        if self.merged_into is not None:
+            raise InvalidState("the cart was merged into the signed-in customer's cart")

@@ -9,6 +9,8 @@ its state, and its snapshot, stay small however long the conversation gets.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, Literal, Self
 from uuid import UUID, uuid5
 
@@ -16,19 +18,24 @@ import msgspec
 from eventsourcing.domain import Aggregate, event
 
 from aggregates.errors import InvalidState, InvalidValue
+from aggregates.restoring import restored
 
 Medium = Literal["web_chat", "app_chat", "email", "sms", "phone_note", "store_note"]
 Author = Literal["customer", "bot", "agent"]
-Status = Literal["open", "waiting", "with_agent", "resolved"]
+Status = Literal["open", "waiting", "with_agent", "resolved", "moved"]
 """open: with the customer (and a bot, if any); waiting: handed off, queued for an agent;
-with_agent: one agent has it; resolved."""
+with_agent: one agent has it; resolved; moved: recorded anew for another subject (a guest's,
+for the customer who signed in), closed here."""
 
 MAX_TEXT = 10_000
 MAX_ATTACHMENTS = 10
 MAX_REFERENCE = 2_048
 MAX_REASON = 500
 MAX_SUBJECT = 300
+MAX_MOVED_TURNS = 1_000
+"""Turns a moved conversation carries (the newest): one sign-in appends at most this many."""
 CONVERSATION_NAMESPACE = UUID("3e7c2a91-6b0d-4f58-a1c3-9d84e2b7f605")
+MOVED_NAMESPACE = UUID("c41d7e08-5a9b-4e63-b2f7-18d0a6e95c3b")
 _CONTENT_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}")
 
 
@@ -50,6 +57,24 @@ class ConversationState(msgspec.Struct, frozen=True, gc=False):
     turns: int
     handoff_reason: str | None
     rating: int | None
+    moved_to: UUID | None = None
+
+
+class PastTurn(msgspec.Struct, frozen=True, gc=False):
+    """A turn recorded earlier in another conversation, with when, where and by whom it was
+    recorded there (what a moved conversation carries over, as data)."""
+
+    author: Author
+    author_id: str | None
+    medium: Medium
+    text: str
+    attachments: list[Attachment]
+    subject: str | None
+    at: datetime
+    channel: str
+    actor_type: str
+    device: str | None
+    actor_id: str | None
 
 
 def check_attachments(attachments: list[Attachment]) -> None:
@@ -69,6 +94,37 @@ class Conversation(Aggregate):
     class Opened(Aggregate.Created):
         subject_id: UUID
         medium: Medium
+
+    class Imported(Aggregate.Created):
+        """A conversation moved here from another subject (a guest who signed in), in the
+        status it had there and since when; its turns follow (`TurnImported`), the newest
+        `MAX_MOVED_TURNS` of them: `turns_left` older ones stay in the original only."""
+
+        subject_id: UUID
+        medium: Medium
+        moved_from: UUID
+        status: Status
+        agent_id: str | None
+        handoff_reason: str | None
+        started_at: datetime
+        status_since: datetime
+        turns_left: int
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.status = self.status
+            aggregate.agent_id = self.agent_id
+            aggregate.handoff_reason = self.handoff_reason
+
+    class TurnImported(Aggregate.Event):
+        turn: PastTurn
+
+    class MovedTo(Aggregate.Event):
+        """Closed: recorded anew as conversation `to` of subject `to_subject`, without its
+        `turns_left` oldest turns (past `MAX_MOVED_TURNS`)."""
+
+        to: UUID
+        to_subject: UUID
+        turns_left: int = 0
 
     class TurnAdded(Aggregate.Event):
         """Version 2: an email's subject line (None for every other turn, and every turn
@@ -114,6 +170,7 @@ class Conversation(Aggregate):
         self.turns = 0
         self.handoff_reason: str | None = None
         self.rating: int | None = None
+        self.moved_to: UUID | None = None
 
     @classmethod
     def open(cls, subject_id: UUID, medium: Medium, key: UUID) -> Self:
@@ -126,6 +183,44 @@ class Conversation(Aggregate):
     @staticmethod
     def open_id(subject_id: UUID, key: UUID) -> UUID:
         return uuid5(CONVERSATION_NAMESPACE, f"{subject_id}/{key}")
+
+    @classmethod
+    def imported(
+        cls,
+        subject_id: UUID,
+        source: Conversation,
+        turns: Sequence[PastTurn],
+        *,
+        medium: Medium,
+        started_at: datetime,
+        status_since: datetime,
+    ) -> Self:
+        """`source`, not resolved (another subject's: a guest's who signed in), recorded anew
+        for `subject_id`, in the original's medium, since its start and status: with the newest
+        `MAX_MOVED_TURNS` of `turns` (its transcript, oldest first). One id per original, so
+        moving it twice opens the same stream."""
+        source._check_not_resolved()
+        kept = list(turns)[-MAX_MOVED_TURNS:]
+        conversation = cls._create(
+            cls.Imported,
+            id=cls.open_id(subject_id, uuid5(MOVED_NAMESPACE, str(source.id))),
+            subject_id=subject_id,
+            medium=medium,
+            moved_from=source.id,
+            status=source.status,
+            agent_id=source.agent_id,
+            handoff_reason=source.handoff_reason,
+            started_at=started_at,
+            status_since=status_since,
+            turns_left=len(turns) - len(kept),
+        )
+        for turn in kept:
+            conversation._turn_imported(turn)
+        return conversation
+
+    @event(TurnImported)
+    def _turn_imported(self, turn: PastTurn) -> None:
+        self.turns += 1
 
     # -- snapshots ----------------------------------------------------------------------------
 
@@ -145,16 +240,7 @@ class Conversation(Aggregate):
 
     @classmethod
     def restore(cls, stream_id: UUID, version: int, state: ConversationState) -> Self:
-        conversation = object.__new__(cls)
-        conversation.__dict__.update(
-            _id=stream_id,
-            _version=version,
-            _created_on=None,
-            _modified_on=None,
-            _pending_events=[],
-            **msgspec.structs.asdict(state),
-        )
-        return conversation
+        return restored(cls, stream_id, version, **msgspec.structs.asdict(state))
 
     # -- commands -----------------------------------------------------------------------------
 
@@ -268,7 +354,20 @@ class Conversation(Aggregate):
         self.handoff_reason = None
         self.rating = None
 
+    def move_to(self, to: UUID, to_subject: UUID, turns_left: int = 0) -> None:
+        """Close the conversation: it was recorded anew as `to` (see `imported`)."""
+        self._check_not_resolved()
+        self._moved_to(to, to_subject, turns_left)
+
+    @event(MovedTo)
+    def _moved_to(self, to: UUID, to_subject: UUID, turns_left: int) -> None:
+        self.status = "moved"
+        self.agent_id = None
+        self.moved_to = to
+
     def _check_not_resolved(self) -> None:
+        if self.status == "moved":
+            raise InvalidState("the conversation moved to the account that signed in")
         if self.status == "resolved":
             raise InvalidState("the conversation is resolved: reopen it first")
 

@@ -21,3 +21,11 @@ class NotFound(DomainError):
 
 class InvalidState(DomainError):
     """The aggregate's state does not allow this command (a change after checkout)."""
+
+
+class ConsentRequired(DomainError):
+    """The customer has not allowed the purpose this command serves (`purpose`)."""
+
+    def __init__(self, message: str, purpose: str) -> None:
+        super().__init__(message)
+        self.purpose = purpose

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 from litestar import Litestar, Request, Response
@@ -13,7 +14,7 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 
 from api.allow import complete_allow
-from api.auth import jwt_auth
+from api.auth import DeviceTokens, jwt_auth
 from api.body import ApiRequest
 from api.cors import Cors, cors_config
 from api.docs_ui import docs_asset, render_plugins
@@ -25,6 +26,7 @@ from api.openapi import document_answers
 from api.problems import exception_handlers, refuse_preflight
 from api.rate_limits import rate_limit_config
 from api.request_context import RequestContext
+from api.routes.activity import ActivityController
 from api.routes.agent import AgentController
 from api.routes.applications import MyApplicationsController
 from api.routes.conversations import (
@@ -37,6 +39,7 @@ from api.routes.conversations import (
 from api.routes.device import DeviceController
 from api.routes.live import LiveController
 from api.routes.ops import health, metrics, ready
+from api.routes.sessions import MyDevicesController, SessionsController
 from api.routes.sync import SyncController
 from api.routes.timeline import AgentTimelineController, MyTimelineController
 from continuity.collector import freeze_start_up
@@ -70,7 +73,11 @@ def create_app(
     whose rows are stale are rebuilt then unless `build_stale` is False (a worker of
     `continuity run --workers N`, whose parent did it once for all)."""
     settings = settings or Settings.from_env()
-    auth = jwt_auth(resolve_jwt_secret(settings), settings.jwt_audience, settings.idp)
+    secret = resolve_jwt_secret(settings)
+    auth = jwt_auth(secret, settings.jwt_audience, settings.idp)
+    device_tokens = DeviceTokens(
+        secret, settings.jwt_audience, timedelta(days=settings.device_token_days)
+    )
     measured = Metrics()
     limits = rate_limit_config(settings.rate_limit_per_minute, settings.trusted_proxies)
 
@@ -115,6 +122,7 @@ def create_app(
     app = Litestar(
         route_handlers=[
             DeviceController,
+            ActivityController,
             SyncController,
             MyApplicationsController,
             AgentController,
@@ -126,12 +134,18 @@ def create_app(
             AgentTimelineController,
             MyTimelineController,
             LiveController,
+            SessionsController,
+            MyDevicesController,
             health,
             ready,
             metrics,
             docs_asset,
         ],
-        dependencies={"runtime": Provide(_runtime, sync_to_thread=False)},
+        dependencies={
+            "runtime": Provide(_runtime, sync_to_thread=False),
+            "device_tokens": Provide(lambda: device_tokens, sync_to_thread=False),
+            "issuers": Provide(lambda: auth.issuers, sync_to_thread=False),
+        },
         lifespan=[lifespan],
         on_app_init=[auth.on_app_init],
         request_class=ApiRequest,

@@ -14,7 +14,7 @@ from api.patterns import END
 from projections.application import ApplicationView
 from projections.envelope import Envelope
 
-Status = Literal["in_progress", "submitted", "withdrawn", "expired"]
+Status = Literal["in_progress", "submitted", "withdrawn", "expired", "moved"]
 FormType = Annotated[
     str,
     msgspec.Meta(

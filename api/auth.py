@@ -33,6 +33,7 @@ from api.issuers import (
     Issuers,
     Verifier,
 )
+from continuity.devices import DeviceRefused, Devices
 from continuity.identity_provider import IdentityProvider
 from continuity.settings import BUILT_IN_ISSUER, Settings
 
@@ -59,6 +60,8 @@ class ContinuityToken(Token):
 
     role: Role | None = None
     device: str | None = None
+    did: str | None = None
+    """A registered device's id (`continuity.devices`), in Continuity's own device tokens."""
 
     @classmethod
     def from_claims(cls, claims: Mapping[str, Any]) -> ContinuityToken:
@@ -92,6 +95,8 @@ class Principal:
     role: Role
     subject_id: UUID
     device: str | None
+    device_id: UUID | None = None
+    """Set for a registered device's token: checked on every request (revoked? moved?)."""
 
 
 def subject_id_for(issuer: str | None, sub: str) -> UUID:
@@ -117,7 +122,13 @@ def issue_token(
     device: str | None,
     ttl: timedelta,
     audience: str = AUDIENCE,
+    *,
+    device_id: UUID | None = None,
 ) -> str:
+    """A token signed with `secret`; with `device_id`, a registered device's token (its
+    `device` is the id, unless named)."""
+    if device_id is not None and device is None:
+        device = str(device_id)
     if role not in ROLES:
         raise ValueError(f"a role must be one of {', '.join(sorted(ROLES))}")
     if device is not None and not 0 < len(device) <= MAX_DEVICE_NAME:
@@ -129,6 +140,7 @@ def issue_token(
         aud=audience,
         role=role,
         device=device,
+        did=None if device_id is None else str(device_id),
     )
     return token.encode(secret, ALGORITHM)
 
@@ -144,7 +156,31 @@ async def principal_from_token(
         )
     if token.role == "customer" and not token.device:
         raise NotAuthorizedException("a customer token must name its device")
-    return Principal(token.role, subject_id_for(token.iss, token.sub), token.device)
+    device_id = None
+    if token.did is not None and token.iss == ISSUER:
+        try:
+            device_id = UUID(token.did)
+        except ValueError:
+            raise NotAuthorizedException("the token's did is not a UUID") from None
+    return Principal(token.role, subject_id_for(token.iss, token.sub), token.device, device_id)
+
+
+async def current_principal(
+    result: AuthenticationResult, connection: ASGIConnection[Any, Any, Any, Any]
+) -> AuthenticationResult:
+    """`result`, with a registered device's current owner: its token stops working the moment
+    the device is revoked, and acts as the customer once a guest signs in."""
+    principal = result.user
+    if not isinstance(principal, Principal) or principal.device_id is None:
+        return result
+    devices: Devices = connection.app.state.runtime.devices
+    try:
+        owner = await devices.owner(principal.device_id, principal.subject_id)
+    except DeviceRefused:
+        raise NotAuthorizedException("this device's token was revoked") from None
+    if owner == principal.subject_id:
+        return result
+    return AuthenticationResult(dataclasses.replace(principal, subject_id=owner), result.auth)
 
 
 class ContinuityAuthenticationMiddleware(JWTAuthenticationMiddleware):
@@ -163,14 +199,14 @@ class ContinuityAuthenticationMiddleware(JWTAuthenticationMiddleware):
         verified = self.issuers.verified
         known = verified.attached(encoded_token)
         if isinstance(known, AuthenticationResult):
-            return known
+            return await current_principal(known, connection)
         token = ContinuityToken.from_claims(await self.issuers.verify(encoded_token))
         user = await self.retrieve_user_handler(token, connection)
         if not user:
             raise NotAuthorizedException()
         result = AuthenticationResult(user=user, auth=token)
         verified.attach(encoded_token, result)
-        return result
+        return await current_principal(result, connection)
 
 
 @dataclass(kw_only=True)
@@ -199,7 +235,7 @@ def jwt_auth(
         algorithm=ALGORITHM,
         retrieve_user_handler=principal_from_token,
         token_cls=ContinuityToken,
-        exclude=["^/health$", "^/ready$", "^/metrics$", "^/schema"],
+        exclude=["^/health$", "^/ready$", "^/metrics$", "^/schema", "^/v1/sessions"],
         exclude_http_methods=["OPTIONS"],
         description=(
             "A bearer JWT: from `continuity token` (HS256, issuer `continuity`) or from the"
@@ -239,3 +275,20 @@ async def service_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRo
     principal = connection.scope.get("user")
     if not isinstance(principal, Principal) or principal.role != "service":
         raise PermissionDeniedException("this route is for a service's token")
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceTokens:
+    """Issues registered devices' tokens (a guest's, a paired device's, a signed-in one's)."""
+
+    secret: str
+    audience: str
+    ttl: timedelta
+
+    def issue(self, subject_id: UUID, device_id: UUID) -> tuple[str, datetime]:
+        """The token and when it expires."""
+        expires_at = (datetime.now(UTC) + self.ttl).replace(microsecond=0)
+        token = issue_token(
+            self.secret, subject_id, "customer", None, self.ttl, self.audience, device_id=device_id
+        )
+        return token, expires_at

@@ -18,6 +18,7 @@ from aggregates.conversation import (
     Author,
     Conversation,
     Medium,
+    PastTurn,
     Status,
 )
 from continuity.conversations import Turn
@@ -170,6 +171,8 @@ Kind = Literal[
     "resolved",
     "rated",
     "reopened",
+    "imported",
+    "moved",
 ]
 _KINDS: dict[type, Kind] = {
     Conversation.Opened: "opened",
@@ -180,6 +183,9 @@ _KINDS: dict[type, Kind] = {
     Conversation.Resolved: "resolved",
     Conversation.Rated: "rated",
     Conversation.Reopened: "reopened",
+    Conversation.Imported: "imported",
+    Conversation.TurnImported: "turn",
+    Conversation.MovedTo: "moved",
 }
 
 
@@ -205,6 +211,10 @@ class TranscriptEntry(msgspec.Struct, omit_defaults=True):
     agent_id: str | None = None
     to_agent: str | None = None
     rating: int | None = None
+    moved_from: UUID | None = None
+    """Imported: the guest's conversation this one was moved from at sign-in."""
+    moved_to: UUID | None = None
+    """Moved: the signed-in customer's conversation this one went on as."""
 
     @classmethod
     def of(cls, envelope: Envelope) -> TranscriptEntry:
@@ -237,7 +247,34 @@ class TranscriptEntry(msgspec.Struct, omit_defaults=True):
             entry.agent_id, entry.to_agent = event.from_agent, event.to_agent
         elif isinstance(event, Conversation.Rated):
             entry.rating = event.rating
+        elif isinstance(event, Conversation.Imported):
+            entry.medium, entry.moved_from = event.medium, event.moved_from
+            entry.reason, entry.agent_id = event.handoff_reason, event.agent_id
+        elif isinstance(event, Conversation.TurnImported):
+            return cls._past(envelope.version, event.turn)
+        elif isinstance(event, Conversation.MovedTo):
+            entry.moved_to = event.to
         return entry
+
+    @classmethod
+    def _past(cls, version: int, turn: PastTurn) -> TranscriptEntry:
+        """A turn moved from a guest's conversation: when, where and by whom it was recorded
+        there."""
+        return cls(
+            version=version,
+            kind="turn",
+            at=turn.at,
+            channel=turn.channel,
+            actor_type=turn.actor_type,
+            device=turn.device,
+            actor_id=turn.actor_id,
+            author=turn.author,
+            author_id=turn.author_id,
+            medium=turn.medium,
+            text=turn.text,
+            subject=turn.subject,
+            attachments=turn.attachments,
+        )
 
 
 class Transcript(msgspec.Struct):

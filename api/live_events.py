@@ -20,6 +20,7 @@ from uuid import UUID
 import msgspec
 from litestar.response import ServerSentEventMessage
 
+from aggregates.conversation import Conversation
 from continuity.live import LiveFeed, StreamEnded
 from projections.envelope import Envelope
 
@@ -100,8 +101,19 @@ QUEUE_STATUS: dict[str, str] = {
     "aggregates.conversation:Conversation.HandoffRequested": "waiting",
     "aggregates.conversation:Conversation.HandoffAccepted": "with_agent",
     "aggregates.conversation:Conversation.Resolved": "resolved",
+    "aggregates.conversation:Conversation.MovedTo": "moved",
 }
 """The events that put a conversation in the queue or take it out, and its status after."""
+QUEUE_TOPICS = (*QUEUE_STATUS, "aggregates.conversation:Conversation.Imported")
+"""What the agents' queue stream follows: those, and a conversation moved from a guest at
+sign-in, which comes in the status it had (its event says which)."""
+
+
+def _queue_status(envelope: Envelope) -> str:
+    event = envelope.event
+    if isinstance(event, Conversation.Imported):
+        return event.status
+    return QUEUE_STATUS[envelope.topic]
 
 
 def queue_message_of(envelope: Envelope) -> ServerSentEventMessage:
@@ -111,7 +123,7 @@ def queue_message_of(envelope: Envelope) -> ServerSentEventMessage:
         position=envelope.position,
         conversation_id=envelope.stream_id,
         subject_id=envelope.subject_id,
-        status=QUEUE_STATUS[envelope.topic],
+        status=_queue_status(envelope),
         at=envelope.recorded_at,
     )
     return ServerSentEventMessage(

@@ -19,6 +19,7 @@ from http import HTTPStatus
 import msgspec
 from litestar.openapi.spec import (
     OpenAPI,
+    OpenAPIFormat,
     OpenAPIHeader,
     OpenAPIMediaType,
     OpenAPIResponse,
@@ -31,7 +32,14 @@ from litestar.openapi.spec import (
 
 from aggregates.application import MAX_DRAFT_TEXT, MAX_NUMBER
 from aggregates.forms import MAX_FIELDS
-from api import application_schemas, conversation_schemas, schemas, sync_schemas
+from api import (
+    activity_schemas,
+    application_schemas,
+    conversation_schemas,
+    device_schemas,
+    schemas,
+    sync_schemas,
+)
 from api.customer_requests import CUSTOMER_CHANNELS
 from api.limits import MAX_VERSION_DIGITS
 from api.problems import (
@@ -39,8 +47,12 @@ from api.problems import (
     BODY_TOO_LARGE,
     CHANNEL_NOT_ALLOWED,
     CONFLICT,
+    CONSENT_REQUIRED,
     DOMAIN_RULE,
     FORBIDDEN,
+    HANDOFF_CODE_EXPIRED,
+    HANDOFF_CODE_USED,
+    HANDOFF_CODE_WRONG,
     IDEMPOTENCY_KEY_REUSED,
     INTEGRITY,
     INTERNAL,
@@ -57,6 +69,7 @@ from api.problems import (
     STALE_VERSION,
     SUBJECT_ERASED,
     TOKEN_EXPIRED,
+    TOO_MANY_WRONG_CODES,
     UNSUPPORTED_MEDIA_TYPE,
     WEAK_ETAG,
     ProblemType,
@@ -101,6 +114,16 @@ _SPECIFIC: dict[tuple[str, str], tuple[ProblemType, ...]] = {
     ("POST", "/v1/agent/customers/{customer_id}/identifiers"): (INVALID_STATE, NOT_FOUND),
     ("GET", "/v1/agent/customers/{customer_id}/timeline"): (NOT_FOUND,),
     ("GET", "/v1/agent/customers/{customer_id}/events"): (NOT_FOUND,),
+    ("POST", "/v1/sessions/redeem"): (
+        HANDOFF_CODE_WRONG,
+        HANDOFF_CODE_USED,
+        HANDOFF_CODE_EXPIRED,
+        TOO_MANY_WRONG_CODES,
+        SUBJECT_ERASED,
+    ),
+    ("DELETE", "/v1/me/devices/{device_id}"): (NOT_FOUND,),
+    ("POST", "/v1/me/link"): (INVALID_STATE,),
+    ("POST", "/v1/me/activity"): (CONSENT_REQUIRED,),
 }
 """Problems only one operation answers, by method and path."""
 
@@ -184,6 +207,10 @@ def problem_schema() -> Schema:
                 type=OpenAPIType.OBJECT,
                 description="On a 412 for an application: the application as it is now (the"
                 " shape of `ApplicationDetail`), to merge with.",
+            ),
+            "purpose": Schema(
+                type=OpenAPIType.STRING,
+                description="The purpose the customer refused (consent-required).",
             ),
             "token_expired": Schema(
                 type=OpenAPIType.BOOLEAN, description="Whether the refused token only expired."
@@ -282,7 +309,7 @@ def _answers(method: str, path: str, operation: Operation) -> None:
         if (method, path) in _EVENT_STREAMS and isinstance(answer, OpenAPIResponse):
             answer.content = {"text/event-stream": _EVENT_STREAM}
             answer.description = "A stream of Server-Sent Events, open until the client leaves."
-        elif path.startswith("/v1/me/") and isinstance(answer, OpenAPIResponse):
+        elif path.startswith("/v1/me/") and code != "204" and isinstance(answer, OpenAPIResponse):
             answer.headers = {**(answer.headers or {}), "ETag": _SENT_ETAG}
             responses[code] = answer
     if _header(operation, "If-None-Match") is not None:
@@ -301,7 +328,14 @@ def _answers(method: str, path: str, operation: Operation) -> None:
 def _body_struct(name: str) -> type[msgspec.Struct] | None:
     """The request body struct a component is named after, if it is one (decoded with
     `forbid_unknown_fields`)."""
-    for module in (schemas, application_schemas, conversation_schemas, sync_schemas):
+    for module in (
+        schemas,
+        application_schemas,
+        conversation_schemas,
+        device_schemas,
+        activity_schemas,
+        sync_schemas,
+    ):
         struct = getattr(module, name, None)
         if (
             isinstance(struct, type)
@@ -331,8 +365,9 @@ _BOUNDS = {
 
 def _optional_bounds(components: dict[str, Schema]) -> None:
     """An optional bounded field of a body (`Annotated[int, Meta(ge=0)] | None`) keeps its
-    bounds inside its non-null branch, as msgspec's own schema has them: Litestar puts them
-    beside the `oneOf`, where they bind nothing, and drops a bound of 0."""
+    bounds (and its format: an optional UUID's) inside its non-null branch, as msgspec's own
+    schema has them: Litestar puts them beside the `oneOf`, where they bind nothing, and drops a
+    bound of 0."""
     for name, schema in components.items():
         struct = _body_struct(name)
         if struct is None:
@@ -348,6 +383,7 @@ def _optional_bounds(components: dict[str, Schema]) -> None:
             prop.one_of = [
                 Schema(
                     type=OpenAPIType(branch["type"]),
+                    format=OpenAPIFormat(branch["format"]) if "format" in branch else None,
                     **{_BOUNDS[k]: v for k, v in branch.items() if k in _BOUNDS},
                 )
                 for branch in branches

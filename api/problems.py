@@ -29,7 +29,13 @@ from litestar.types import (
 )
 
 from aggregates.application import Expired, StepProblems
-from aggregates.errors import DomainError, InvalidState, InvalidValue, NotFound
+from aggregates.errors import (
+    ConsentRequired,
+    DomainError,
+    InvalidState,
+    InvalidValue,
+    NotFound,
+)
 from api.issuers import TokenExpired
 from api.request_context import request_urn
 from continuity.cursors import BadCursor
@@ -40,6 +46,7 @@ from continuity.errors import (
     PreconditionFailed,
     SubjectErased,
 )
+from continuity.handoff import CodeRefused, TooManyFailures
 
 PROBLEM_BASE = "https://continuity.dev/problems/"
 REALM = "continuity"
@@ -122,6 +129,13 @@ CHANNEL_NOT_ALLOWED = _type(
     403,
     "Channel not allowed",
     "`X-Channel` is agent or system, which a customer's device may not claim.",
+)
+CONSENT_REQUIRED = _type(
+    "consent-required",
+    403,
+    "Consent required",
+    "The customer has refused the purpose this action serves (`purpose`: personalization, for"
+    " `POST /v1/me/activity`); nothing was recorded. `PUT /v1/me/preferences` allows it again.",
 )
 CORS_REFUSED = _type(
     "cors-refused",
@@ -230,6 +244,33 @@ RATE_LIMITED = _type(
     "Too many requests without a token from one client within a minute; `Retry-After` says"
     " when to try again.",
 )
+HANDOFF_CODE_WRONG = _type(
+    "handoff-code-wrong",
+    422,
+    "Wrong handoff code",
+    "`POST /v1/sessions/redeem` with a code that matches no live code. Each one counts against"
+    " the client's limit, and a wrong code whose first half names a live code counts against"
+    " that code.",
+)
+HANDOFF_CODE_USED = _type(
+    "handoff-code-used",
+    409,
+    "Handoff code used",
+    "The handoff code was redeemed already (a code is single-use): ask for a new one.",
+)
+HANDOFF_CODE_EXPIRED = _type(
+    "handoff-code-expired",
+    410,
+    "Handoff code expired",
+    "The handoff code is past its `expires_at`, or was burnt by too many wrong tries.",
+)
+TOO_MANY_WRONG_CODES = _type(
+    "too-many-wrong-codes",
+    429,
+    "Too many wrong handoff codes",
+    "This client sent too many wrong handoff codes in the window; `Retry-After` says when it"
+    " may try again.",
+)
 INTERNAL = _type(
     "internal", 500, "Internal server error", "An unexpected error; it was logged with a trace."
 )
@@ -262,6 +303,8 @@ def _domain(exc: DomainError) -> ProblemDetailsException:
         return INVALID_ANSWERS(str(exc), field=exc.field, errors=errors)
     if isinstance(exc, Expired):
         return APPLICATION_EXPIRED(str(exc))
+    if isinstance(exc, ConsentRequired):
+        return CONSENT_REQUIRED(str(exc), purpose=exc.purpose)
     if isinstance(exc, NotFound):
         return NOT_FOUND(str(exc), field=exc.field)
     if isinstance(exc, InvalidState):
@@ -405,6 +448,11 @@ def to_problem(request: Request[Any, Any, Any], exc: Exception) -> ProblemDetail
             "this Idempotency-Key was already used for a different request",
             field="Idempotency-Key",
         )
+    if isinstance(exc, CodeRefused):
+        refused = {"wrong": HANDOFF_CODE_WRONG, "used": HANDOFF_CODE_USED}
+        return refused.get(exc.why, HANDOFF_CODE_EXPIRED)(str(exc), field="code")
+    if isinstance(exc, TooManyFailures):
+        return TOO_MANY_WRONG_CODES(str(exc), headers={"Retry-After": str(exc.retry_after)})
     if isinstance(exc, IntegrityViolation):
         return INTEGRITY("the error was logged for the operators")
     return INTERNAL("the error was logged")

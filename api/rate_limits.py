@@ -64,6 +64,11 @@ def client_of(trusted: Sequence[Network]) -> Callable[[Request[Any, Any, Any]], 
     return client
 
 
+def client_key(request: Request[Any, Any, Any], trusted_proxies: Sequence[str]) -> str:
+    """The client of one request, as the rate limits tell clients apart."""
+    return client_of([ipaddress.ip_network(n) for n in trusted_proxies])(request)
+
+
 async def _token_free(request: Request[Any, Any, Any]) -> bool:
     """Async, so that Litestar calls it in place rather than in a worker thread."""
     return request.scope.get("user") is None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated
 from uuid import UUID
 
 import msgspec
@@ -14,7 +14,8 @@ from api.application_schemas import ApplicationSummary
 from api.conversation_schemas import ConversationSummary
 from api.limits import MAX_NAME, MAX_QUANTITY, MAX_SKU
 from api.patterns import END
-from projections.cart import CartView
+from projections.activity import RecentSearch, ResumePoint, ViewedProduct
+from projections.cart import CartStatus, CartView
 from projections.session import DeviceView, SessionView
 
 SKU_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]*" + END
@@ -102,7 +103,7 @@ class Cart(msgspec.Struct):
     cart_id: UUID
     version: int
     currency: str
-    status: Literal["open", "checked_out"]
+    status: CartStatus
     items: list[CartItem]
     item_count: int
     total: Decimal
@@ -125,30 +126,78 @@ class Cart(msgspec.Struct):
         )
 
 
+class Resume(msgspec.Struct):
+    """The screen a device was last on (`at`), and what on: an application at a step, or a
+    cart, where the app said so."""
+
+    screen: str
+    application_id: UUID | None
+    step: str | None
+    cart_id: UUID | None
+    at: datetime
+
+    @classmethod
+    def of(cls, view: ResumePoint) -> Resume:
+        return cls(view.screen, view.application_id, view.step, view.cart_id, view.at)
+
+
 class Device(msgspec.Struct):
-    """Where one of the customer's devices left off."""
+    """Where one of the customer's devices left off: its last action, and the screen it was
+    last on (`resume_point`, null until it reports one through `POST /v1/me/activity`)."""
 
     device: str
     channel: str
     last_seen: datetime
     last_action: str
+    resume_point: Resume | None
 
     @classmethod
     def of(cls, view: DeviceView) -> Device:
-        return cls(view.device, view.channel, view.last_seen, view.last_action)
+        resume = Resume.of(view.resume_point) if view.resume_point is not None else None
+        return cls(view.device, view.channel, view.last_seen, view.last_action, resume)
+
+
+class RecentlyViewed(msgspec.Struct):
+    """A product viewed (on `device`, at `viewed_at`), with its price if the app gave one."""
+
+    sku: str
+    name: str
+    price: Decimal | None
+    currency: str | None
+    viewed_at: datetime
+    device: str | None
+
+    @classmethod
+    def of(cls, view: ViewedProduct) -> RecentlyViewed:
+        return cls(view.sku, view.name, view.price, view.currency, view.viewed_at, view.device)
+
+
+class Search(msgspec.Struct):
+    query: str
+    results: int | None
+    searched_at: datetime
+
+    @classmethod
+    def of(cls, view: RecentSearch) -> Search:
+        return cls(view.query, view.results, view.searched_at)
 
 
 class SessionResponse(msgspec.Struct):
     """Everything a device needs to resume: the cart (with the version for If-Match), the
     applications in progress (at their current step, with every saved answer), where each
-    of the customer's devices left off, and the conversations (each open one, then the most
-    recently active, with their last turns)."""
+    of the customer's devices left off (with the screen each was last on), the conversations
+    (each open one, then the most recently active, with their last turns), and the activity:
+    whether personalization is allowed, the products recently viewed (newest first, a sku
+    once) and the recent searches."""
 
     subject_id: UUID
     cart: Cart | None
     devices: list[Device]
     applications: list[ApplicationSummary]
     conversations: list[ConversationSummary]
+    personalization: bool
+    recently_viewed: list[RecentlyViewed]
+    recent_searches: list[Search]
 
     @classmethod
     def of(cls, subject_id: UUID, view: SessionView) -> SessionResponse:
@@ -162,6 +211,9 @@ class SessionResponse(msgspec.Struct):
             [Device.of(d) for d in view.devices],
             open_ones,
             [ConversationSummary.of(c) for c in view.conversations],
+            view.activity.personalization,
+            [RecentlyViewed.of(p) for p in view.activity.recently_viewed],
+            [Search.of(s) for s in view.activity.recent_searches],
         )
 
 

@@ -53,12 +53,15 @@ TOPICS = tuple(
         "Submitted",
         "Withdrawn",
         "ExpiredIdle",
+        "Imported",
+        "MovedTo",
     )
 )
 _STATUS: dict[type, str] = {
     Application.Submitted: "submitted",
     Application.Withdrawn: "withdrawn",
     Application.ExpiredIdle: "expired",
+    Application.MovedTo: "moved",
 }
 
 
@@ -68,7 +71,8 @@ class ApplicationQueue:
     topics: tuple[str, ...] = TOPICS
     tables: tuple[Table, ...] = (TABLE,)
     mode: Mode = "async"
-    version: int = 1
+    version: int = 2
+    """Version 2: applications moved from a guest at sign-in (`Imported`, `MovedTo`)."""
 
     async def handle(self, conn: Conn, placement: Placement, envelopes: list[Envelope]) -> None:
         """Fold the page in memory, one row per application, then write them in two
@@ -77,7 +81,7 @@ class ApplicationQueue:
         changed: dict[UUID, _Change] = {}
         for envelope in envelopes:
             event = envelope.event
-            if isinstance(event, Application.Started):
+            if isinstance(event, Application.Started | Application.Imported):
                 started[envelope.stream_id] = _Row(envelope, event)
                 continue
             change = _change_of(event)
@@ -131,15 +135,22 @@ class _Change:
 
 
 class _Row(_Change):
-    def __init__(self, envelope: Envelope, event: Application.Started) -> None:
-        super().__init__(
-            envelope.version, envelope.channel, envelope.recorded_at, True, event.form.steps[0].name
-        )
+    """An application started in the page (or moved here from a guest: at the step it was at,
+    started when the original was)."""
+
+    def __init__(
+        self, envelope: Envelope, event: Application.Started | Application.Imported
+    ) -> None:
+        step: str | None = event.form.steps[0].name
+        started: datetime | None = None
+        if isinstance(event, Application.Imported):
+            step, started = event.current, event.started_at
+        super().__init__(envelope.version, envelope.channel, envelope.recorded_at, True, step)
         self.application_id = envelope.stream_id
         self.subject_id = envelope.subject_id
         self.form_type = event.form.type
         self.form_version = event.form.version
-        self.started_at = envelope.recorded_at
+        self.started_at = started or envelope.recorded_at
         self.status = "in_progress"
 
 

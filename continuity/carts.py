@@ -14,15 +14,14 @@ from aggregates import money
 from aggregates.cart import Cart, CartState, LineState
 from aggregates.errors import NotFound
 from aggregates.metadata import EventMeta
+from continuity.commands import SessionLoad, is_retry
 from continuity.errors import (
     ConcurrencyConflict,
-    EventIdReused,
     IntegrityViolation,
     PreconditionFailed,
     SubjectErased,
     ViewMoved,
 )
-from continuity.mapper import request_digest
 from continuity.registry import Projected
 from continuity.repository import IdempotencyKey, Repository
 from continuity.subject_views import Read, SealedViews
@@ -75,15 +74,6 @@ def checkout() -> Command:
     return Command("checkout")
 
 
-class _Loaded(msgspec.Struct, frozen=True, gc=False):
-    """What a command needs, from one query: the digest recorded under the request's first
-    event id (a retry), whether the subject is erased, and their session row."""
-
-    digest: bytes | None
-    erased: bool
-    session: Read[SessionView]
-
-
 class CartService:
     def __init__(
         self,
@@ -100,12 +90,7 @@ class CartService:
         self.vault = vault
         self.pool = repository.store.pool
         self.turns = turns or Turns()
-        self._load_sql = (
-            "SELECT (SELECT digest FROM events WHERE event_id = $2) AS digest,"
-            " EXISTS (SELECT FROM erased_subjects WHERE subject_id = $1) AS erased,"
-            " v.key_version, v.body, v.revision FROM (SELECT) AS one"
-            f" LEFT JOIN (SELECT {sessions.select_row} WHERE subject_id = $1) AS v ON true"
-        )
+        self._load = SessionLoad(self.pool, sessions)
 
     async def session(self, subject_id: UUID) -> SessionView:
         """The resume view; an empty one for a new customer, SubjectErased after erasure."""
@@ -155,16 +140,6 @@ class CartService:
             await asyncio.sleep(random.uniform(0, BACKOFF * 2**attempt))  # noqa: S311
         raise AssertionError("unreachable")
 
-    async def _load(self, subject_id: UUID, event_id: UUID) -> _Loaded:
-        row = await self.pool.fetchrow(self._load_sql, subject_id, event_id)
-        assert row is not None  # one row, always: the session row is left-joined
-        session: Read[SessionView] = Read(None, None)
-        if row["body"] is not None:
-            session = await self.sessions.opened(
-                subject_id, row["key_version"], row["body"], row["revision"]
-            )
-        return _Loaded(row["digest"], row["erased"], session)
-
     async def _attempt(
         self,
         subject_id: UUID,
@@ -176,20 +151,17 @@ class CartService:
         from_view: bool,
     ) -> CartView:
         request = IdempotencyKey(subject_id, idempotency_key)
-        loaded = await self._load(subject_id, request.first)
+        loaded = await self._load(request)
         if loaded.erased:
             raise SubjectErased(subject_id)
-        view = loaded.session.folded.state if loaded.session.folded else SessionView()
-        if loaded.digest is not None:
-            key = await self.vault.key_for_writing(subject_id)
-            if loaded.digest != request_digest(key, command.fingerprint, 0):
-                raise EventIdReused(idempotency_key)
+        view = loaded.view
+        if await is_retry(self.vault, request, command.fingerprint, loaded.digest):
             return _current(view)
         cart = await self.cart_of(subject_id, loaded.session, from_view)
         current_version = cart.version if cart is not None else 0
         if if_match is not None and if_match != current_version:
             raise PreconditionFailed(str(if_match), current_version)
-        if cart is None or (cart.checked_out and opens_cart):
+        if cart is None or (cart.closed and opens_cart):
             if not opens_cart:
                 raise NotFound("there is no open cart", field=None)
             cart = self.next_cart(subject_id, cart, command)
@@ -245,6 +217,7 @@ def cart_state(cart: CartView, subject_id: UUID) -> CartState:
         currency=cart.currency,
         lines=[LineState(i.sku, i.name, i.unit_price, i.quantity) for i in cart.items],
         checked_out=cart.status == "checked_out",
+        merged_into=cart.merged_into,
     )
 
 

@@ -2,7 +2,8 @@
 process, tried again on the fresh state when another process got in between, and a retried
 request (same `Idempotency-Key`) answered from what the first one recorded.
 
-Applications and conversations share it; the cart has a fused single-query path of its own.
+Applications and conversations share it. The cart and the activity, which stand their aggregate
+up from the session view, read everything a command needs in one query (`SessionLoad`).
 """
 
 from __future__ import annotations
@@ -14,12 +15,15 @@ from typing import TypeVar
 from uuid import UUID
 
 import asyncpg
+import msgspec
 
 from continuity.errors import ConcurrencyConflict, EventIdReused, ViewMoved
 from continuity.mapper import request_digest
 from continuity.repository import IdempotencyKey
+from continuity.subject_views import Read, SealedViews
 from continuity.turns import Turns
 from privacy.vault import KeyVault
+from projections.session import SessionView
 
 T = TypeVar("T")
 
@@ -44,10 +48,19 @@ class Commands:
         """`attempt()` in the subject's turn; again (after a random, growing pause) when a
         concurrent append or a moved view row (or one of `retry_on`) refused it, up to
         ATTEMPTS times."""
+        return await self.run_for([subject_id], attempt, retry_on)
+
+    async def run_for(
+        self,
+        subject_ids: list[UUID],
+        attempt: Callable[[], Awaitable[T]],
+        retry_on: tuple[type[Exception], ...] = (),
+    ) -> T:
+        """`run` of a command on several subjects' aggregates, in the turn of each of them."""
         retryable: tuple[type[Exception], ...] = (ConcurrencyConflict, ViewMoved, *retry_on)
         for n in range(ATTEMPTS):
             try:
-                async with self.turns.of(subject_id):
+                async with self.turns.of_all(subject_ids):
                     return await attempt()
             except retryable:
                 if n == ATTEMPTS - 1:
@@ -58,32 +71,89 @@ class Commands:
     async def recorded(self, request: IdempotencyKey, fingerprint: bytes) -> bool:
         """Whether the request was recorded already (a retry); EventIdReused if its key
         recorded another request."""
-        found = (await self.recorded_at(request.subject_id, [(request, fingerprint)]))[0]
-        if isinstance(found, EventIdReused):
-            raise found
-        return found is not None
+        digest = await self.pool.fetchval(
+            "SELECT digest FROM events WHERE event_id = $1", request.first
+        )
+        return await is_retry(self.vault, request, fingerprint, digest)
 
     async def recorded_at(
-        self, subject_id: UUID, requests: Sequence[tuple[IdempotencyKey, bytes]]
+        self, requests: Sequence[tuple[IdempotencyKey, bytes]]
     ) -> list[int | EventIdReused | None]:
-        """For each of the subject's requests (its key and fingerprint), in one query: the
-        position of its first event if it was recorded already (a retry), None if it was not,
-        and EventIdReused if its key recorded another request."""
+        """For each request (its key and fingerprint), in one query: the position of its first
+        event if it was recorded already (a retry), None if it was not, and EventIdReused if
+        its key recorded another request."""
         rows = await self.pool.fetch(
             "SELECT event_id, position, digest FROM events WHERE event_id = ANY($1::uuid[])",
             [request.first for request, _ in requests],
         )
-        if not rows:
-            return [None] * len(requests)
         found = {row["event_id"]: row for row in rows}
-        key = await self.vault.key_for_writing(subject_id)
         answers: list[int | EventIdReused | None] = []
         for request, fingerprint in requests:
             row = found.get(request.first)
-            if row is None:
-                answers.append(None)
-            elif row["digest"] != request_digest(key, fingerprint, 0):
-                answers.append(EventIdReused(request.key))
-            else:
-                answers.append(row["position"])
+            digest = None if row is None else row["digest"]
+            try:
+                retry = await is_retry(self.vault, request, fingerprint, digest)
+            except EventIdReused as reused:
+                answers.append(reused)
+                continue
+            answers.append(row["position"] if retry and row is not None else None)
         return answers
+
+
+async def is_retry(
+    vault: KeyVault, request: IdempotencyKey, fingerprint: bytes, digest: bytes | None
+) -> bool:
+    """Whether `digest` (recorded under the request's first event id, if any) says the request
+    was recorded already; EventIdReused if its key recorded another request."""
+    if digest is None:
+        return False
+    key = await vault.key_for_writing(request.subject_id)
+    if digest != request_digest(key, fingerprint, 0):
+        raise EventIdReused(request.key)
+    return True
+
+
+class Loaded(msgspec.Struct, frozen=True, gc=False):
+    """What a command on the session view's aggregates needs, from one query: the digest and
+    position recorded under the request's first event id (a retry), whether the subject is
+    erased, and their session row."""
+
+    digest: bytes | None
+    position: int | None
+    erased: bool
+    session: Read[SessionView]
+
+    @property
+    def view(self) -> SessionView:
+        folded = self.session.folded
+        return folded.state if folded is not None else SessionView()
+
+    def version_of(self, stream_id: UUID) -> int | None:
+        """The version of `stream_id` the session row has folded (None: none of it)."""
+        folded = self.session.folded
+        return None if folded is None else folded.streams.get(stream_id)
+
+
+class SessionLoad:
+    """Reads a `Loaded` in one round trip."""
+
+    def __init__(self, pool: asyncpg.Pool, sessions: SealedViews[SessionView]) -> None:
+        self.pool = pool
+        self.sessions = sessions
+        self._sql = (
+            "SELECT e.digest, e.position,"
+            " EXISTS (SELECT FROM erased_subjects WHERE subject_id = $1) AS erased,"
+            " v.key_version, v.body, v.revision FROM (SELECT) AS one"
+            " LEFT JOIN events AS e ON e.event_id = $2"
+            f" LEFT JOIN (SELECT {sessions.select_row} WHERE subject_id = $1) AS v ON true"
+        )
+
+    async def __call__(self, request: IdempotencyKey) -> Loaded:
+        row = await self.pool.fetchrow(self._sql, request.subject_id, request.first)
+        assert row is not None  # one row, always: the rest is left-joined
+        session: Read[SessionView] = Read(None, None)
+        if row["body"] is not None:
+            session = await self.sessions.opened(
+                request.subject_id, row["key_version"], row["body"], row["revision"]
+            )
+        return Loaded(row["digest"], row["position"], row["erased"], session)

@@ -52,6 +52,9 @@ TOPICS = tuple(
         "Resolved",
         "Rated",
         "Reopened",
+        "Imported",
+        "TurnImported",
+        "MovedTo",
     )
 )
 _STATUS: dict[type, Status] = {
@@ -59,6 +62,7 @@ _STATUS: dict[type, Status] = {
     Conversation.HandoffAccepted: "with_agent",
     Conversation.Resolved: "resolved",
     Conversation.Reopened: "open",
+    Conversation.MovedTo: "moved",
 }
 
 
@@ -73,7 +77,7 @@ class _Change:
     def apply(self, envelope: Envelope) -> None:
         self.version, self.last_activity = envelope.version, envelope.recorded_at
         event = envelope.event
-        if isinstance(event, Conversation.TurnAdded):
+        if isinstance(event, Conversation.TurnAdded | Conversation.TurnImported):
             self.turns += 1
         status = _STATUS.get(type(event))
         if status is not None:
@@ -97,7 +101,9 @@ class ConversationQueue:
     topics: tuple[str, ...] = TOPICS
     tables: tuple[Table, ...] = (TABLE,)
     mode: Mode = "async"
-    version: int = 1
+    version: int = 2
+    """Version 2: conversations moved from a guest at sign-in, in the status they had there
+    and since when (so a waiting one keeps its place), and the originals closed (`moved`)."""
 
     async def handle(self, conn: Conn, placement: Placement, envelopes: list[Envelope]) -> None:
         """Fold the page in memory, one row per conversation, then write it in two
@@ -114,6 +120,19 @@ class ConversationQueue:
                     event.medium,
                     at,
                     _Change(envelope.version, at, status="open", status_since=at),
+                )
+            elif isinstance(event, Conversation.Imported):
+                opened[envelope.stream_id] = _Row(
+                    envelope.stream_id,
+                    envelope.subject_id,
+                    event.medium,
+                    event.started_at,
+                    _Change(
+                        envelope.version,
+                        envelope.recorded_at,
+                        status=event.status,
+                        status_since=event.status_since,
+                    ),
                 )
             elif envelope.stream_id in opened:
                 opened[envelope.stream_id].change.apply(envelope)

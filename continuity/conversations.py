@@ -243,9 +243,9 @@ class ConversationService:
         return await self.commands.run(subject_id, attempt)
 
     async def open_of(self, subject_id: UUID) -> UUID | None:
-        """The customer's most recently active conversation that is not resolved, if any (what
-        an inbound email or SMS threads into)."""
+        """The customer's most recently active conversation that is not closed (resolved or
+        moved), if any (what an inbound email or SMS threads into)."""
         for view in await self.of_customer(subject_id):
-            if view.status != "resolved":
+            if view.status not in ("resolved", "moved"):
                 return view.conversation_id
         return None

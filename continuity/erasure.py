@@ -8,6 +8,9 @@ from uuid import UUID
 import msgspec
 
 from continuity.catalog import forget
+from continuity.devices import ACK_TIMEOUT, forget_devices
+from continuity.handoff import forget_codes
+from continuity.processes import acknowledged
 from continuity.store import EventStore
 from privacy.vault import KeyVault
 
@@ -21,19 +24,42 @@ class ShredCertificate(msgspec.Struct, frozen=True):
     events_unreadable: int
     projection_rows_deleted: int
     already_erased: bool
+    linked_subjects: list[UUID] = []
+    """Guests linked to the subject on sign-in, erased with them."""
+    devices_removed: int = 0
 
 
 async def shred_subject(store: EventStore, vault: KeyVault, subject_id: UUID) -> ShredCertificate:
-    """Destroy the subject's data keys and projection rows in one transaction. Their events stay
-    in the log as ciphertext that no key can open; reads yield erased placeholders."""
+    """Destroy the keys and projection rows of the subject and of the guests linked to them,
+    and their devices and handoff codes, in one transaction. Their events stay in the log as
+    ciphertext that no key can open; reads yield erased placeholders. Returns once every live
+    process refuses the removed devices' tokens."""
     async with store.pool.acquire() as conn, conn.transaction():
+        linked: list[UUID] = [
+            row["subject_id"]
+            for row in await conn.fetch(
+                "SELECT subject_id FROM guests WHERE linked_to = $1 ORDER BY subject_id",
+                subject_id,
+            )
+        ]
         receipt = await vault.shred(conn, subject_id)
         rows = await forget(conn, subject_id)
+        events = receipt.events_unreadable
+        for guest in linked:
+            events += (await vault.shred(conn, guest)).events_unreadable
+            rows += await forget(conn, guest)
+        subjects = [subject_id, *linked]
+        removed = await forget_devices(conn, store.schema, subjects)
+        await forget_codes(conn, subjects)
+    if removed:
+        await acknowledged(store.pool, max(removed), ACK_TIMEOUT)
     return ShredCertificate(
         subject_id=subject_id,
         erased_at=receipt.erased_at,
         key_versions_destroyed=receipt.key_versions,
-        events_unreadable=receipt.events_unreadable,
+        events_unreadable=events,
         projection_rows_deleted=rows,
         already_erased=receipt.already_erased,
+        linked_subjects=linked,
+        devices_removed=len(removed),
     )

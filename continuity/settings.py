@@ -68,6 +68,12 @@ class Settings:
     """Days an application may sit untouched before it expires."""
     sse_keepalive: float = 15.0
     """Seconds between keep-alive comments on an idle live update stream."""
+    device_token_days: int = 30
+    """Days a device token (from `POST /v1/sessions`, a handoff code or sign-in) lasts."""
+    handoff_minutes: int = 5
+    """Minutes a handoff code can be redeemed in."""
+    redeem_failures: int = 10
+    """Wrong handoff codes one client may send in 15 minutes before it must wait."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -161,6 +167,9 @@ class Settings:
                 "APPLICATION_IDLE_DAYS", cls.application_idle_days, 1, 3650
             ),
             sse_keepalive=seconds("SSE_KEEPALIVE", cls.sse_keepalive, 3600),
+            device_token_days=integer("DEVICE_TOKEN_DAYS", cls.device_token_days, 1, 3650),
+            handoff_minutes=integer("HANDOFF_MINUTES", cls.handoff_minutes, 1, 60),
+            redeem_failures=integer("REDEEM_FAILURES", cls.redeem_failures, 1, 1000),
         )
 
 

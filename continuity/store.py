@@ -324,13 +324,17 @@ class EventStore:
         return [_record(row) for row in rows]
 
     async def select_subject(
-        self, subject_id: UUID, conn: Conn | None = None
+        self, subject_id: UUID, conn: Conn | None = None, *, topics: Sequence[str] = ()
     ) -> list[RecordedEvent]:
-        """Every event of one subject, in position order (what a subject's view is rebuilt
-        from); on `conn`, it includes that transaction's own appends."""
-        rows = await (conn or self.pool).fetch(
-            f"SELECT {_COLUMNS} FROM events WHERE subject_id = $1 ORDER BY position", subject_id
-        )
+        """Every event of one subject (of `topics`, if given), in position order (what a
+        subject's view is rebuilt from); on `conn`, it includes that transaction's own
+        appends."""
+        args: list[object] = [subject_id]
+        sql = f"SELECT {_COLUMNS} FROM events WHERE subject_id = $1"
+        if topics:
+            args.append(list(topics))
+            sql += " AND topic = ANY($2::text[])"
+        rows = await (conn or self.pool).fetch(sql + " ORDER BY position", *args)
         return [_record(row) for row in rows]
 
     async def select_notifications(

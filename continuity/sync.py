@@ -211,7 +211,7 @@ class SyncService:
         now = self.clock()
         keys = [IdempotencyKey(subject_id, a.event_id) for a in actions]
         recorded = await self.commands.recorded_at(
-            subject_id, [(k, a.operation.fingerprint) for k, a in zip(keys, actions, strict=True)]
+            [(k, a.operation.fingerprint) for k, a in zip(keys, actions, strict=True)]
         )
         outcomes: list[Outcome | None] = [None] * len(actions)
         first: dict[UUID, int] = {}
@@ -372,13 +372,13 @@ class _CartBatch:
         cart = self.cart
         base = action.base_version
         opens = command.method == "add_item" and (
-            cart is None or (cart.checked_out and (base == 0 or base >= cart.version))
+            cart is None or (cart.closed and (base == 0 or base >= cart.version))
         )
         if opens:
             cart = self.service.next_cart(self.batch.subject_id, cart, command)
         elif cart is None:
             raise NotFound("there is no open cart", field=None)
-        elif not cart.checked_out:
+        elif not cart.closed:
             self._check(cart, action, command)
         command(cart)  # a checked-out cart refuses it: 409, with the cart as it is
         if opens:

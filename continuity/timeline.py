@@ -1,5 +1,5 @@
 """The customer timeline: one chronological, cross-channel list per customer of what happened in
-their carts, applications and conversations, one row per event, in log order.
+their carts, applications, conversations and activity, one row per event, in log order.
 
 An asynchronous projection (`continuity.runner` follows the log from its checkpoint, and a
 rebuild builds the same rows from the whole log): a change appears here once the runner has
@@ -18,7 +18,11 @@ The summary names what changed, not every value: a cart line's sku, name and qua
 application's form, step and the names of the fields saved, never the answers (the agent opens
 the application itself, audited, to read those); a conversation turn's author, medium, its text
 up to `MAX_SUMMARY_TEXT` characters (the conversation holds the whole turn) and its attachments'
-references; a handoff's reason, the agents, the rating.
+references; a handoff's reason, the agents, the rating; a product viewed (sku, name), a search's
+query, a screen (and its step), a personalization choice. A guest's cart merged, or application
+or conversation moved, at sign-in shows on both sides: the guest's says where it went, the
+customer's where it came from (a moved conversation's turns are not repeated one by one: they
+are the guest's entries, and the conversation's transcript).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from uuid import UUID
 import msgspec
 from eventsourcing.utils import get_topic
 
+from aggregates.activity import Activity
 from aggregates.application import Application
 from aggregates.cart import Cart
 from aggregates.conversation import Conversation
@@ -69,12 +74,14 @@ MAX_SUMMARY_TEXT = 500
 """The characters of a turn's text a timeline entry keeps (`text_truncated` says it was cut)."""
 MAX_PAGE = 100
 
-Stream = Literal["cart", "application", "conversation"]
+Stream = Literal["cart", "application", "conversation", "activity"]
 Kind = Literal[
     "cart.item_added",
     "cart.quantity_changed",
     "cart.item_removed",
     "cart.checked_out",
+    "cart.lines_merged",
+    "cart.merged_into",
     "application.started",
     "application.draft_saved",
     "application.step_completed",
@@ -82,6 +89,8 @@ Kind = Literal[
     "application.submitted",
     "application.withdrawn",
     "application.expired",
+    "application.imported",
+    "application.moved",
     "conversation.opened",
     "conversation.turn_added",
     "conversation.handoff_requested",
@@ -90,6 +99,12 @@ Kind = Literal[
     "conversation.resolved",
     "conversation.rated",
     "conversation.reopened",
+    "conversation.imported",
+    "conversation.moved",
+    "activity.product_viewed",
+    "activity.searched",
+    "activity.screen_shown",
+    "activity.personalization_set",
 ]
 KindFilter = Kind | Stream
 """What a reader filters kinds by: a kind, or a stream for all of its kinds."""
@@ -136,6 +151,18 @@ class Summary(msgspec.Struct, frozen=True, omit_defaults=True, kw_only=True, gc=
     to_agent: str | None = None
     by: str | None = None
     rating: int | None = None
+    moved_from: UUID | None = None
+    """What a merge or move brought here: the guest's cart, application or conversation."""
+    moved_to: UUID | None = None
+    """Where a merge or move took it: the signed-in customer's cart, application or
+    conversation."""
+    lines: int | None = None
+    """Cart lines a merge moved."""
+    query: str | None = None
+    results: int | None = None
+    screen: str | None = None
+    allowed: bool | None = None
+    """A personalization choice: allowed (true) or refused (false)."""
 
 
 class _Body(msgspec.Struct, array_like=True, frozen=True, gc=False):
@@ -175,6 +202,20 @@ _FOLDS: dict[type, tuple[Stream, Kind, Callable[[Any], Summary]]] = {
     ),
     Cart.ItemRemoved: ("cart", "cart.item_removed", lambda e: Summary(sku=e.sku)),
     Cart.CheckedOut: ("cart", "cart.checked_out", lambda e: Summary(total=e.total)),
+    Cart.LinesMerged: (
+        "cart",
+        "cart.lines_merged",
+        lambda e: Summary(
+            moved_from=e.from_cart,
+            lines=len(e.lines),
+            quantity=sum(line.quantity for line in e.lines),
+        ),
+    ),
+    Cart.MergedInto: (
+        "cart",
+        "cart.merged_into",
+        lambda e: Summary(moved_to=e.into, lines=e.moved),
+    ),
     Application.Started: (
         "application",
         "application.started",
@@ -200,6 +241,28 @@ _FOLDS: dict[type, tuple[Stream, Kind, Callable[[Any], Summary]]] = {
     Application.Submitted: ("application", "application.submitted", lambda e: _NOTHING),
     Application.Withdrawn: ("application", "application.withdrawn", lambda e: _NOTHING),
     Application.ExpiredIdle: ("application", "application.expired", lambda e: _NOTHING),
+    Application.Imported: (
+        "application",
+        "application.imported",
+        lambda e: Summary(
+            form_type=e.form.type,
+            form_version=e.form.version,
+            step=e.current,
+            fields=sorted({name for values in e.completed.values() for name in values}),
+            moved_from=e.moved_from,
+        ),
+    ),
+    Application.MovedTo: ("application", "application.moved", lambda e: Summary(moved_to=e.to)),
+    Conversation.Imported: (
+        "conversation",
+        "conversation.imported",
+        lambda e: Summary(medium=e.medium, reason=e.handoff_reason, moved_from=e.moved_from),
+    ),
+    Conversation.MovedTo: (
+        "conversation",
+        "conversation.moved",
+        lambda e: Summary(moved_to=e.to),
+    ),
     Conversation.Opened: (
         "conversation",
         "conversation.opened",
@@ -235,6 +298,26 @@ _FOLDS: dict[type, tuple[Stream, Kind, Callable[[Any], Summary]]] = {
         "conversation",
         "conversation.reopened",
         lambda e: Summary(by=e.by),
+    ),
+    Activity.ProductViewed: (
+        "activity",
+        "activity.product_viewed",
+        lambda e: Summary(sku=e.sku, name=e.name),
+    ),
+    Activity.Searched: (
+        "activity",
+        "activity.searched",
+        lambda e: Summary(query=e.query, results=e.results),
+    ),
+    Activity.ScreenShown: (
+        "activity",
+        "activity.screen_shown",
+        lambda e: Summary(screen=e.screen, step=e.step),
+    ),
+    Activity.PersonalizationSet: (
+        "activity",
+        "activity.personalization_set",
+        lambda e: Summary(allowed=e.allowed),
     ),
 }
 TOPICS = tuple(get_topic(cls) for cls in _FOLDS)
@@ -324,7 +407,9 @@ class Timeline:
     topics: tuple[str, ...] = TOPICS
     tables: tuple[Table, ...] = (TABLE,)
     mode: Mode = "async"
-    version: int = 1
+    version: int = 3
+    """Version 2: a guest's cart merged and applications and conversations moved at sign-in,
+    on both sides. Version 3: the activity's events."""
 
     async def handle(self, conn: Conn, placement: Placement, envelopes: list[Envelope]) -> None:
         """Seal one row per event and write the page in one statement; rows already there

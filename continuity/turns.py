@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from uuid import UUID
 
 
@@ -31,6 +31,15 @@ class Turns:
                 del self._held[subject_id]
             else:
                 self._held[subject_id] = (lock, users - 1)
+
+    @contextlib.asynccontextmanager
+    async def of_all(self, subject_ids: Iterable[UUID]) -> AsyncIterator[None]:
+        """The turns of several subjects, taken in one fixed order (by id), so two commands
+        that both need the same two subjects cannot each hold one and wait for the other."""
+        async with contextlib.AsyncExitStack() as stack:
+            for subject_id in sorted(set(subject_ids)):
+                await stack.enter_async_context(self.of(subject_id))
+            yield
 
     def __len__(self) -> int:
         """Subjects with a command running or waiting."""

@@ -20,7 +20,7 @@ from aggregates.forms import Answer, Condition
 from projections.envelope import Envelope
 from projections.recent import kept
 
-Status = Literal["in_progress", "submitted", "withdrawn", "expired"]
+Status = Literal["in_progress", "submitted", "withdrawn", "expired", "moved"]
 MAX_APPLICATIONS = 20
 """Applications a session keeps: every one in progress, then the most recently active others."""
 MAX_PLACES = 10
@@ -55,6 +55,10 @@ class ApplicationView(msgspec.Struct, frozen=True, gc=False):
     started_at: datetime
     last_activity: datetime
     activity: list[Activity]
+    moved_from: UUID | None = None
+    """The original, another subject's (a guest's), this one was recorded anew from."""
+    moved_to: UUID | None = None
+    """Moved: the application it was recorded anew as, for the customer who signed in."""
 
     @property
     def completed_steps(self) -> list[str]:
@@ -64,24 +68,8 @@ class ApplicationView(msgspec.Struct, frozen=True, gc=False):
 def apply(views: list[ApplicationView], envelope: Envelope) -> list[ApplicationView]:
     """Fold one application event into the customer's list (the most recently active first)."""
     event = envelope.event
-    if isinstance(event, Application.Started):
-        form = event.form
-        started = ApplicationView(
-            application_id=envelope.stream_id,
-            form_type=form.type,
-            form_version=form.version,
-            title=form.title,
-            version=envelope.version,
-            status="in_progress",
-            current_step=form.steps[0].name,
-            steps=[StepOutline(s.name, s.title, s.skip_if) for s in form.steps],
-            completed={},
-            drafts={},
-            started_at=envelope.recorded_at,
-            last_activity=envelope.recorded_at,
-            activity=_touched([], envelope),
-        )
-        return _kept([started, *views])
+    if isinstance(event, Application.Started | Application.Imported):
+        return _kept([_started(event, envelope), *views])
     found = next((v for v in views if v.application_id == envelope.stream_id), None)
     if found is None:
         return views  # an application the list let go of
@@ -89,10 +77,41 @@ def apply(views: list[ApplicationView], envelope: Envelope) -> list[ApplicationV
     return _kept([changed, *(v for v in views if v is not found)])
 
 
+def _started(
+    event: Application.Started | Application.Imported, envelope: Envelope
+) -> ApplicationView:
+    form = event.form
+    started = ApplicationView(
+        application_id=envelope.stream_id,
+        form_type=form.type,
+        form_version=form.version,
+        title=form.title,
+        version=envelope.version,
+        status="in_progress",
+        current_step=form.steps[0].name,
+        steps=[StepOutline(s.name, s.title, s.skip_if) for s in form.steps],
+        completed={},
+        drafts={},
+        started_at=envelope.recorded_at,
+        last_activity=envelope.recorded_at,
+        activity=_touched([], envelope),
+    )
+    if isinstance(event, Application.Started):
+        return started
+    return msgspec.structs.replace(
+        started,
+        current_step=event.current,
+        completed=event.completed,
+        drafts=event.drafts,
+        started_at=event.started_at or envelope.recorded_at,
+        moved_from=event.moved_from,
+    )
+
+
 def _changed(view: ApplicationView, envelope: Envelope) -> ApplicationView:
     event = envelope.event
     completed, drafts = view.completed, view.drafts
-    status, current = view.status, view.current_step
+    status, current, moved_to = view.status, view.current_step, view.moved_to
     if isinstance(event, Application.DraftSaved):
         draft = {**drafts.get(event.step, {}), **event.values}
         draft = {k: v for k, v in draft.items() if v is not None}
@@ -109,6 +128,8 @@ def _changed(view: ApplicationView, envelope: Envelope) -> ApplicationView:
         status, current = "withdrawn", None
     elif isinstance(event, Application.ExpiredIdle):
         status, current = "expired", None
+    elif isinstance(event, Application.MovedTo):
+        status, current, moved_to = "moved", None, event.to
     return msgspec.structs.replace(
         view,
         version=envelope.version,
@@ -116,6 +137,7 @@ def _changed(view: ApplicationView, envelope: Envelope) -> ApplicationView:
         current_step=current,
         completed=completed,
         drafts=drafts,
+        moved_to=moved_to,
         last_activity=envelope.recorded_at,
         activity=_touched(view.activity, envelope),
     )

@@ -13,6 +13,9 @@ from aggregates import money
 from aggregates.cart import Cart
 from projections.envelope import Envelope
 
+CartStatus = Literal["open", "checked_out", "merged"]
+"""merged: a guest's cart whose lines went into the signed-in customer's cart."""
+
 
 class CartItemView(msgspec.Struct, frozen=True, gc=False):
     sku: str
@@ -27,11 +30,13 @@ class CartView(msgspec.Struct, frozen=True, gc=False):
     generation: int
     version: int
     currency: str
-    status: Literal["open", "checked_out"]
+    status: CartStatus
     items: list[CartItemView]
     item_count: int
     total: Decimal
     updated_at: datetime
+    merged_into: UUID | None = None
+    """Merged: the cart (another subject's) its lines went into."""
 
 
 def apply(cart: CartView | None, envelope: Envelope) -> CartView | None:
@@ -45,6 +50,7 @@ def apply(cart: CartView | None, envelope: Envelope) -> CartView | None:
     items = {item.sku: item for item in cart.items}
     status = cart.status
     currency = cart.currency
+    merged_into = cart.merged_into
     if isinstance(event, Cart.ItemAdded):
         old = items.get(event.sku)
         quantity = event.quantity + (old.quantity if old else 0)
@@ -54,9 +60,17 @@ def apply(cart: CartView | None, envelope: Envelope) -> CartView | None:
         items[event.sku] = _item(old.sku, old.name, old.unit_price, event.quantity, currency)
     elif isinstance(event, Cart.ItemRemoved):
         items.pop(event.sku, None)
+    elif isinstance(event, Cart.LinesMerged):
+        for line in event.lines:
+            old = items.get(line.sku)
+            name, price = (old.name, old.unit_price) if old else (line.name, line.unit_price)
+            quantity = line.quantity + (old.quantity if old else 0)
+            items[line.sku] = _item(line.sku, name, price, quantity, currency)
     elif isinstance(event, Cart.CheckedOut):
         status = "checked_out"
-    return _cart(envelope, cart.generation, currency, list(items.values()), status)
+    elif isinstance(event, Cart.MergedInto):
+        status, merged_into = "merged", event.into
+    return _cart(envelope, cart.generation, currency, list(items.values()), status, merged_into)
 
 
 def _item(sku: str, name: str, unit_price: Decimal, quantity: int, currency: str) -> CartItemView:
@@ -69,7 +83,8 @@ def _cart(
     generation: int,
     currency: str,
     items: list[CartItemView],
-    status: Literal["open", "checked_out"],
+    status: CartStatus,
+    merged_into: UUID | None = None,
 ) -> CartView:
     return CartView(
         cart_id=envelope.stream_id,
@@ -81,4 +96,5 @@ def _cart(
         item_count=sum(item.quantity for item in items),
         total=money.total([item.line_total for item in items], currency),
         updated_at=envelope.recorded_at,
+        merged_into=merged_into,
     )

@@ -40,6 +40,10 @@ class ConversationView(msgspec.Struct, frozen=True, gc=False):
     version: int
     started_at: datetime
     last_activity: datetime
+    moved_from: UUID | None = None
+    """The original, another subject's (a guest's), this one was recorded anew from."""
+    moved_to: UUID | None = None
+    """Moved: the conversation it was recorded anew as, for the customer who signed in."""
 
 
 def apply(views: list[ConversationView], envelope: Envelope) -> list[ConversationView]:
@@ -60,6 +64,22 @@ def apply(views: list[ConversationView], envelope: Envelope) -> list[Conversatio
             last_activity=envelope.recorded_at,
         )
         return _kept([opened, *views])
+    if isinstance(event, Conversation.Imported):
+        imported = ConversationView(
+            conversation_id=envelope.stream_id,
+            status=event.status,
+            medium=event.medium,
+            agent_id=event.agent_id,
+            handoff_reason=event.handoff_reason,
+            rating=None,
+            turns=0,
+            last_turns=[],
+            version=envelope.version,
+            started_at=event.started_at,
+            last_activity=envelope.recorded_at,
+            moved_from=event.moved_from,
+        )
+        return _kept([imported, *views])
     found = next((v for v in views if v.conversation_id == envelope.stream_id), None)
     if found is None:
         return views
@@ -78,7 +98,13 @@ def _changed(view: ConversationView, envelope: Envelope) -> ConversationView:
             event.attachments,
             envelope.recorded_at,
         )
-        changes = {"turns": view.turns + 1, "last_turns": [*view.last_turns, turn][-LAST_TURNS:]}
+        changes = _with_turn(view, turn)
+    elif isinstance(event, Conversation.TurnImported):
+        past = event.turn
+        turn = TurnView(
+            past.author, past.author_id, past.medium, past.text, past.attachments, past.at
+        )
+        changes = _with_turn(view, turn)
     elif isinstance(event, Conversation.HandoffRequested):
         changes = {"status": "waiting", "handoff_reason": event.reason}
     elif isinstance(event, Conversation.HandoffAccepted):
@@ -91,15 +117,21 @@ def _changed(view: ConversationView, envelope: Envelope) -> ConversationView:
         changes = {"rating": event.rating}
     elif isinstance(event, Conversation.Reopened):
         changes = {"status": "open", "handoff_reason": None, "rating": None}
+    elif isinstance(event, Conversation.MovedTo):
+        changes = {"status": "moved", "agent_id": None, "moved_to": event.to}
     return msgspec.structs.replace(
         view, version=envelope.version, last_activity=envelope.recorded_at, **changes
     )
+
+
+def _with_turn(view: ConversationView, turn: TurnView) -> dict[str, object]:
+    return {"turns": view.turns + 1, "last_turns": [*view.last_turns, turn][-LAST_TURNS:]}
 
 
 def _kept(views: list[ConversationView]) -> list[ConversationView]:
     return kept(
         views,
         MAX_CONVERSATIONS,
-        finished=lambda v: v.status == "resolved",
+        finished=lambda v: v.status in ("resolved", "moved"),
         ident=lambda v: v.conversation_id,
     )

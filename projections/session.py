@@ -2,7 +2,8 @@
 
 One subject view (see `projections.view`) made of parts, each a pure fold of its own: the cart
 (`projections.cart`), the applications (`projections.application`), the conversations
-(`projections.conversation`) and the resume point of each device. Another part is added the same
+(`projections.conversation`), the activity (`projections.activity`: recently viewed, recent
+searches, personalization) and the resume point of each device. Another part is added the same
 way: a field of `SessionView`, a line in `apply`, and a new `version`.
 """
 
@@ -12,10 +13,12 @@ from datetime import datetime
 
 import msgspec
 
+from aggregates.activity import Activity
 from aggregates.application import Application
 from aggregates.cart import Cart
 from aggregates.conversation import Conversation
-from projections import application, cart, conversation
+from projections import activity, application, cart, conversation
+from projections.activity import ActivityView, ResumePoint
 from projections.application import ApplicationView
 from projections.cart import CartView
 from projections.conversation import ConversationView
@@ -26,12 +29,14 @@ MAX_DEVICES = 20
 
 
 class DeviceView(msgspec.Struct, frozen=True, gc=False):
-    """The resume point of one device: when it was last used, where, for what."""
+    """One device: when it was last used, where, for what, and the screen it was last on (its
+    resume point: what another device offers to continue from)."""
 
     device: str
     channel: str
     last_seen: datetime
     last_action: str
+    resume_point: ResumePoint | None = None
 
 
 class SessionView(msgspec.Struct, frozen=True, gc=False):
@@ -39,6 +44,7 @@ class SessionView(msgspec.Struct, frozen=True, gc=False):
     devices: list[DeviceView] = msgspec.field(default_factory=list)
     applications: list[ApplicationView] = msgspec.field(default_factory=list)
     conversations: list[ConversationView] = msgspec.field(default_factory=list)
+    activity: ActivityView = msgspec.field(default_factory=ActivityView)
 
 
 def apply(view: SessionView, envelope: Envelope) -> SessionView:
@@ -53,24 +59,35 @@ def apply(view: SessionView, envelope: Envelope) -> SessionView:
         devices=_touch_device(view.devices, envelope),
         applications=applications,
         conversations=conversations,
+        activity=activity.apply(view.activity, envelope)
+        if isinstance(event, Activity.Event)
+        else view.activity,
     )
 
 
 def _touch_device(devices: list[DeviceView], envelope: Envelope) -> list[DeviceView]:
+    if activity.refused(envelope):
+        devices = [msgspec.structs.replace(d, resume_point=None) for d in devices]
     meta = envelope.meta
     if meta is None or meta.device is None:
         return devices
+    before = next((d for d in devices if d.device == meta.device), None)
+    kept = before.resume_point if before is not None else None
     touched = DeviceView(
         device=meta.device,
         channel=envelope.channel,
         last_seen=envelope.recorded_at,
         last_action=envelope.topic.rsplit(":", 1)[-1],
+        resume_point=activity.resume_point(envelope) or kept,
     )
-    others = [d for d in devices if d.device != meta.device]
+    others = [d for d in devices if d is not before]
     return [touched, *others][:MAX_DEVICES]
 
 
-SESSION = SubjectView("session", "session_views", SessionView, apply, version=5)
+SESSION = SubjectView("session", "session_views", SessionView, apply, version=7)
 """Version 2: the document carries the framework's per-stream versions (version 1 kept them in
 the view itself). Version 3: the cart has a currency, and its totals are rounded to it.
-Version 4: the customer's applications. Version 5: their conversations, with the last turns."""
+Version 4: the customer's applications. Version 5: their conversations, with the last turns.
+Version 6: a guest's cart, applications and conversations merged or moved at sign-in.
+Version 7: their activity (recently viewed, searches, personalization), and each device's
+resume point."""

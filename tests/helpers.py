@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import httpx
 from litestar import Litestar
 
+from aggregates.activity import Activity
 from aggregates.cart import Cart
 from aggregates.conversation import Conversation
 from aggregates.metadata import EventMeta
@@ -29,7 +30,7 @@ TokenFactory = Callable[..., dict[str, str]]
 
 
 def envelopes_of(
-    cart: Cart | Conversation, device: str = "phone", start: int = 1
+    cart: Cart | Conversation | Activity, device: str = "phone", start: int = 1
 ) -> list[Envelope]:
     """The aggregate's pending events as a fold would receive them, at positions from `start`."""
     return [

@@ -18,7 +18,7 @@ from litestar.response import ServerSentEvent
 
 from api.auth import agent_only, customer_only
 from api.customer_requests import Me
-from api.live_events import QUEUE_STATUS, event_stream, queue_message_of
+from api.live_events import QUEUE_TOPICS, event_stream, queue_message_of
 from api.routes.agent import Agent, CustomerId, Purpose, audited_what
 from continuity.errors import SubjectErased
 from continuity.runtime import Runtime
@@ -98,14 +98,16 @@ class LiveController(Controller):
     ) -> ServerSentEvent:
         """Every handoff (`conversation.handoff_requested`: now waiting), acceptance
         (`conversation.handoff_accepted`) and resolution (`conversation.resolved`) across all
-        customers, as it is recorded, so a console adds and removes queue rows at once. Like
+        customers, as it is recorded, so a console adds and removes queue rows at once; a
+        guest's conversation moved to the customer who signed in arrives in its status
+        (`conversation.imported`) as the guest's leaves (`conversation.moved_to`). Like
         the queue, a message holds nothing personal (ids, status, time), so it needs no
         purpose."""
         after = None if last_event_id is None else int(last_event_id)
         stream = event_stream(
             runtime.live,
             None,
-            QUEUE_STATUS,
+            QUEUE_TOPICS,
             after=after,
             keepalive=runtime.settings.sse_keepalive,
             render=queue_message_of,

@@ -3,6 +3,7 @@ answer, going back, submission only when every step that applies is done, withdr
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from uuid import uuid4
 
@@ -205,3 +206,33 @@ async def test_a_long_application_loads_from_its_snapshot_as_a_replay_gives_it(
         assert getattr(loaded, name) == getattr(full, name), name
     assert (loaded.created_on, loaded.modified_on) == (full.created_on, full.modified_on)
     assert loaded.is_idle(datetime.now(UTC) + timedelta(days=31), timedelta(days=30))
+
+
+def test_a_moved_application_goes_on_at_its_step_and_the_original_refuses_all() -> None:
+    original = started()
+    original.complete_step("identity", IDENTITY, TODAY)
+    original.save_draft("employment", {"status": "employed"})
+    customer = uuid4()
+    moved = Application.imported(customer, original)
+    assert (moved.subject_id, moved.form, moved.current) == (customer, original.form, "employment")
+    assert moved.completed == original.completed
+    assert moved.answers("employment") == {"status": "employed"}
+    assert moved.changed_since(0, "identity", ["first_name"]) == ["first_name"]
+    original.move_to(moved.id, customer)
+    assert (original.status, original.current, original.moved_to) == ("moved", None, moved.id)
+    refusals: list[Callable[[], None]] = [
+        lambda: original.save_draft("employment", {"status": "retired"}),
+        lambda: original.withdraw(),
+        lambda: original.submit(),
+        lambda: original.move_to(moved.id, customer),
+    ]
+    for refused in refusals:
+        with pytest.raises(InvalidState, match="moved"):
+            refused()
+    moved.complete_step("employment", EMPLOYED, TODAY)
+    assert moved.current == "employer"
+    replayed = None
+    for event in moved.collect_events():
+        replayed = event.mutate(replayed)
+    assert isinstance(replayed, Application)
+    assert replayed.snapshot_state() == moved.snapshot_state()

@@ -7,7 +7,7 @@ from uuid import uuid4
 
 import pytest
 
-from aggregates.cart import MAX_QUANTITY, Cart
+from aggregates.cart import MAX_LINES, MAX_QUANTITY, Cart, CartMerge
 from aggregates.errors import InvalidState, InvalidValue, NotFound
 
 
@@ -82,3 +82,34 @@ def test_an_empty_cart_cannot_be_checked_out() -> None:
     cart.remove_item("MUG")
     with pytest.raises(InvalidState):
         cart.checkout()
+
+
+def test_a_merge_adds_what_fits_and_closes_the_other_cart() -> None:
+    """Quantities add up to MAX_QUANTITY, lines past MAX_LINES stay out; the guest's cart is
+    closed, and a cart in another currency is refused whole."""
+    guest, mine = new_cart(), Cart(subject_id=uuid4())
+    guest.add_item("MUG", "Mug", Decimal("12.50"), 1)
+    guest.add_item("TEA", "Tea", Decimal("4.20"), 5)
+    guest.add_item("CUP", "Cup", Decimal("3.00"), 1)
+    mine.add_item("MUG", "Blue mug", Decimal("11.00"), MAX_QUANTITY - 1)
+    for n in range(MAX_LINES - 2):
+        mine.add_item(f"SKU-{n}", "x", Decimal("1.00"), 1)
+    merged = mine.merge_lines(guest)
+    assert merged == CartMerge(moved=2, capped=1, left=1)
+    assert (mine.lines["MUG"].quantity, mine.lines["MUG"].name) == (MAX_QUANTITY, "Blue mug")
+    assert mine.lines["TEA"].quantity == 5
+    assert "CUP" not in mine.lines
+    guest.merge_into(mine, mine.subject_id, merged)
+    assert guest.closed
+    assert guest.merged_into == mine.id
+    with pytest.raises(InvalidState, match="merged"):
+        guest.add_item("TEA", "Tea", Decimal("4.20"), 1)
+    replayed = None
+    for event in guest.collect_events():
+        replayed = event.mutate(replayed)
+    assert isinstance(replayed, Cart)
+    assert replayed.snapshot_state() == guest.snapshot_state()
+    dollars = Cart(subject_id=uuid4(), currency="USD")
+    dollars.add_item("TEA", "Tea", Decimal("4.20"), 1)
+    with pytest.raises(InvalidValue, match="USD"):
+        Cart(subject_id=uuid4()).merge_lines(dollars)

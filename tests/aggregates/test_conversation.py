@@ -4,11 +4,13 @@ reopen; and a long conversation loads from its snapshot like a short one."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import UTC, datetime
 from uuid import uuid4
 
 import pytest
 
-from aggregates.conversation import Attachment, Conversation
+from aggregates.conversation import MAX_MOVED_TURNS, Attachment, Conversation, PastTurn
 from aggregates.errors import InvalidState, InvalidValue
 from aggregates.metadata import EventMeta
 from continuity import snapshots
@@ -125,3 +127,58 @@ async def test_two_agents_accept_at_once_one_wins_and_a_long_one_loads_from_its_
     with pytest.raises(InvalidState, match="another agent has taken"):
         again.accept("agent-bob")
     assert again.agent_id == "agent-ann"
+
+
+def test_a_moved_conversation_carries_its_newest_turns_and_the_original_refuses_all() -> None:
+    original = chat()
+    original.request_handoff("needs a human", "orderbot")
+    at = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
+    turns = [
+        PastTurn(
+            "customer", None, "web_chat", f"turn {n}", [], None, at, "web", "customer", None, None
+        )
+        for n in range(MAX_MOVED_TURNS + 2)
+    ]
+    customer = uuid4()
+    moved = Conversation.imported(
+        customer, original, turns, medium="web_chat", started_at=at, status_since=at
+    )
+    assert (moved.status, moved.handoff_reason, moved.turns) == (
+        "waiting",
+        "needs a human",
+        MAX_MOVED_TURNS,
+    )
+    assert (
+        moved.id
+        == Conversation.imported(
+            customer, original, turns, medium="web_chat", started_at=at, status_since=at
+        ).id
+    ), "one id per original: a second move collides on its stream"
+    events = moved.collect_events()
+    assert isinstance(events[0], Conversation.Imported)
+    assert events[0].turns_left == 2
+    assert isinstance(events[1], Conversation.TurnImported)
+    assert events[1].turn.text == "turn 2", "the newest turns"
+    original.move_to(moved.id, customer, 2)
+    assert (original.status, original.moved_to) == ("moved", moved.id)
+    refusals: list[Callable[[], None]] = [
+        lambda: original.add_turn("customer", "hello?", "web_chat"),
+        lambda: original.accept("agent-7"),
+        lambda: original.resolve("customer"),
+        lambda: original.move_to(moved.id, customer),
+    ]
+    for refused in refusals:
+        with pytest.raises(InvalidState):
+            refused()
+    accepted = Conversation.imported(
+        customer, original_with_agent(), [], medium="sms", started_at=at, status_since=at
+    )
+    assert (accepted.status, accepted.agent_id) == ("with_agent", "agent-7")
+    accepted.add_turn("agent", "I have it", "sms", author_id="agent-7")
+
+
+def original_with_agent() -> Conversation:
+    conversation = chat()
+    conversation.request_handoff("needs a human", "orderbot")
+    conversation.accept("agent-7")
+    return conversation

@@ -189,11 +189,28 @@ RULES: dict[tuple[str, str], Rule] = {
     ),
     ("GET", "/v1/agent/customers/{customer_id:uuid}/timeline"): Rule(AGENT, headers=PURPOSE),
     ("GET", "/v1/me/timeline"): Rule(CUSTOMER),
+    ("POST", "/v1/me/activity"): Rule(
+        CUSTOMER, body={"items": [{"type": "viewed", "sku": "MATRIX-3", "name": "Cup"}]}
+    ),
+    ("GET", "/v1/me/preferences"): Rule(CUSTOMER),
+    ("PUT", "/v1/me/preferences"): Rule(CUSTOMER, body={"personalization": True}),
     ("GET", "/v1/me/session/events"): Rule(CUSTOMER, stream=True),
     ("GET", "/v1/agent/conversations/events"): Rule(AGENT, stream=True),
     ("GET", "/v1/agent/customers/{customer_id:uuid}/events"): Rule(
         AGENT, headers=PURPOSE, stream=True
     ),
+    ("POST", "/v1/sessions"): Rule(
+        PUBLIC, ok=frozenset({201}), body={"device_name": "Matrix phone"}
+    ),
+    ("POST", "/v1/sessions/redeem"): Rule(
+        PUBLIC, ok=frozenset({422}), body={"code": "ZZZZZ-ZZZZZ", "device_name": "Matrix"}
+    ),
+    ("POST", "/v1/me/handoff"): Rule(CUSTOMER, ok=frozenset({201})),
+    ("GET", "/v1/me/devices"): Rule(CUSTOMER),
+    ("DELETE", "/v1/me/devices/{device_id:uuid}"): Rule(
+        CUSTOMER, ok=frozenset({404}), params={"device_id": str(uuid4())}
+    ),
+    ("POST", "/v1/me/link"): Rule(CUSTOMER, ok=frozenset({422}), body={"token": "not-a-jwt"}),
     ("GET", "/health"): Rule(PUBLIC),
     ("GET", "/ready"): Rule(PUBLIC),
     ("GET", "/metrics"): Rule(PUBLIC),

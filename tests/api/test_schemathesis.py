@@ -86,6 +86,13 @@ schema.config.checks.positive_data_acceptance.expected_statuses = [
 """A request the schema accepts may still be refused for the state it meets, as documented:
 410 (erased), 412 (a stale If-Match), 422 (a price finer than the currency's minor unit, a
 quantity past the maximum, an Idempotency-Key reused for another body)."""
+schema.config.checks.negative_data_rejection.expected_statuses = [
+    *schema.config.checks.negative_data_rejection.expected_statuses,
+    "413",
+]
+"""A body the schema refuses may also pass the 64 KiB limit (a turn's text of 10,001 characters
+outside the BMP, each written as a 12-byte escape pair): it is refused as 413 before it is
+parsed, as documented."""
 
 
 def test_the_server_serves_the_fuzzed_schema(server: str) -> None:

@@ -1,0 +1,155 @@
+"""The activity service: what a customer's devices viewed, searched and are on, recorded only
+while the customer allows personalization, and that setting itself.
+
+An action costs what a cart action costs, whatever the history: one query reads the retry
+status, the erasure status and the session row (`continuity.commands.SessionLoad`); the
+`Activity` aggregate (two fields) is stood up from that row, which folds the activity stream
+in the same commit as its events; one append writes the events and the row. Only after a
+concurrent append got in between is the stream loaded from the log (from its snapshot, taken
+every `continuity.snapshots.EVERY` events, and the events after it).
+
+The personalization setting lives in one place: `Activity.PersonalizationSet` events in the
+subject's activity stream, folded into the session view's `activity.personalization`, read by
+`personalization_allowed`. The consent ledger of the privacy work replaces it here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from uuid import UUID
+
+import msgspec
+
+from aggregates.activity import Activity, ActivityState, Item
+from aggregates.metadata import EventMeta
+from continuity.commands import Commands, Loaded, SessionLoad, is_retry
+from continuity.errors import SubjectErased
+from continuity.repository import IdempotencyKey, Repository
+from continuity.subject_views import SealedViews
+from continuity.turns import Turns
+from privacy.vault import KeyVault
+from projections.session import SessionView
+
+Command = Callable[[Activity], None]
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """The session view after the request, where its events went (`positions`), and whether
+    it was a retry of a request recorded before (`duplicate`: `positions` then holds the
+    position of the first one's first event)."""
+
+    view: SessionView
+    positions: list[int] = field(default_factory=list)
+    duplicate: bool = False
+
+
+class ActivityService:
+    def __init__(
+        self,
+        repository: Repository,
+        sessions: SealedViews[SessionView],
+        vault: KeyVault,
+        *,
+        turns: Turns | None = None,
+    ) -> None:
+        self.repository = repository
+        self.sessions = sessions
+        self.vault = vault
+        self.pool = repository.store.pool
+        self.commands = Commands(self.pool, vault, turns or Turns())
+        self._load = SessionLoad(self.pool, sessions)
+
+    async def record(
+        self,
+        subject_id: UUID,
+        meta: EventMeta,
+        items: Sequence[Item],
+        *,
+        idempotency_key: UUID,
+    ) -> Recorded:
+        """Record `items` (in order, one event each) as one request; ConsentRequired while the
+        subject refuses personalization (nothing is recorded), InvalidValue for an item the
+        domain refuses. A retry (same key) is answered without recording anything again."""
+        described = [[type(item).__name__, item] for item in items]
+        fingerprint = msgspec.msgpack.encode(["activity", "record", described])
+        return await self._run(
+            subject_id, meta, idempotency_key, fingerprint, lambda a: a.record(items)
+        )
+
+    async def set_personalization(
+        self, subject_id: UUID, meta: EventMeta, allowed: bool, *, idempotency_key: UUID
+    ) -> Recorded:
+        """Record the subject's choice (each time they make it, so it is provable); a refusal
+        also empties what the session view shows of their activity."""
+        fingerprint = msgspec.msgpack.encode(["activity", "personalization", allowed])
+        return await self._run(
+            subject_id, meta, idempotency_key, fingerprint, lambda a: a.set_personalization(allowed)
+        )
+
+    async def personalization_allowed(self, subject_id: UUID) -> bool:
+        """Whether the subject allows personalization (yes, until they refuse it)."""
+        view = await self.sessions.load(self.pool, subject_id)
+        if view is None:
+            if await self.vault.erased_among([subject_id]):
+                raise SubjectErased(subject_id)
+            return True
+        return view.activity.personalization
+
+    async def _run(
+        self,
+        subject_id: UUID,
+        meta: EventMeta,
+        idempotency_key: UUID,
+        fingerprint: bytes,
+        command: Command,
+    ) -> Recorded:
+        request = IdempotencyKey(subject_id, idempotency_key)
+        tries = 0
+
+        async def attempt() -> Recorded:
+            nonlocal tries
+            tries += 1
+            loaded = await self._load(request)
+            if loaded.erased:
+                raise SubjectErased(subject_id)
+            if await is_retry(self.vault, request, fingerprint, loaded.digest):
+                assert loaded.position is not None
+                return Recorded(loaded.view, [loaded.position], duplicate=True)
+            activity = await self._activity(subject_id, loaded, from_view=tries == 1)
+            command(activity)
+            saved = await self.repository.save(
+                activity,
+                subject_id,
+                meta,
+                request,
+                fingerprint,
+                reads={self.sessions.name: {subject_id: loaded.session}},
+            )
+            written = self.sessions.written(saved.projected).get(subject_id)
+            if written is None:  # folded in the append's own transaction: read it back
+                return Recorded(await self._view(subject_id), saved.positions)
+            return Recorded(written, saved.positions)
+
+        return await self.commands.run(subject_id, attempt)
+
+    async def _activity(self, subject_id: UUID, loaded: Loaded, *, from_view: bool) -> Activity:
+        """The subject's activity stream: stood up from the session view (`from_view`), or
+        loaded from its snapshot and the log once the view turned out to be behind; a new one
+        if the subject has none."""
+        stream_id = Activity.create_id(subject_id)
+        version = loaded.version_of(stream_id)
+        if from_view:
+            if version is None:
+                return Activity(subject_id=subject_id)
+            state = ActivityState(subject_id, loaded.view.activity.personalization)
+            return Activity.restore(stream_id, version, state)
+        stored = await self.repository.load(stream_id, Activity)
+        return stored if stored is not None else Activity(subject_id=subject_id)
+
+    async def _view(self, subject_id: UUID) -> SessionView:
+        view = await self.sessions.load(self.pool, subject_id)
+        if view is None:
+            raise SubjectErased(subject_id)
+        return view

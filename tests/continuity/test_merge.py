@@ -1,0 +1,367 @@
+"""Merging a guest into the customer who signs in, through the real runtime on PostgreSQL: the
+cart's quantities add, an application continues at its step, a handed-off conversation keeps its
+transcript and its place in the agents' queue, the guest's originals are closed, a second merge
+changes nothing, a concurrent cart action is not lost, every view folded inline or by its runner
+is what a rebuild makes, and nothing personal is left in clear."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+from typing import Any
+from uuid import UUID, uuid4
+
+import asyncpg
+import msgspec
+import pytest
+
+from aggregates.cart import MAX_QUANTITY
+from aggregates.errors import InvalidState
+from aggregates.metadata import EventMeta
+from api.conversation_schemas import TranscriptEntry
+from api.live_events import QUEUE_TOPICS, queue_message_of
+from continuity import application_queue, carts, conversation_queue
+from continuity import applications as actions
+from continuity import conversations as talk
+from continuity.carts import CartService
+from continuity.conversations import Turn
+from continuity.merge import MergeSummary
+from continuity.runtime import Runtime
+from continuity.timeline import TIMELINE, Summary
+from continuity.turns import Turns
+from tests.aggregates.test_application import EMPLOYED, IDENTITY
+from tests.continuity.test_rebuild import from_the_log
+from tests.continuity.test_runner import until
+from tests.continuity.test_timeline import MERGE_KINDS
+from tests.privacy.test_at_rest import table_bytes
+
+pytestmark = pytest.mark.anyio
+
+PHONE = EventMeta("app", "guest-phone")
+LAPTOP = EventMeta("web", "laptop")
+BOT = EventMeta("chat", None, "bot", "bot-1")
+AGENT = EventMeta("agent", None, "agent", "agent-7")
+ITEM_NAME = "Ouroboros Lantern 5521"
+TURN_TEXT = "my parcel to Quillby Lane never came"
+ANSWER = "Wilhelmina"
+
+
+async def add(
+    runtime: Runtime, subject: UUID, sku: str, quantity: int, meta: EventMeta = PHONE
+) -> None:
+    command = carts.add_item(sku, f"{ITEM_NAME} {sku}", Decimal("2.50"), quantity)
+    await runtime.carts.execute(subject, meta, command, idempotency_key=uuid4(), opens_cart=True)
+
+
+async def mid_application(runtime: Runtime, subject: UUID) -> UUID:
+    """A loan application with its first step done and a draft of the second."""
+    app = await runtime.applications.start(subject, PHONE, "personal-loan", idempotency_key=uuid4())
+    for action in (
+        actions.complete_step("identity", {**IDENTITY, "first_name": ANSWER}),
+        actions.save_draft("employment", {"status": "employed"}),
+    ):
+        await runtime.applications.act(subject, PHONE, app.id, action, idempotency_key=uuid4())
+    return app.id
+
+
+async def handed_off(runtime: Runtime, subject: UUID, text: str = TURN_TEXT) -> UUID:
+    """A chat: the customer's question, the bot's answer, then a handoff to the agents."""
+    conversations = runtime.conversations
+    opened = await conversations.open(
+        subject, PHONE, "web_chat", idempotency_key=uuid4(), first=Turn(text, "web_chat")
+    )
+    for action in (
+        talk.say("bot", "bot-1", Turn("let me look that up", "web_chat")),
+        talk.hand_off("needs a human", "bot-1"),
+    ):
+        await conversations.act(opened.id, BOT, action, idempotency_key=uuid4())
+    return opened.id
+
+
+async def event_count(runtime: Runtime) -> int:
+    count: int = await runtime.pool.fetchval("SELECT count(*) FROM events")
+    return count
+
+
+async def a_guest_with_everything(runtime: Runtime) -> tuple[UUID, UUID, MergeSummary]:
+    """A guest with a cart, an application and a handed-off conversation, merged into a
+    customer who has a cart of their own."""
+    guest, customer = uuid4(), uuid4()
+    await add(runtime, guest, "LANTERN", 2)
+    await add(runtime, guest, "WICK", 1)
+    await add(runtime, customer, "LANTERN", 3, LAPTOP)
+    await mid_application(runtime, guest)
+    await handed_off(runtime, guest)
+    return guest, customer, await runtime.merge.merge(guest, customer, LAPTOP)
+
+
+async def test_the_guest_cart_adds_into_the_customers_and_is_closed(runtime: Runtime) -> None:
+    guest, customer = uuid4(), uuid4()
+    await add(runtime, guest, "LANTERN", 2)
+    await add(runtime, guest, "WICK", 1)
+    await add(runtime, guest, "OIL", 7)
+    await add(runtime, customer, "LANTERN", 3, LAPTOP)
+    await add(runtime, customer, "OIL", MAX_QUANTITY - 5, LAPTOP)
+    summary = await runtime.merge.merge(guest, customer, LAPTOP)
+    mine = await runtime.carts.cart(customer)
+    assert mine is not None
+    quantities = {item.sku: item.quantity for item in mine.items}
+    assert quantities == {"LANTERN": 5, "WICK": 1, "OIL": MAX_QUANTITY}, "the sums, capped"
+    theirs = await runtime.carts.cart(guest)
+    assert theirs is not None
+    assert (theirs.status, theirs.merged_into) == ("merged", mine.cart_id)
+    assert (summary.cart_id, summary.cart_lines_moved, summary.cart_lines_capped) == (
+        mine.cart_id,
+        3,
+        1,
+    )
+    assert (summary.cart_lines_left, summary.already_merged) == (0, False)
+    with pytest.raises(InvalidState, match="merged"):
+        await runtime.carts.execute(
+            guest, PHONE, carts.change_quantity("WICK", 2), idempotency_key=uuid4()
+        )
+
+
+async def test_a_customer_without_a_cart_gets_one_in_the_guests_currency(
+    runtime: Runtime,
+) -> None:
+    guest, customer, other = uuid4(), uuid4(), uuid4()
+    command = carts.add_item("LANTERN", ITEM_NAME, Decimal("9.99"), 1, "USD")
+    await runtime.carts.execute(guest, PHONE, command, idempotency_key=uuid4(), opens_cart=True)
+    summary = await runtime.merge.merge(guest, customer, LAPTOP)
+    mine = await runtime.carts.cart(customer)
+    assert mine is not None
+    assert (mine.currency, mine.item_count, summary.cart_id) == ("USD", 1, mine.cart_id)
+    await add(runtime, other, "LANTERN", 1, LAPTOP)  # in the default currency, not USD
+    second_guest = uuid4()
+    await runtime.carts.execute(
+        second_guest, PHONE, command, idempotency_key=uuid4(), opens_cart=True
+    )
+    left = await runtime.merge.merge(second_guest, other, LAPTOP)
+    assert (left.cart_id, left.cart_lines_left, left.cart_currency_mismatch) == (None, 1, True)
+    kept = await runtime.carts.cart(second_guest)
+    assert kept is not None
+    assert kept.status == "open", "its prices cannot be converted: the guest keeps it"
+
+
+async def test_an_application_continues_for_the_customer_at_its_step(runtime: Runtime) -> None:
+    guest, customer = uuid4(), uuid4()
+    original = await mid_application(runtime, guest)
+    summary = await runtime.merge.merge(guest, customer, LAPTOP)
+    (moved,) = summary.applications.values()
+    assert list(summary.applications) == [original]
+    (view,) = await runtime.applications.of_customer(customer)
+    assert (view.application_id, view.current_step, view.moved_from) == (
+        moved,
+        "employment",
+        original,
+    )
+    assert view.completed["identity"]["first_name"] == ANSWER
+    assert view.drafts == {"employment": {"status": "employed"}}
+    app = await runtime.applications.act(
+        customer,
+        LAPTOP,
+        moved,
+        actions.complete_step("employment", EMPLOYED),
+        idempotency_key=uuid4(),
+    )
+    assert (app.current, app.completed["employment"]["status"]) == ("employer", "employed")
+    closed = await runtime.applications.get(guest, original)
+    assert (closed.status, closed.moved_to) == ("moved", moved)
+    with pytest.raises(InvalidState, match="moved"):
+        await runtime.applications.act(
+            guest,
+            PHONE,
+            original,
+            actions.save_draft("loan", {"amount": "1"}),
+            idempotency_key=uuid4(),
+        )
+
+    async def queued() -> bool:
+        rows = await application_queue.page(runtime.pool, application_queue.QueueFilter())
+        return {(r.application_id, r.status, r.current_step) for r in rows.rows} == {
+            (original, "moved", None),
+            (moved, "in_progress", "employer"),
+        }
+
+    await until(queued)
+
+
+async def test_a_handed_off_conversation_keeps_its_transcript_and_place_in_the_queue(
+    runtime: Runtime,
+) -> None:
+    guest, customer = uuid4(), uuid4()
+    earlier = await handed_off(runtime, uuid4())
+    original = await handed_off(runtime, guest)
+    later = await handed_off(runtime, uuid4())
+    _, before = await runtime.conversations.transcript(original, subject_id=guest)
+    summary = await runtime.merge.merge(guest, customer, LAPTOP)
+    moved = summary.conversations[original]
+    conversation, after = await runtime.conversations.transcript(moved, subject_id=customer)
+    assert (conversation.status, conversation.turns, conversation.handoff_reason) == (
+        "waiting",
+        2,
+        "needs a human",
+    )
+    turns = [TranscriptEntry.of(e) for e in before if e.topic.endswith("TurnAdded")]
+    entries = [TranscriptEntry.of(e) for e in after]
+    assert [e.kind for e in entries] == ["imported", "turn", "turn"]
+    assert entries[0].moved_from == original
+    strip = ("version",)
+    assert [_without(e, strip) for e in entries[1:]] == [_without(t, strip) for t in turns]
+
+    async def queued() -> bool:
+        waiting = await conversation_queue.page(runtime.pool, conversation_queue.QueueFilter())
+        return [r.conversation_id for r in waiting.rows] == [earlier, moved, later]
+
+    await until(queued)
+    with pytest.raises(InvalidState, match="moved"):
+        await runtime.conversations.act(
+            original, AGENT, talk.accept("agent-7"), idempotency_key=uuid4()
+        )
+    taken = await runtime.conversations.act(
+        moved, AGENT, talk.accept("agent-7"), idempotency_key=uuid4()
+    )
+    assert taken.status == "with_agent"
+    (shown,) = await runtime.conversations.of_customer(customer)
+    assert [t.text for t in shown.last_turns] == [TURN_TEXT, "let me look that up"]
+    arrived, left = [
+        (await runtime.mapper.to_envelopes(await runtime.store.select_events(s, lte=v)))[-1]
+        for s, v in ((moved, 1), (original, None))
+    ]
+    live = [queue_message_of(e) for e in (arrived, left)]
+    assert {arrived.topic, left.topic} <= set(QUEUE_TOPICS), "the agents' live queue hears both"
+    assert [(m.event, json.loads(str(m.data))["status"]) for m in live] == [
+        ("conversation.imported", "waiting"),
+        ("conversation.moved_to", "moved"),
+    ]
+
+
+def _without(entry: TranscriptEntry, names: tuple[str, ...]) -> dict[str, Any]:
+    return {k: v for k, v in msgspec.structs.asdict(entry).items() if k not in names}
+
+
+async def test_merging_twice_changes_nothing(runtime: Runtime) -> None:
+    guest, customer, first = await a_guest_with_everything(runtime)
+    assert first.cart_lines_moved == 2
+    assert len(first.applications) == len(first.conversations) == 1
+    events = await event_count(runtime)
+    again = await runtime.merge.merge(guest, customer, LAPTOP)
+    assert await event_count(runtime) == events
+    assert again == msgspec.structs.replace(first, already_merged=True)
+    await add(runtime, guest, "LATE", 1)  # the guest went on, on a second device
+    third = await runtime.merge.merge(guest, customer, LAPTOP)
+    assert (third.cart_lines_moved, third.already_merged) == (3, False)
+    mine = await runtime.carts.cart(customer)
+    assert mine is not None
+    assert {i.sku for i in mine.items} == {"LANTERN", "WICK", "LATE"}
+
+
+async def test_a_concurrent_cart_action_of_the_customer_is_not_lost(runtime: Runtime) -> None:
+    """The laptop's adds come through another process (its own turns): they race the merge's
+    append, and whichever loses runs again on the fresh state."""
+    guest, customer = uuid4(), uuid4()
+    await add(runtime, guest, "LANTERN", 2)
+    await add(runtime, customer, "LANTERN", 1, LAPTOP)
+    other_process = CartService(runtime.repository, runtime.sessions, runtime.vault, turns=Turns())
+
+    async def laptop(sku: str) -> None:
+        command = carts.add_item(sku, sku, Decimal("1.00"), 1)
+        await other_process.execute(
+            customer, LAPTOP, command, idempotency_key=uuid4(), opens_cart=True
+        )
+
+    skus = [f"LAPTOP-{n}" for n in range(4)]
+    await asyncio.gather(
+        runtime.merge.merge(guest, customer, LAPTOP), *(laptop(sku) for sku in skus)
+    )
+    mine = await runtime.carts.cart(customer)
+    assert mine is not None
+    assert {i.sku: i.quantity for i in mine.items} == {"LANTERN": 3, **dict.fromkeys(skus, 1)}
+
+
+async def test_every_changed_view_is_what_a_rebuild_makes(runtime: Runtime) -> None:
+    guest, customer, summary = await a_guest_with_everything(runtime)
+    (moved,) = summary.conversations.values()
+    queues: dict[str, Callable[[], Awaitable[list[Any]]]] = {
+        "application_queue": lambda: _rows(runtime.pool, "application_queue", "application_id"),
+        "conversation_queue": lambda: _rows(runtime.pool, "conversation_queue", "conversation_id"),
+        TIMELINE: lambda: _rows(
+            runtime.pool, TIMELINE, "position", "position, subject_id, kind, stream_id, version"
+        ),
+    }
+
+    async def caught_up() -> bool:
+        kinds = {r[2] for r in await queues[TIMELINE]()}
+        statuses = {r[3] for r in await queues["conversation_queue"]()}
+        return {"conversation.moved", "conversation.imported"} <= kinds and "moved" in statuses
+
+    await until(caught_up)
+    for name, rows in queues.items():
+        folded = await rows()
+        await runtime.rebuilder.rebuild(runtime.projections.get(name))
+        assert await rows() == folded, name
+    ((old_app, new_app),) = summary.applications.items()
+    shown = {
+        (subject, e.kind): e.summary
+        for subject in (guest, customer)
+        for e in (await runtime.timeline.page(runtime.pool, subject, limit=100)).entries
+        if e.kind in MERGE_KINDS
+    }
+    guest_cart = await runtime.carts.cart(guest)
+    assert guest_cart is not None
+    assert shown == {
+        (guest, "cart.merged_into"): Summary(moved_to=summary.cart_id, lines=2),
+        (customer, "cart.lines_merged"): Summary(
+            moved_from=guest_cart.cart_id, lines=2, quantity=3
+        ),
+        (guest, "application.moved"): Summary(moved_to=new_app),
+        (customer, "application.imported"): Summary(
+            form_type="personal-loan",
+            form_version=1,
+            step="employment",
+            fields=sorted(IDENTITY),
+            moved_from=old_app,
+        ),
+        (guest, "conversation.moved"): Summary(moved_to=moved),
+        (customer, "conversation.imported"): Summary(
+            medium="web_chat", reason="needs a human", moved_from=next(iter(summary.conversations))
+        ),
+    }
+    views = {s: await runtime.carts.session(s) for s in (guest, customer)}
+    for subject, view in views.items():
+        assert view == await from_the_log(runtime, subject)
+    await runtime.rebuilder.rebuild(runtime.sessions)
+    assert {s: await runtime.carts.session(s) for s in (guest, customer)} == views
+
+
+async def _rows(
+    pool: asyncpg.Pool, table: str, order: str, columns: str = "*"
+) -> list[tuple[Any, ...]]:
+    return [tuple(r) for r in await pool.fetch(f"SELECT {columns} FROM {table} ORDER BY {order}")]
+
+
+async def test_nothing_personal_is_left_in_clear_after_a_merge(
+    runtime: Runtime, database_url: str, schema: str
+) -> None:
+    guest, customer, _ = await a_guest_with_everything(runtime)
+
+    async def timeline_has_both() -> bool:
+        subjects = await runtime.pool.fetch(f"SELECT DISTINCT subject_id FROM {TIMELINE}")
+        kinds = await runtime.pool.fetch(f"SELECT kind FROM {TIMELINE}")
+        return {r[0] for r in subjects} == {guest, customer} and any(
+            r[0] == "conversation.imported" for r in kinds
+        )
+
+    await until(timeline_has_both)
+    conn = await asyncpg.connect(database_url)
+    try:
+        tables = await table_bytes(conn, schema)
+    finally:
+        await conn.close()
+    for value in (ITEM_NAME, TURN_TEXT, ANSWER, PHONE.device, LAPTOP.device):
+        assert value is not None
+        for table, data in tables:
+            assert value.encode() not in data, f"{value!r} in clear in {table}"
