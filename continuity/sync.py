@@ -5,10 +5,11 @@ ids and digests the same action sent alone with that `Idempotency-Key` gets), it
 version of the target the device last saw (`base_version`) and when it happened on the device.
 A batch runs in the subject's turn (`Commands.run`): one query finds the actions recorded
 already (duplicates, answered with their original position), each kind of target loads its
-aggregates once (`TARGETS`), the actions apply in the order given, each applied or rejected on
-its own, and every applied one's events go into one append (`UnitOfWork.claim`). A concurrent
-change by another request runs the whole batch again on the fresh state. docs/sync.md has the
-rules: which actions commute with a change the device had not seen, and which conflict.
+aggregates once (`SyncService.targets`, one entry a kind: cart, application, conversation),
+the actions apply in the order given, each applied or rejected on its own, and every applied
+one's events go into one append (`UnitOfWork.claim`). A concurrent change by another request
+runs the whole batch again on the fresh state. docs/sync.md has the rules: which actions
+commute with a change the device had not seen, and which conflict.
 """
 
 from __future__ import annotations
