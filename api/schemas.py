@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated
@@ -141,6 +142,9 @@ class Resume(msgspec.Struct):
         return cls(view.screen, view.application_id, view.step, view.cart_id, view.at)
 
 
+_NO_NAMES: Mapping[str, str] = {}
+
+
 class Device(msgspec.Struct):
     """Where one of the customer's devices left off: its last action, and the screen it was
     last on (`resume_point`, null until it reports one through `POST /v1/me/activity`)."""
@@ -150,11 +154,16 @@ class Device(msgspec.Struct):
     last_seen: datetime
     last_action: str
     resume_point: Resume | None
+    name: str | None = None
+    """What the customer calls a registered device ("continue where you left off on your
+    Pixel 8"), in the session view; null for a token that names no registered device, and in
+    the answer to `POST /v1/me/activity` (which does not look names up)."""
 
     @classmethod
-    def of(cls, view: DeviceView) -> Device:
+    def of(cls, view: DeviceView, names: Mapping[str, str] = _NO_NAMES) -> Device:
         resume = Resume.of(view.resume_point) if view.resume_point is not None else None
-        return cls(view.device, view.channel, view.last_seen, view.last_action, resume)
+        name = names.get(view.device)
+        return cls(view.device, view.channel, view.last_seen, view.last_action, resume, name)
 
 
 class RecentlyViewed(msgspec.Struct):
@@ -200,7 +209,8 @@ class SessionResponse(msgspec.Struct):
     recent_searches: list[Search]
 
     @classmethod
-    def of(cls, subject_id: UUID, view: SessionView) -> SessionResponse:
+    def of(cls, subject_id: UUID, view: SessionView, names: Mapping[str, str]) -> SessionResponse:
+        """`names`: the registered devices' names, by the id their events record."""
         cart = Cart.of(view.cart) if view.cart is not None else None
         open_ones = [
             ApplicationSummary.of(a) for a in view.applications if a.status == "in_progress"
@@ -208,7 +218,7 @@ class SessionResponse(msgspec.Struct):
         return cls(
             subject_id,
             cart,
-            [Device.of(d) for d in view.devices],
+            [Device.of(d, names) for d in view.devices],
             open_ones,
             [ConversationSummary.of(c) for c in view.conversations],
             view.activity.personalization,

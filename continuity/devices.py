@@ -119,6 +119,10 @@ class Devices:
             )
         return devices
 
+    async def names(self, subject_id: UUID) -> dict[str, str]:
+        """The names of the subject's devices, by the id their events record as `device`."""
+        return {str(device.device_id): device.name for device in await self.of_subject(subject_id)}
+
     async def revoke(self, subject_id: UUID, device_id: UUID) -> None:
         """Revoke one of the subject's devices, and return once every live process refuses its
         token (or ACK_TIMEOUT passed: a process that does not answer is not live for long)."""

@@ -10,7 +10,9 @@ it answers its caller is true in every process, not merely soon.
 
 A process that cannot hear broadcasts (its connection lost) must not trust its caches: `listening`
 is False until it is back, and it stops heartbeating, so after `LIVE` seconds nobody waits for it.
-Back, it starts its caches afresh (`on_reset`) and acknowledges everything sent so far.
+Back, it starts its caches afresh (`on_reset`) and acknowledges everything sent so far. So does a
+process that was silent longer than `LIVE` with its connection up (a stalled event loop): senders
+stopped waiting for it, so it cannot know what it missed.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -40,6 +43,16 @@ RETRY = 0.5
 RETRY_MAX = 10.0
 PROBE_TIMEOUT = 5.0
 _LOCK = 0x62726F61  # "broa": serialises broadcasts, so their numbers are their commit order
+
+_TIDY = """
+DELETE FROM processes WHERE heartbeat_at < now() - interval '1 day';
+DELETE FROM broadcasts WHERE sent_at < now() - interval '1 hour' AND seq <= (
+    SELECT coalesce(min(applied), 0) FROM processes
+    WHERE stopped_at IS NULL AND heartbeat_at > now() - interval '1 hour')
+"""
+"""What a joining process clears away: processes gone for a day, and broadcasts an hour old
+that every process heard from within the hour has applied (one silent for longer starts its
+caches afresh when it is back, so it needs none of them)."""
 
 Connect = Callable[[], Awaitable[asyncpg.Connection]]
 Handler = Callable[[str, UUID], None]
@@ -104,6 +117,8 @@ class Process:
     _conn: asyncpg.Connection | None = None
     _applied: int = 0
     _listening: bool = False
+    _beaten: float = 0.0
+    """When the last heartbeat was written (monotonic)."""
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _task: asyncio.Task[None] | None = None
 
@@ -143,6 +158,7 @@ class Process:
         """Connect, listen, start caches afresh and acknowledge everything sent so far."""
         conn = await self.connect()
         try:
+            await conn.execute(_TIDY)
             await conn.add_listener(channel_of(self.schema), self._notified)
             applied = await conn.fetchval("SELECT coalesce(max(seq), 0) FROM broadcasts")
             await conn.execute(
@@ -160,6 +176,7 @@ class Process:
         for reset in self.resets:
             reset()
         self._conn, self._applied, self._listening = conn, applied, True
+        self._beaten = time.monotonic()
 
     def _notified(self, _conn: object, _pid: object, _channel: object, _payload: object) -> None:
         self._wake.set()
@@ -191,6 +208,8 @@ class Process:
         conn = self._conn
         if conn is None or conn.is_closed():
             raise OSError("no connection")
+        if time.monotonic() - self._beaten > LIVE.total_seconds():
+            raise TimeoutError("silent for longer than a live process")  # senders gave up on it
         self._wake.clear()
         rows = await asyncio.wait_for(
             conn.fetch(
@@ -211,6 +230,7 @@ class Process:
             ),
             PROBE_TIMEOUT,
         )
+        self._beaten = time.monotonic()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), self.heartbeat)
 

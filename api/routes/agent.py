@@ -81,7 +81,7 @@ class AgentController(Controller):
         await runtime.audit.record(
             request.user.subject_id, customer_id, audited_what(request), purpose
         )
-        return SessionResponse.of(customer_id, view)
+        return SessionResponse.of(customer_id, view, await runtime.devices.names(customer_id))
 
     @get("/applications", summary="The work queue of applications, by last activity")
     async def queue(

@@ -75,7 +75,8 @@ class DeviceController(Controller):
         if_none_match: IfNoneMatch = None,
     ) -> Response[SessionResponse]:
         view = await runtime.carts.session(request.user.subject_id)
-        body = SessionResponse.of(request.user.subject_id, view)
+        names = await runtime.devices.names(request.user.subject_id)
+        body = SessionResponse.of(request.user.subject_id, view, names)
         etag = content_etag(body)
         check_not_modified(if_none_match, etag)
         return Response(body, headers={"ETag": etag})
