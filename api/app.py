@@ -40,6 +40,7 @@ from api.routes.device import DeviceController
 from api.routes.live import LiveController
 from api.routes.ops import health, metrics, ready
 from api.routes.sessions import MyDevicesController, SessionsController
+from api.routes.sync import SyncController
 from api.routes.timeline import AgentTimelineController, MyTimelineController
 from continuity.collector import freeze_start_up
 from continuity.metrics import Metrics
@@ -122,6 +123,7 @@ def create_app(
         route_handlers=[
             DeviceController,
             ActivityController,
+            SyncController,
             MyApplicationsController,
             AgentController,
             MyConversationsController,

@@ -38,6 +38,7 @@ from api import (
     conversation_schemas,
     device_schemas,
     schemas,
+    sync_schemas,
 )
 from api.customer_requests import CUSTOMER_CHANNELS
 from api.limits import MAX_VERSION_DIGITS
@@ -109,6 +110,7 @@ _SPECIFIC: dict[tuple[str, str], tuple[ProblemType, ...]] = {
         for method in (("GET",) if action == "" else ("POST",))
     },
     ("POST", "/v1/me/identifiers"): (INVALID_STATE,),
+    ("POST", "/v1/me/sync"): (CONFLICT,),
     ("POST", "/v1/agent/customers/{customer_id}/identifiers"): (INVALID_STATE, NOT_FOUND),
     ("GET", "/v1/agent/customers/{customer_id}/timeline"): (NOT_FOUND,),
     ("GET", "/v1/agent/customers/{customer_id}/events"): (NOT_FOUND,),
@@ -332,6 +334,7 @@ def _body_struct(name: str) -> type[msgspec.Struct] | None:
         conversation_schemas,
         device_schemas,
         activity_schemas,
+        sync_schemas,
     ):
         struct = getattr(module, name, None)
         if (
@@ -389,23 +392,28 @@ def _optional_bounds(components: dict[str, Schema]) -> None:
                 setattr(prop, attribute, None)
 
 
+_WITH_ANSWERS = ("StepAnswers", "SaveDraftOperation", "CompleteStepOperation")
+"""The bodies whose `values` are a step's answers."""
+
+
 def _answer_values(components: dict[str, Schema]) -> None:
     """The bounds of a step's answers, which Litestar leaves out of a dict of a union: how many
     fields, how long a field's name, how long a text and how large a number."""
-    answers = components.get("StepAnswers")
-    values = (answers.properties or {}).get("values") if answers is not None else None
-    if not isinstance(values, Schema):
-        return
-    values.max_properties = MAX_FIELDS
-    values.property_names = Schema(type=OpenAPIType.STRING, max_length=63)
-    values.additional_properties = Schema(
-        one_of=[
-            Schema(type=OpenAPIType.STRING, max_length=MAX_DRAFT_TEXT),
-            Schema(type=OpenAPIType.INTEGER, minimum=-MAX_NUMBER, maximum=MAX_NUMBER),
-            Schema(type=OpenAPIType.BOOLEAN),
-            Schema(type=OpenAPIType.NULL),
-        ]
-    )
+    for name in _WITH_ANSWERS:
+        answers = components.get(name)
+        values = (answers.properties or {}).get("values") if answers is not None else None
+        if not isinstance(values, Schema):
+            continue
+        values.max_properties = MAX_FIELDS
+        values.property_names = Schema(type=OpenAPIType.STRING, max_length=63)
+        values.additional_properties = Schema(
+            one_of=[
+                Schema(type=OpenAPIType.STRING, max_length=MAX_DRAFT_TEXT),
+                Schema(type=OpenAPIType.INTEGER, minimum=-MAX_NUMBER, maximum=MAX_NUMBER),
+                Schema(type=OpenAPIType.BOOLEAN),
+                Schema(type=OpenAPIType.NULL),
+            ]
+        )
 
 
 def document_answers(openapi: OpenAPI) -> OpenAPI:

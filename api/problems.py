@@ -169,8 +169,9 @@ CONFLICT = _type(
     "conflict",
     409,
     "Concurrent change",
-    "Without `If-Match`, the cart kept changing under this request after several retries;"
-    " `current_version` is its version now.",
+    "Without `If-Match`, the cart kept changing under this request (or another request kept"
+    " changing what a sync batch acts on) after several retries; `current_version` is its"
+    " version now.",
 )
 SUBJECT_ERASED = _type(
     "subject-erased", 410, "Subject erased", "The customer's data was erased (crypto-shredded)."
@@ -181,7 +182,8 @@ STALE_VERSION = _type(
     "Precondition failed",
     "`If-Match` names a version the cart or application is no longer at; `current_version`"
     " and `ETag` give the current one, and for an application `current` is the application as"
-    " it is now, to merge with.",
+    " it is now, to merge with. In a sync answer: an action that conflicts with a change after"
+    " its `base_version` (docs/sync.md).",
 )
 INVALID_ANSWERS = _type(
     "invalid-answers",
@@ -232,7 +234,8 @@ IDEMPOTENCY_KEY_REUSED = _type(
     "idempotency-key-reused",
     422,
     "Idempotency key reused",
-    "An `Idempotency-Key` already used by this customer for a different request.",
+    "An `Idempotency-Key`, or a sync action's `event_id`, already used by this customer for a"
+    " different request.",
 )
 RATE_LIMITED = _type(
     "rate-limited",
@@ -426,10 +429,12 @@ def to_problem(request: Request[Any, Any, Any], exc: Exception) -> ProblemDetail
         return _domain(exc)
     if isinstance(exc, PreconditionFailed):
         return STALE_VERSION(
-            f"If-Match was {exc.expected} but the {exc.what} is at version {exc.current}",
+            exc.detail
+            or f"If-Match was {exc.expected} but the {exc.what} is at version {exc.current}",
             headers={"ETag": f'"{exc.current}"'},
             current_version=exc.current,
             current=exc.state,
+            field=exc.field,
         )
     if isinstance(exc, ConcurrencyConflict):
         return CONFLICT(

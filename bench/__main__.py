@@ -70,6 +70,7 @@ SCENARIOS = (
     Scenario("timeline", "bench.timeline", quick=("--quick",)),
     Scenario("activity", "bench.activity", quick=("--quick",)),
     Scenario("live", "bench.live", quick=("--quick",)),
+    Scenario("sync", "bench.sync", quick=("--quick",)),
 )
 NAMES = tuple(s.name for s in SCENARIOS)
 Measure = Callable[..., list[ScenarioResult]]

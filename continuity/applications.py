@@ -196,7 +196,7 @@ class ApplicationService:
         if app.is_idle(now, self.idle_limit):
             await self._expire(app)
             raise Expired("the application expired after sitting idle; start a new one")
-        if if_match is not None and if_match != app.version and _conflicts(app, if_match, action):
+        if if_match is not None and if_match != app.version and conflicts(app, if_match, action):
             raise PreconditionFailed(str(if_match), app.version, "application", app)
         action.run(app, now.date())
         await self.repository.save(app, subject_id, meta, request, action.fingerprint)
@@ -241,7 +241,7 @@ class ApplicationService:
         await self.repository.save(app, app.subject_id, SYSTEM, key, b"expire")
 
 
-def _conflicts(app: Application, based_on: int, action: Action) -> bool:
+def conflicts(app: Application, based_on: int, action: Action) -> bool:
     """Whether a request based on version `based_on` conflicts with what came after it: any
     change does, except for a draft whose own fields nothing after it changed."""
     if action.draft is None:

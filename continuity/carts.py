@@ -157,16 +157,14 @@ class CartService:
         view = loaded.view
         if await is_retry(self.vault, request, command.fingerprint, loaded.digest):
             return _current(view)
-        cart = await self._cart(subject_id, view, loaded.session, from_view)
+        cart = await self.cart_of(subject_id, loaded.session, from_view)
         current_version = cart.version if cart is not None else 0
         if if_match is not None and if_match != current_version:
             raise PreconditionFailed(str(if_match), current_version)
         if cart is None or (cart.closed and opens_cart):
             if not opens_cart:
                 raise NotFound("there is no open cart", field=None)
-            generation = cart.generation + 1 if cart is not None else 1
-            currency = money.check_currency(command.currency or self.default_currency)
-            cart = Cart(subject_id=subject_id, generation=generation, currency=currency)
+            cart = self.next_cart(subject_id, cart, command)
         command(cart)
         opened = cart
 
@@ -189,19 +187,26 @@ class CartService:
             return _current(await self.session(subject_id))
         return written.cart
 
-    async def _cart(
-        self, subject_id: UUID, view: SessionView, session: Read[SessionView], from_view: bool
+    async def cart_of(
+        self, subject_id: UUID, session: Read[SessionView], from_view: bool = True
     ) -> Cart | None:
         """The current cart: stood up from the session view, which is written in the same
         commit as the cart's events; loaded from its snapshot and the log instead when the view
         turned out to be behind the stream (`from_view` False: a stale row put back, say)."""
-        shown = view.cart
+        folded = session.folded
+        shown = folded.state.cart if folded is not None else None
         if shown is None:
             return None
-        folded = session.folded
         if from_view and folded is not None and folded.streams.get(shown.cart_id) == shown.version:
             return Cart.restore(shown.cart_id, shown.version, cart_state(shown, subject_id))
         return await self.repository.load(shown.cart_id, Cart)
+
+    def next_cart(self, subject_id: UUID, last: Cart | None, opening: Command) -> Cart:
+        """The customer's next cart after `last` (checked out, if any), in the currency of
+        the command that opens it, or the default."""
+        generation = last.generation + 1 if last is not None else 1
+        currency = money.check_currency(opening.currency or self.default_currency)
+        return Cart(subject_id=subject_id, generation=generation, currency=currency)
 
 
 def cart_state(cart: CartView, subject_id: UUID) -> CartState:

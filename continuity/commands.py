@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 from uuid import UUID
 
@@ -39,18 +39,30 @@ class Commands:
         self.vault = vault
         self.turns = turns
 
-    async def run(self, subject_id: UUID, attempt: Callable[[], Awaitable[T]]) -> T:
+    async def run(
+        self,
+        subject_id: UUID,
+        attempt: Callable[[], Awaitable[T]],
+        retry_on: tuple[type[Exception], ...] = (),
+    ) -> T:
         """`attempt()` in the subject's turn; again (after a random, growing pause) when a
-        concurrent append or a moved view row refused it, up to ATTEMPTS times."""
-        return await self.run_for([subject_id], attempt)
+        concurrent append or a moved view row (or one of `retry_on`) refused it, up to
+        ATTEMPTS times."""
+        return await self.run_for([subject_id], attempt, retry_on)
 
-    async def run_for(self, subject_ids: list[UUID], attempt: Callable[[], Awaitable[T]]) -> T:
+    async def run_for(
+        self,
+        subject_ids: list[UUID],
+        attempt: Callable[[], Awaitable[T]],
+        retry_on: tuple[type[Exception], ...] = (),
+    ) -> T:
         """`run` of a command on several subjects' aggregates, in the turn of each of them."""
+        retryable: tuple[type[Exception], ...] = (ConcurrencyConflict, ViewMoved, *retry_on)
         for n in range(ATTEMPTS):
             try:
                 async with self.turns.of_all(subject_ids):
                     return await attempt()
-            except (ConcurrencyConflict, ViewMoved):
+            except retryable:
                 if n == ATTEMPTS - 1:
                     raise
             await asyncio.sleep(random.uniform(0, BACKOFF * 2**n))  # noqa: S311
@@ -63,6 +75,29 @@ class Commands:
             "SELECT digest FROM events WHERE event_id = $1", request.first
         )
         return await is_retry(self.vault, request, fingerprint, digest)
+
+    async def recorded_at(
+        self, requests: Sequence[tuple[IdempotencyKey, bytes]]
+    ) -> list[int | EventIdReused | None]:
+        """For each request (its key and fingerprint), in one query: the position of its first
+        event if it was recorded already (a retry), None if it was not, and EventIdReused if
+        its key recorded another request."""
+        rows = await self.pool.fetch(
+            "SELECT event_id, position, digest FROM events WHERE event_id = ANY($1::uuid[])",
+            [request.first for request, _ in requests],
+        )
+        found = {row["event_id"]: row for row in rows}
+        answers: list[int | EventIdReused | None] = []
+        for request, fingerprint in requests:
+            row = found.get(request.first)
+            digest = None if row is None else row["digest"]
+            try:
+                retry = await is_retry(self.vault, request, fingerprint, digest)
+            except EventIdReused as reused:
+                answers.append(reused)
+                continue
+            answers.append(row["position"] if retry and row is not None else None)
+        return answers
 
 
 async def is_retry(

@@ -60,16 +60,26 @@ class IntegrityViolation(ContinuityError):
 
 class PreconditionFailed(ContinuityError):
     """An If-Match version no longer matches the resource (`what`); `state` is the resource
-    as it is now, for the client to merge with, where the answer carries it."""
+    as it is now, for the client to merge with, where the answer carries it. An offline
+    action's stale `base_version` says what conflicts in `detail`, and which input in `field`."""
 
     def __init__(
-        self, expected: str, current: int, what: str = "cart", state: object = None
+        self,
+        expected: str,
+        current: int,
+        what: str = "cart",
+        state: object = None,
+        *,
+        detail: str | None = None,
+        field: str | None = None,
     ) -> None:
-        super().__init__(f"the {what} is at version {current}, not {expected}")
+        super().__init__(detail or f"the {what} is at version {current}, not {expected}")
         self.expected = expected
         self.current = current
         self.what = what
         self.state = state
+        self.detail = detail
+        self.field = field
 
 
 class ViewMoved(ContinuityError):

@@ -8,9 +8,11 @@ left out of the payload and put back on decoding; the associated data binds ever
 read back as part of the event (see `privacy.cipher.event_aad`).
 
 The payload is the msgpack array `[class_version, device, actor_type, actor_id, fields]`, where
-`fields` maps each field's name to its value. Keyed by name, a payload survives fields being
-reordered, added with a default, or removed. The class version says which `upcast_vN_vN+1`
-methods an old payload still needs, exactly as in eventsourcing's Mapper.
+`fields` maps each field's name to its value; a sixth element, `occurred_at`, is there only for
+an action a device queued offline (when the device says it happened: never an order). Keyed by
+name, a payload survives fields being reordered, added with a default, or removed. The class
+version says which `upcast_vN_vN+1` methods an old payload still needs, exactly as in
+eventsourcing's Mapper.
 """
 
 from __future__ import annotations
@@ -48,9 +50,15 @@ class _Stored(msgspec.Struct, array_like=True, frozen=True, gc=False):
     actor_type: str
     actor_id: str | None
     fields: dict[str, Any]
+    occurred_at: datetime | None = None
 
 
-_HEADER = [(f.name, f.type) for f in msgspec.structs.fields(_Stored) if f.name != "fields"]
+_HEADER = [
+    (f.name, f.type)
+    for f in msgspec.structs.fields(_Stored)
+    if f.name not in ("fields", "occurred_at")
+]
+_OCCURRED_AT = ("occurred_at", datetime | None, None)
 
 
 class _Codec:
@@ -76,23 +84,27 @@ class _Codec:
         )
         payload = msgspec.defstruct(
             f"{name}_Payload",
-            [*_HEADER, ("fields", self.struct)],
+            [*_HEADER, ("fields", self.struct), _OCCURRED_AT],
             array_like=True,
             frozen=True,
             gc=False,
         )
         self.decoder = msgspec.msgpack.Decoder(payload)
         self.values = _getter(self.fields)
-        # What a payload at the current version starts with (all but the four nils): msgspec
-        # writes the array's length and the int in their shortest forms, so no other version
-        # starts the same way.
-        self.current = _ENCODER.encode((self.class_version, None, None, None, None))[:-4]
+        # What a payload at the current version starts with (all but the nils), with and
+        # without `occurred_at`: msgspec writes the array's length and the int in their
+        # shortest forms, so no other version starts the same way.
+        self.current = (
+            _ENCODER.encode((self.class_version, None, None, None, None))[:-4],
+            _ENCODER.encode((self.class_version, None, None, None, None, None))[:-5],
+        )
 
     def encode(self, event: DomainEvent, meta: EventMeta) -> bytes:
         fields = self.struct(*self.values(event))
-        return _ENCODER.encode(
-            (self.class_version, meta.device, meta.actor_type, meta.actor_id, fields)
-        )
+        header = (self.class_version, meta.device, meta.actor_type, meta.actor_id, fields)
+        if meta.occurred_at is None:
+            return _ENCODER.encode(header)
+        return _ENCODER.encode((*header, meta.occurred_at))
 
     def content(self, event: DomainEvent) -> bytes:
         """What an idempotent retry repeats exactly: the fields by name, in sorted order (so
@@ -113,7 +125,13 @@ class _Codec:
         state["timestamp"] = recorded_at
         event = object.__new__(self.cls)
         object.__setattr__(event, "__dict__", state)
-        meta = EventMeta(channel, payload.device, payload.actor_type, payload.actor_id)  # type: ignore[arg-type]
+        meta = EventMeta(
+            channel,  # type: ignore[arg-type]
+            payload.device,
+            payload.actor_type,
+            payload.actor_id,
+            payload.occurred_at,
+        )
         return event, meta
 
     def _upcast(

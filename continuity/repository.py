@@ -39,6 +39,8 @@ class Saved:
 
     positions: list[int]
     projected: Projected = field(default_factory=dict)
+    event_ids: list[UUID] = field(default_factory=list)
+    """The id of the event at each of `positions`."""
 
 
 _IDEMPOTENCY_NAMESPACE = UUID("0b3c9d6e-52f1-4c1e-8a8e-6d3f2b7a9c41")
@@ -64,17 +66,50 @@ class IdempotencyKey:
         return [self.first] + [uuid5(self.first, str(i)) for i in range(1, count)]
 
 
+@dataclass(frozen=True)
+class Claim:
+    """The next `count` pending events of `aggregate` belong to one request of a batch: their
+    ids and digests are those the request would have had alone (`key`, `request`)."""
+
+    aggregate: Aggregate
+    count: int
+    key: IdempotencyKey
+    request: bytes
+    meta: EventMeta | None
+
+
 @dataclass
 class UnitOfWork:
-    """Aggregates to save together, each with its subject and the metadata of its events."""
+    """Aggregates to save together, each with its subject and the metadata of its events, and
+    the requests (`claim`) that a batch of them (an offline queue) made of their events."""
 
     changes: list[tuple[Aggregate, UUID, EventMeta]] = field(default_factory=list)
+    claims: list[Claim] = field(default_factory=list)
 
     def add(self, aggregate: Aggregate, subject_id: UUID, meta: EventMeta) -> UnitOfWork:
         if any(existing is aggregate for existing, _, _ in self.changes):
             raise ValueError(f"aggregate {aggregate.id} is already in this unit of work")
         self.changes.append((aggregate, subject_id, meta))
         return self
+
+    def claim(
+        self,
+        aggregate: Aggregate,
+        key: IdempotencyKey,
+        request: bytes,
+        meta: EventMeta | None = None,
+    ) -> int:
+        """Give the events `aggregate` gained since its last claim to the request `key` with
+        fingerprint `request` (and `meta`, if given, instead of the aggregate's); how many.
+        Claimed events are appended in the order claimed, before any unclaimed ones, so one
+        append keeps a batch's order across aggregates and each request's exact retry."""
+        if not any(existing is aggregate for existing, _, _ in self.changes):
+            raise ValueError(f"aggregate {aggregate.id} is not in this unit of work")
+        claimed = sum(c.count for c in self.claims if c.aggregate is aggregate)
+        count = len(aggregate.pending_events) - claimed
+        if count:
+            self.claims.append(Claim(aggregate, count, key, request, meta))
+        return count
 
 
 PREPARE_ATTEMPTS = 3
@@ -177,7 +212,7 @@ class Repository:
     async def commit(
         self,
         work: UnitOfWork,
-        idempotency_key: IdempotencyKey,
+        idempotency_key: IdempotencyKey | None,
         request: bytes,
         verify: Verify | None = None,
         *,
@@ -186,7 +221,8 @@ class Repository:
         """Append every pending event of `work` in one atomic append, each stream expected
         where its aggregate was loaded. `request` fingerprints the command: each row's digest
         is `request_digest(its subject's key, request, index)`, so a retry matches even if the
-        state moved on.
+        state moved on. Events a request of a batch claimed (`UnitOfWork.claim`) take their
+        ids and digests from that request instead, and `idempotency_key` may then be None.
 
         The inline projections' rows are computed before the append from `reads` (what
         `Registry.read_inline` read when the command's state was loaded; read here if not
@@ -194,32 +230,32 @@ class Repository:
         refuse what they made, and then nothing is appended. Rows that moved since `reads`
         were read raise ViewMoved (read here: they are read again). A projection that must
         read the log to fold folds inside the append's own transaction instead."""
-        pending: list[tuple[DomainEvent, UUID, EventMeta]] = []
         expected: dict[UUID, int] = {}
-        for aggregate, subject_id, meta in work.changes:
+        collected: dict[UUID, list[DomainEvent]] = {}
+        for aggregate, _, _ in work.changes:
             events = cast(list[DomainEvent], aggregate.collect_events())
             if events:
                 expected[aggregate.id] = events[0].originator_version - 1
-                pending += [(event, subject_id, meta) for event in events]
-        if not pending:
+                collected[aggregate.id] = events
+        labelled = _labelled(work, collected, idempotency_key, request)
+        if not labelled:
             return Saved([])
+        pending = [(event, subject_id, meta) for event, subject_id, meta, *_ in labelled]
         keys = {
             subject_id: await self.mapper.vault.key_for_writing(subject_id)
             for subject_id in dict.fromkeys(subject for _, subject, _ in pending)
         }
-        ids = idempotency_key.event_ids(len(pending))
         rows = [
             EventMapper.seal_event(
                 keys[subject_id],
                 meta,
                 event,
                 event_id,
-                request_digest(keys[subject_id], request, index),
+                request_digest(keys[subject_id], fingerprint, index),
             )
-            for index, ((event, subject_id, meta), event_id) in enumerate(
-                zip(pending, ids, strict=True)
-            )
+            for event, subject_id, meta, event_id, fingerprint, index in labelled
         ]
+        ids = [row.event_id for row in rows]
         due = [
             snapshots.take(keys[subject_id], aggregate)
             for aggregate, subject_id, _ in work.changes
@@ -229,7 +265,7 @@ class Repository:
         inline = self.inline
         if inline is None:
             positions, _ = await self.store.append_detailed(rows, expected, snapshots=due)
-            return Saved(positions)
+            return Saved(positions, event_ids=ids)
         envelopes = _envelopes(rows, pending, [0] * len(rows))
         subjects = list(keys)
         given = reads is not None
@@ -251,7 +287,7 @@ class Repository:
                     raise
                 reads = None
                 continue
-            return Saved(positions, {} if replayed else projected)
+            return Saved(positions, {} if replayed else projected, ids)
         return await self._commit_folding(inline, rows, pending, expected, due, verify)
 
     async def _commit_folding(
@@ -276,7 +312,51 @@ class Repository:
         positions, replayed = await self.store.append_detailed(
             rows, expected, project=in_transaction
         )
-        return Saved(positions, {} if replayed else projected)
+        return Saved(positions, {} if replayed else projected, [row.event_id for row in rows])
+
+
+_Labelled = tuple[DomainEvent, UUID, EventMeta, UUID, bytes, int]
+"""An event to append, its subject and metadata, its id, and its request's fingerprint and
+index among that request's events (what its digest is made from)."""
+
+
+def _labelled(
+    work: UnitOfWork,
+    collected: Mapping[UUID, list[DomainEvent]],
+    idempotency_key: IdempotencyKey | None,
+    request: bytes,
+) -> list[_Labelled]:
+    """Each pending event of `work` with its id and digest input: the claimed ones in the order
+    claimed, each from its request's key; then the rest from `idempotency_key`."""
+    subjects = {aggregate.id: (subject_id, meta) for aggregate, subject_id, meta in work.changes}
+    taken = dict.fromkeys(collected, 0)
+    labelled: list[_Labelled] = []
+    for claim in work.claims:
+        stream = claim.aggregate.id
+        start = taken[stream]
+        events = collected[stream][start : start + claim.count]
+        taken[stream] = start + claim.count
+        subject_id, meta = subjects[stream]
+        for index, (event, event_id) in enumerate(
+            zip(events, claim.key.event_ids(claim.count), strict=True)
+        ):
+            labelled.append((event, subject_id, claim.meta or meta, event_id, claim.request, index))
+    rest = [
+        (event, *subjects[stream])
+        for stream, events in collected.items()
+        for event in events[taken[stream] :]
+    ]
+    if rest and idempotency_key is None:
+        raise ValueError("events no request claimed need the unit of work's idempotency key")
+    if rest and idempotency_key is not None:
+        ids = idempotency_key.event_ids(len(rest))
+        labelled += [
+            (event, subject_id, meta, event_id, request, index)
+            for index, ((event, subject_id, meta), event_id) in enumerate(
+                zip(rest, ids, strict=True)
+            )
+        ]
+    return labelled
 
 
 def _envelopes(

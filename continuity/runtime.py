@@ -22,6 +22,7 @@ from continuity.application_queue import ApplicationQueue
 from continuity.applications import ApplicationService
 from continuity.audit import AccessAudit
 from continuity.carts import CartService
+from continuity.commands import Commands
 from continuity.conversation_queue import ConversationQueue
 from continuity.conversations import ConversationService
 from continuity.db import close_pool, create_pool, migrate, migrations
@@ -46,6 +47,7 @@ from continuity.runner import ProjectionRunner
 from continuity.settings import MIN_JWT_SECRET, Settings, SettingsError
 from continuity.store import EventStore
 from continuity.subject_views import SealedViews
+from continuity.sync import ApplicationTarget, CartTarget, ConversationTarget, SyncService
 from continuity.timeline import Timeline
 from continuity.turns import Turns
 from privacy.master_key import Keyring, load_or_create_key_file
@@ -122,6 +124,7 @@ class Runtime:
     carts: CartService
     applications: ApplicationService
     conversations: ConversationService
+    sync: SyncService
     merge: GuestMerge
     activity: ActivityService
     identifiers: Identifiers
@@ -176,6 +179,7 @@ class Runtime:
         rebuilder = Rebuilder(store, mapper)
         turns = Turns()  # carts, applications, conversations, activity: one session row, in turn
         conversations = ConversationService(repository, sessions, vault, turns=turns)
+        carts = CartService(repository, sessions, vault, settings.currency, turns=turns)
         applications = ApplicationService(
             repository,
             sessions,
@@ -183,6 +187,16 @@ class Runtime:
             catalog,
             idle_limit=timedelta(days=settings.application_idle_days),
             turns=turns,
+        )
+        sync = SyncService(
+            repository,
+            sessions,
+            Commands(pool, vault, turns),
+            {
+                "cart": CartTarget(carts),
+                "application": ApplicationTarget(applications),
+                "conversation": ConversationTarget(conversations),
+            },
         )
         identifiers = Identifiers(pool, vault)
         process_id = uuid4()
@@ -225,9 +239,10 @@ class Runtime:
             sessions=sessions,
             projections=projections,
             rebuilder=rebuilder,
-            carts=CartService(repository, sessions, vault, settings.currency, turns=turns),
+            carts=carts,
             applications=applications,
             conversations=conversations,
+            sync=sync,
             merge=merge,
             activity=ActivityService(repository, sessions, vault, turns=turns),
             identifiers=identifiers,

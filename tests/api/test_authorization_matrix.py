@@ -109,6 +109,20 @@ RULES: dict[tuple[str, str], Rule] = {
         CUSTOMER, newcomer=frozenset({404}), params={"sku": SEEDED_SKU}
     ),
     ("POST", "/v1/me/cart/checkout"): Rule(CUSTOMER, newcomer=frozenset({404})),
+    ("POST", "/v1/me/sync"): Rule(
+        CUSTOMER,
+        body={
+            "actions": [
+                {
+                    "event_id": "5f0e8a34-7c2b-4d19-9e61-3a8b2c4d5e6f",
+                    "target": "cart",
+                    "base_version": 0,
+                    "occurred_at": datetime.now(UTC).isoformat(),
+                    "operation": {"op": "remove_item", "sku": SEEDED_SKU},
+                }
+            ]
+        },
+    ),
     ("GET", "/v1/me/applications"): Rule(CUSTOMER),
     ("POST", "/v1/me/applications"): Rule(
         CUSTOMER, ok=frozenset({201}), body={"form_type": "bank-account"}

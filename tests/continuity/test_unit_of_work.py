@@ -10,7 +10,7 @@ import pytest
 from aggregates.cart import Cart
 from aggregates.metadata import EventMeta
 from continuity.erasure import shred_subject
-from continuity.errors import ConcurrencyConflict, SubjectErased
+from continuity.errors import ConcurrencyConflict, EventIdReused, SubjectErased
 from continuity.mapper import EventMapper
 from continuity.repository import IdempotencyKey, Repository, UnitOfWork
 from continuity.store import EventStore
@@ -98,3 +98,35 @@ def test_an_aggregate_is_added_once() -> None:
     work = UnitOfWork().add(cart, cart.subject_id, APP)
     with pytest.raises(ValueError, match="already in this unit"):
         work.add(cart, cart.subject_id, APP)
+
+
+async def test_claimed_events_append_in_claim_order_with_each_requests_own_ids(
+    store: EventStore, mapper: EventMapper
+) -> None:
+    """A batch of requests on two aggregates: interleaved in the log as claimed, and each
+    request's events carry the ids and digests that request saved alone would carry."""
+    repository = Repository(store, mapper)
+    subject = uuid4()
+    cart, other = Cart(subject_id=subject), Cart(subject_id=subject, generation=2)
+    work = UnitOfWork().add(cart, subject, APP).add(other, subject, APP)
+    keys = [IdempotencyKey(subject, uuid4()) for _ in range(3)]
+    cart.add_item("MUG-1", "A mug", Decimal("1.50"), 1)
+    assert work.claim(cart, keys[0], b"first") == 2  # the opening and the add
+    other.add_item("TEA-7", "Tea", Decimal("2.00"), 1)
+    assert work.claim(other, keys[1], b"second", EventMeta("app", "tablet")) == 2
+    cart.change_quantity("MUG-1", 3)
+    assert work.claim(cart, keys[2], b"third") == 1
+    saved = await repository.commit(work, None, b"")
+    assert saved.event_ids == [*keys[0].event_ids(2), *keys[1].event_ids(2), keys[2].first]
+    records = {r.event_id: r for r in await store.select_streams([cart.id, other.id])}
+    order = [records[event_id].stream_id for event_id in saved.event_ids]
+    assert order == [cart.id, cart.id, other.id, other.id, cart.id]
+    assert saved.positions == sorted(saved.positions)
+    alone = Cart.restore(cart.id, 3, cart.snapshot_state())
+    alone.change_quantity("MUG-1", 3)
+    with pytest.raises(EventIdReused):  # the same key alone: recognised by its digest
+        await repository.save(alone, subject, APP, keys[2], b"other content")
+    replay = Cart.restore(cart.id, 3, cart.snapshot_state())
+    replay.change_quantity("MUG-1", 3)
+    again = await repository.save(replay, subject, APP, keys[2], b"third")
+    assert again.positions == [saved.positions[-1]]
