@@ -1,9 +1,9 @@
 """Bodies of the offline sync route (`POST /v1/me/sync`), shown in the OpenAPI schema.
 
-An action names its target in `target` (`cart`, `application` or `conversation`, with the
-application's or conversation's `id`) and its operation in `operation.op`; both are tagged
-unions, so an operation that is not its target's is a 400 for the batch, like any malformed
-body. docs/sync.md explains each field and the rules.
+An action names its target in `target` (`cart`, `application`, `conversation`, with the
+application's or conversation's `id`, or `activity`) and its operation in `operation.op`; both
+are tagged unions, so an operation that is not its target's is a 400 for the batch, like any
+malformed body. docs/sync.md explains each field and the rules.
 """
 
 from __future__ import annotations
@@ -15,14 +15,17 @@ from uuid import UUID
 
 import msgspec
 
+from aggregates.activity import MAX_ITEMS
 from aggregates.conversation import Medium
 from aggregates.forms import Answer
+from api.activity_schemas import ActivityItem
 from api.application_schemas import StepName, Values
 from api.conversation_schemas import Attachments, Text, TurnBody
 from api.limits import MAX_BATCH
 from api.schemas import Amount, Cart, CurrencyCode, Name, Quantity, Sku
-from continuity import applications, carts, conversations
+from continuity import activity, applications, carts, conversations
 from continuity.sync import (
+    ActivityNow,
     ApplicationNow,
     Applied,
     CartNow,
@@ -180,6 +183,16 @@ ApplicationOperation = (
 ConversationOperation = SayOperation | ResolveOperation | RateOperation | ReopenOperation
 
 
+class RecordActivityOperation(_Operation, tag="record"):
+    """What `POST /v1/me/activity` takes: products viewed, searches, screens, recorded in order
+    as one request (the same items under the same key are the same request either way)."""
+
+    items: Annotated[list[ActivityItem], msgspec.Meta(min_length=1, max_length=MAX_ITEMS)]
+
+    def command(self) -> activity.Record:
+        return activity.Record(tuple(item.item() for item in self.items))
+
+
 # -- actions -----------------------------------------------------------------------------------
 
 
@@ -239,11 +252,28 @@ class ConversationAction(_Action, tag="conversation"):
         )
 
 
+class ActivityAction(_Action, tag="activity"):
+    """The customer's activity (no `id`). Nothing in it conflicts: `base_version` is not
+    checked; it is refused only while the customer refuses personalization."""
+
+    operation: RecordActivityOperation
+
+    def action(self) -> SyncAction:
+        return SyncAction(
+            self.event_id,
+            "activity",
+            None,
+            self.base_version,
+            self.occurred_at,
+            self.operation.command(),
+        )
+
+
 class SyncBatch(msgspec.Struct, forbid_unknown_fields=True):
     """A device's queued actions, oldest first: they apply in this order."""
 
     actions: Annotated[
-        list[CartAction | ApplicationAction | ConversationAction],
+        list[CartAction | ApplicationAction | ConversationAction | ActivityAction],
         msgspec.Meta(
             min_length=1,
             max_length=MAX_BATCH,
@@ -312,7 +342,12 @@ class CurrentConversation(msgspec.Struct, tag="conversation", tag_field="target"
     status: str
 
 
-Current = CurrentCart | CurrentApplication | CurrentConversation
+class CurrentActivity(msgspec.Struct, tag="activity", tag_field="target"):
+    personalization: bool
+    """False: the customer refuses personalization, so no activity is recorded."""
+
+
+Current = CurrentCart | CurrentApplication | CurrentConversation | CurrentActivity
 
 
 class ActionResult(msgspec.Struct, omit_defaults=True):
@@ -352,4 +387,6 @@ def current_of(state: object) -> Current | None:
         )
     if isinstance(state, ConversationNow):
         return CurrentConversation(state.conversation_id, state.version, state.status)
+    if isinstance(state, ActivityNow):
+        return CurrentActivity(state.personalization)
     return None

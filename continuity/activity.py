@@ -46,6 +46,23 @@ class Recorded:
     duplicate: bool = False
 
 
+@dataclass(frozen=True)
+class Record:
+    """Recording `items` as one request: what `ActivityService.record` runs, and what an
+    offline batch's activity action carries (`continuity.sync`). The same items give the same
+    fingerprint either way, so a queued action sent online first is one request."""
+
+    items: tuple[Item, ...]
+
+    @property
+    def fingerprint(self) -> bytes:
+        described = [[type(item).__name__, item] for item in self.items]
+        return msgspec.msgpack.encode(["activity", "record", described])
+
+    def run(self, activity: Activity) -> None:
+        activity.record(self.items)
+
+
 def allows_personalization(view: SessionView) -> bool:
     """Whether the subject of `view` allows personalization (yes, until they refuse it)."""
     return view.activity.personalization
@@ -87,11 +104,8 @@ class ActivityService:
         """Record `items` (in order, one event each) as one request; ConsentRequired while the
         subject refuses personalization (nothing is recorded), InvalidValue for an item the
         domain refuses. A retry (same key) is answered without recording anything again."""
-        described = [[type(item).__name__, item] for item in items]
-        fingerprint = msgspec.msgpack.encode(["activity", "record", described])
-        return await self._run(
-            subject_id, meta, idempotency_key, fingerprint, lambda a: a.record(items)
-        )
+        request = Record(tuple(items))
+        return await self._run(subject_id, meta, idempotency_key, request.fingerprint, request.run)
 
     async def set_personalization(
         self, subject_id: UUID, meta: EventMeta, allowed: bool, *, idempotency_key: UUID
@@ -150,13 +164,19 @@ class ActivityService:
         return await self.commands.run(subject_id, attempt)
 
     async def _activity(self, subject_id: UUID, loaded: Loaded, *, from_view: bool) -> Activity:
-        """The subject's activity stream: stood up from the session view (`from_view`), or
-        loaded from its snapshot and the log once the view turned out to be behind; a new one
-        if the subject has none."""
         stream_id = Activity.create_id(subject_id)
+        version = loaded.version_of(stream_id)
+        return await self.stream(subject_id, loaded.view, version, from_view=from_view)
+
+    async def stream(
+        self, subject_id: UUID, view: SessionView, version: int | None, *, from_view: bool
+    ) -> Activity:
+        """The subject's activity stream: stood up from their session view (`from_view`; it
+        has folded the stream up to `version`), or loaded from its snapshot and the log once
+        the view turned out to be behind; a new one if the subject has none."""
         if from_view:
-            return stood_up(subject_id, loaded.view, loaded.version_of(stream_id))
-        stored = await self.repository.load(stream_id, Activity)
+            return stood_up(subject_id, view, version)
+        stored = await self.repository.load(Activity.create_id(subject_id), Activity)
         return stored if stored is not None else Activity(subject_id=subject_id)
 
     async def _view(self, subject_id: UUID) -> SessionView:

@@ -47,7 +47,13 @@ from continuity.runner import ProjectionRunner
 from continuity.settings import MIN_JWT_SECRET, Settings, SettingsError
 from continuity.store import EventStore
 from continuity.subject_views import SealedViews
-from continuity.sync import ApplicationTarget, CartTarget, ConversationTarget, SyncService
+from continuity.sync import (
+    ActivityTarget,
+    ApplicationTarget,
+    CartTarget,
+    ConversationTarget,
+    SyncService,
+)
 from continuity.timeline import Timeline
 from continuity.turns import Turns
 from privacy.master_key import Keyring, load_or_create_key_file
@@ -188,6 +194,7 @@ class Runtime:
             idle_limit=timedelta(days=settings.application_idle_days),
             turns=turns,
         )
+        activity = ActivityService(repository, sessions, vault, turns=turns)
         sync = SyncService(
             repository,
             sessions,
@@ -196,6 +203,7 @@ class Runtime:
                 "cart": CartTarget(carts),
                 "application": ApplicationTarget(applications),
                 "conversation": ConversationTarget(conversations),
+                "activity": ActivityTarget(activity),
             },
         )
         identifiers = Identifiers(pool, vault)
@@ -244,7 +252,7 @@ class Runtime:
             conversations=conversations,
             sync=sync,
             merge=merge,
-            activity=ActivityService(repository, sessions, vault, turns=turns),
+            activity=activity,
             identifiers=identifiers,
             inbound=InboundService(identifiers, conversations),
             audit=AccessAudit(pool, vault),

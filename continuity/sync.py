@@ -5,7 +5,8 @@ ids and digests the same action sent alone with that `Idempotency-Key` gets), it
 version of the target the device last saw (`base_version`) and when it happened on the device.
 A batch runs in the subject's turn (`Commands.run`): one query finds the actions recorded
 already (duplicates, answered with their original position), each kind of target loads its
-aggregates once (`SyncService.targets`, one entry a kind: cart, application, conversation),
+aggregates once (`SyncService.targets`, one entry a kind: cart, application, conversation,
+activity),
 the actions apply in the order given, each applied or rejected on its own, and every applied
 one's events go into one append (`UnitOfWork.claim`). A concurrent change by another request
 runs the whole batch again on the fresh state. docs/sync.md has the rules: which actions
@@ -23,13 +24,15 @@ from uuid import UUID
 import msgspec
 from eventsourcing.domain import Aggregate
 
+from aggregates.activity import Activity
 from aggregates.application import Application, Expired
 from aggregates.cart import Cart
 from aggregates.conversation import Conversation
 from aggregates.errors import DomainError, InvalidValue, NotFound
 from aggregates.forms import Answer
 from aggregates.metadata import EventMeta
-from continuity import applications, carts, conversations
+from continuity import activity, applications, carts, conversations
+from continuity.activity import ActivityService
 from continuity.applications import ApplicationService
 from continuity.carts import CartService
 from continuity.commands import Commands
@@ -137,6 +140,12 @@ class ConversationNow:
     conversation_id: UUID
     version: int
     status: str
+
+
+@dataclass(frozen=True)
+class ActivityNow:
+    personalization: bool
+    """False: the customer refuses personalization, so no activity is recorded."""
 
 
 @dataclass(frozen=True)
@@ -536,3 +545,38 @@ class _ConversationBatch:
         if found is None:
             return None
         return ConversationNow(found.id, found.version, found.status)
+
+
+class ActivityTarget:
+    """The customer's activity (`target_id` None); commands are `activity.Record`s. Activity
+    has nothing to conflict over: every item commutes, whatever `base_version` says, and is
+    refused only while the customer refuses personalization."""
+
+    def __init__(self, service: ActivityService) -> None:
+        self.service = service
+
+    async def begin(self, batch: Batch, actions: Sequence[SyncAction]) -> TargetBatch:
+        view = batch.session.folded.state if batch.session.folded else SessionView()
+        version = batch.session.version_of(Activity.create_id(batch.subject_id))
+        stream = await self.service.stream(
+            batch.subject_id, view, version, from_view=not batch.fresh
+        )
+        return _ActivityBatch(stream)
+
+
+class _ActivityBatch:
+    def __init__(self, stream: Activity) -> None:
+        self.stream = stream
+
+    def apply(self, action: SyncAction) -> Aggregate:
+        command = action.operation
+        if not isinstance(command, activity.Record):
+            raise TypeError(f"an activity action needs an activity command: {command!r}")
+        command.run(self.stream)
+        return self.stream
+
+    async def settle(self, projected: Projected) -> None:
+        return None
+
+    def current(self, action: SyncAction, error: Exception) -> object:
+        return ActivityNow(self.stream.personalization)

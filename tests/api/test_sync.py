@@ -359,3 +359,30 @@ async def test_overlapping_batches_in_two_processes_at_once_record_each_action_o
     cart = await runtime.carts.cart(subject)
     assert cart is not None
     assert cart.item_count == 19
+
+
+async def test_queued_activity_applies_and_is_refused_without_personalization(
+    client: httpx.AsyncClient, auth: TokenFactory
+) -> None:
+    phone, laptop = customer(client, auth)
+    lamp = {"type": "viewed", "sku": "LAMP-3", "name": "Desk lamp"}
+    viewed = action("activity", "record", 7, items=[lamp, {"type": "screen", "screen": "cart"}])
+    results = await phone.sync(viewed, action("cart", "add_item", **MUG))
+    assert outcomes(results) == ["applied", "applied"]  # base_version 7: activity never conflicts
+    assert outcomes(await phone.sync(viewed)) == ["duplicate"]
+    session = (await client.get("/v1/me/session", headers=laptop.headers)).json()
+    assert [p["sku"] for p in session["recently_viewed"]] == ["LAMP-3"]
+
+    refused = await client.put(
+        "/v1/me/preferences", json={"personalization": False}, headers=laptop.headers
+    )
+    assert refused.is_success, refused.text
+    results = await phone.sync(
+        action("activity", "record", items=[{"type": "searched", "query": "lamp"}]),
+        action("cart", "add_item", **TEA),
+    )
+    assert outcomes(results) == ["rejected", "applied"]
+    assert results[0]["problem"]["type"].endswith("/consent-required")
+    assert results[0]["current"] == {"target": "activity", "personalization": False}
+    session = (await client.get("/v1/me/session", headers=laptop.headers)).json()
+    assert session["recent_searches"] == []
