@@ -230,3 +230,19 @@ async def test_an_agent_of_the_identity_provider_uses_the_agent_routes_only(
     )
     assert session.status_code == 200, session.text
     assert (await idp_client.get("/v1/me/session", headers=agent)).status_code == 403
+
+
+async def test_a_guest_signs_in_with_the_identity_providers_token(
+    idp_client: httpx.AsyncClient, signing_keys: dict[str, SigningKey]
+) -> None:
+    """`POST /v1/me/link` takes the IdP's token for the customer: the guest's cart is theirs."""
+    guest = await idp_client.post("/v1/sessions", json={"device_name": "Pixel 8"})
+    phone = bearer(guest.json()["token"])
+    assert (await idp_client.post("/v1/me/cart/items", json=MUG, headers=phone)).is_success
+    sub = f"user-{uuid4().hex[:8]}"
+    token = signing_keys["RS256"].sign(idp_claims(sub))
+    linked = await idp_client.post("/v1/me/link", json={"token": token}, headers=phone)
+    assert linked.status_code == 200, linked.text
+    assert linked.json()["subject_id"] == str(idp_subject(sub))
+    cart = (await idp_client.get("/v1/me/cart", headers=bearer(token))).json()
+    assert [i["sku"] for i in cart["items"]] == [MUG["sku"]]
