@@ -97,6 +97,8 @@ class Principal:
     device: str | None
     device_id: UUID | None = None
     """Set for a registered device's token: checked on every request (revoked? moved?)."""
+    channel: str | None = None
+    """A registered device's channel: where its actions happen unless `X-Channel` says."""
 
 
 def subject_id_for(issuer: str | None, sub: str) -> UUID:
@@ -178,9 +180,10 @@ async def current_principal(
         owner = await devices.owner(principal.device_id, principal.subject_id)
     except DeviceRefused:
         raise NotAuthorizedException("this device's token was revoked") from None
-    if owner == principal.subject_id:
+    if owner.subject_id == principal.subject_id and owner.channel == principal.channel:
         return result
-    return AuthenticationResult(dataclasses.replace(principal, subject_id=owner), result.auth)
+    current = dataclasses.replace(principal, subject_id=owner.subject_id, channel=owner.channel)
+    return AuthenticationResult(current, result.auth)
 
 
 class ContinuityAuthenticationMiddleware(JWTAuthenticationMiddleware):

@@ -47,8 +47,8 @@ ChannelHeader = Annotated[
         name="X-Channel",
         required=False,
         description=(
-            "web, app, chat, email, sms, phone or store (default web). agent and system are not"
-            " a customer's channels: 403."
+            "web, app, chat, email, sms, phone or store (default: the channel the device"
+            " registered with, else web). agent and system are not a customer's channels: 403."
         ),
     ),
 ]
@@ -73,7 +73,9 @@ def idempotency_key_of(value: str | None) -> UUID:
 
 
 def customer_meta(principal: Principal, channel: str | None) -> EventMeta:
-    chosen = "web" if channel is None else channel
+    """Where the action happened: `X-Channel`, else the channel the device registered with,
+    else web."""
+    chosen = channel if channel is not None else principal.channel or "web"
     if chosen not in CHANNELS:
         raise ValidationException(
             f"X-Channel must be one of {', '.join(sorted(CUSTOMER_CHANNELS))}",

@@ -39,11 +39,13 @@ class DeviceRefused(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Owner:
-    """What a device token may act as now (cached): its subject, unless revoked."""
+    """What a device token may act as now (cached): its subject, unless revoked, and the
+    channel the device registered with (where its actions happen unless it says otherwise)."""
 
     subject_id: UUID
     first_subject: UUID
     revoked: bool
+    channel: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,9 +169,9 @@ class Devices:
             seqs.append(await publish(conn, self.schema, BROADCAST, row["device_id"]))
         return seqs
 
-    async def owner(self, device_id: UUID, token_subject: UUID) -> UUID:
-        """The subject a token issued for `token_subject` on `device_id` acts as now;
-        DeviceRefused if the device was revoked or is gone."""
+    async def owner(self, device_id: UUID, token_subject: UUID) -> Owner:
+        """What a token issued for `token_subject` on `device_id` acts as now; DeviceRefused
+        if the device was revoked or is gone."""
         cached = self._cached(device_id)
         if cached is None:  # unknown here, or last seen long ago: read it (and note the use)
             cached = await self._fetch(device_id)
@@ -177,7 +179,7 @@ class Devices:
             raise DeviceRefused("revoked" if cached else "unknown")
         if token_subject not in (cached.subject_id, cached.first_subject):
             raise DeviceRefused("not this subject's device")
-        return cached.subject_id
+        return cached
 
     def _cached(self, device_id: UUID) -> Owner | None:
         if not self.process.listening:
@@ -192,12 +194,12 @@ class Devices:
         epoch = self._epoch
         row = await self.pool.fetchrow(
             "UPDATE devices SET last_seen = now() WHERE device_id = $1"
-            " RETURNING subject_id, first_subject, revoked_at IS NOT NULL AS revoked",
+            " RETURNING subject_id, first_subject, revoked_at IS NOT NULL AS revoked, channel",
             device_id,
         )
         if row is None:
             return None
-        owner = Owner(row["subject_id"], row["first_subject"], row["revoked"])
+        owner = Owner(row["subject_id"], row["first_subject"], row["revoked"], row["channel"])
         if self.process.listening and epoch == self._epoch:
             self._owners[device_id] = (owner, time.monotonic())
             while len(self._owners) > CACHE_SIZE:

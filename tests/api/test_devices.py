@@ -70,9 +70,9 @@ async def test_a_guests_cart_continues_on_a_second_device_through_a_handoff_code
     cart = (await client.get("/v1/me/cart", headers=bearer(laptop))).json()
     assert [(i["sku"], i["quantity"]) for i in cart["items"]] == [("MUG-1", 1)]
     session = (await client.get("/v1/me/session", headers=bearer(laptop))).json()
-    assert [(d["device"], d["name"]) for d in session["devices"]] == [
-        (phone["device_id"], "Pixel 8")  # "continue where you left off on your Pixel 8"
-    ]
+    assert [(d["device"], d["name"], d["channel"]) for d in session["devices"]] == [
+        (phone["device_id"], "Pixel 8", "app")  # "continue where you left off on your Pixel 8"
+    ]  # the phone's add said no X-Channel: it happened on the channel the phone registered
     more = {**MUG, "sku": "MUG-2", "name": "Red mug"}
     assert (await client.post("/v1/me/cart/items", json=more, headers=bearer(laptop))).is_success
     cart = (await client.get("/v1/me/cart", headers=bearer(phone))).json()
