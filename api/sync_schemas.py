@@ -252,11 +252,24 @@ class ConversationAction(_Action, tag="conversation"):
         )
 
 
+class PersonalizationOperation(_Operation, tag="personalization"):
+    """The customer allows (true) or refuses (false) personalization, as `PUT
+    /v1/me/preferences` records it."""
+
+    allowed: bool
+
+    def command(self) -> activity.SetPersonalization:
+        return activity.SetPersonalization(self.allowed)
+
+
+ActivityOperation = RecordActivityOperation | PersonalizationOperation
+
+
 class ActivityAction(_Action, tag="activity"):
     """The customer's activity (no `id`). Nothing in it conflicts: `base_version` is not
-    checked; it is refused only while the customer refuses personalization."""
+    checked; a record is refused only while the customer refuses personalization."""
 
-    operation: RecordActivityOperation
+    operation: ActivityOperation
 
     def action(self) -> SyncAction:
         return SyncAction(

@@ -63,6 +63,24 @@ class Record:
         activity.record(self.items)
 
 
+@dataclass(frozen=True)
+class SetPersonalization:
+    """The subject's choice, as `ActivityService.set_personalization` records it and an
+    offline batch carries it (the same fingerprint either way)."""
+
+    allowed: bool
+
+    @property
+    def fingerprint(self) -> bytes:
+        return msgspec.msgpack.encode(["activity", "personalization", self.allowed])
+
+    def run(self, activity: Activity) -> None:
+        activity.set_personalization(self.allowed)
+
+
+ActivityCommand = Record | SetPersonalization
+
+
 def allows_personalization(view: SessionView) -> bool:
     """Whether the subject of `view` allows personalization (yes, until they refuse it)."""
     return view.activity.personalization
@@ -112,10 +130,8 @@ class ActivityService:
     ) -> Recorded:
         """Record the subject's choice (each time they make it, so it is provable); a refusal
         also empties what the session view shows of their activity."""
-        fingerprint = msgspec.msgpack.encode(["activity", "personalization", allowed])
-        return await self._run(
-            subject_id, meta, idempotency_key, fingerprint, lambda a: a.set_personalization(allowed)
-        )
+        choice = SetPersonalization(allowed)
+        return await self._run(subject_id, meta, idempotency_key, choice.fingerprint, choice.run)
 
     async def personalization_allowed(self, subject_id: UUID) -> bool:
         """Whether the subject allows personalization (yes, until they refuse it)."""

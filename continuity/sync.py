@@ -548,9 +548,10 @@ class _ConversationBatch:
 
 
 class ActivityTarget:
-    """The customer's activity (`target_id` None); commands are `activity.Record`s. Activity
-    has nothing to conflict over: every item commutes, whatever `base_version` says, and is
-    refused only while the customer refuses personalization."""
+    """The customer's activity (`target_id` None); commands are `activity.Record`s and
+    `activity.SetPersonalization`s. Activity has nothing to conflict over: every item commutes,
+    whatever `base_version` says, and is refused only while the customer refuses
+    personalization (a choice the batch itself made before it counts)."""
 
     def __init__(self, service: ActivityService) -> None:
         self.service = service
@@ -570,7 +571,7 @@ class _ActivityBatch:
 
     def apply(self, action: SyncAction) -> Aggregate:
         command = action.operation
-        if not isinstance(command, activity.Record):
+        if not isinstance(command, activity.Record | activity.SetPersonalization):
             raise TypeError(f"an activity action needs an activity command: {command!r}")
         command.run(self.stream)
         return self.stream

@@ -373,16 +373,15 @@ async def test_queued_activity_applies_and_is_refused_without_personalization(
     session = (await client.get("/v1/me/session", headers=laptop.headers)).json()
     assert [p["sku"] for p in session["recently_viewed"]] == ["LAMP-3"]
 
-    refused = await client.put(
-        "/v1/me/preferences", json={"personalization": False}, headers=laptop.headers
-    )
-    assert refused.is_success, refused.text
-    results = await phone.sync(
+    results = await phone.sync(  # refused offline, then a search the refusal stops
+        action("activity", "personalization", allowed=False),
         action("activity", "record", items=[{"type": "searched", "query": "lamp"}]),
         action("cart", "add_item", **TEA),
     )
-    assert outcomes(results) == ["rejected", "applied"]
-    assert results[0]["problem"]["type"].endswith("/consent-required")
-    assert results[0]["current"] == {"target": "activity", "personalization": False}
+    assert outcomes(results) == ["applied", "rejected", "applied"]
+    assert results[1]["problem"]["type"].endswith("/consent-required")
+    assert results[1]["current"] == {"target": "activity", "personalization": False}
+    preferences = (await client.get("/v1/me/preferences", headers=laptop.headers)).json()
+    assert preferences == {"personalization": False}
     session = (await client.get("/v1/me/session", headers=laptop.headers)).json()
     assert session["recent_searches"] == []
