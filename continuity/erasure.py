@@ -10,9 +10,9 @@ import msgspec
 from continuity.catalog import forget
 from continuity.devices import ACK_TIMEOUT, forget_devices
 from continuity.handoff import forget_codes
-from continuity.processes import acknowledged
+from continuity.processes import acknowledged, publish
 from continuity.store import EventStore
-from privacy.vault import KeyVault
+from privacy.vault import ERASED, KeyVault
 
 
 class ShredCertificate(msgspec.Struct, frozen=True):
@@ -27,13 +27,19 @@ class ShredCertificate(msgspec.Struct, frozen=True):
     linked_subjects: list[UUID] = []
     """Guests linked to the subject on sign-in, erased with them."""
     devices_removed: int = 0
+    processes_acknowledged: list[UUID] = []
+    """The API processes that dropped the keys from their caches before this was answered."""
+    processes_missing: list[UUID] = []
+    """Live processes that did not acknowledge in time (they stop caching keys once they
+    miss heartbeats, and start afresh when back)."""
 
 
 async def shred_subject(store: EventStore, vault: KeyVault, subject_id: UUID) -> ShredCertificate:
     """Destroy the keys and projection rows of the subject and of the guests linked to them,
     and their devices and handoff codes, in one transaction. Their events stay in the log as
     ciphertext that no key can open; reads yield erased placeholders. Returns once every live
-    process refuses the removed devices' tokens."""
+    process has dropped the keys from its cache and refuses the removed devices' tokens (or
+    ACK_TIMEOUT passed: the certificate names who acknowledged and who did not)."""
     async with store.pool.acquire() as conn, conn.transaction():
         linked: list[UUID] = [
             row["subject_id"]
@@ -49,10 +55,10 @@ async def shred_subject(store: EventStore, vault: KeyVault, subject_id: UUID) ->
             events += (await vault.shred(conn, guest)).events_unreadable
             rows += await forget(conn, guest)
         subjects = [subject_id, *linked]
+        sent = [await publish(conn, store.schema, ERASED, subject) for subject in subjects]
         removed = await forget_devices(conn, store.schema, subjects)
         await forget_codes(conn, subjects)
-    if removed:
-        await acknowledged(store.pool, max(removed), ACK_TIMEOUT)
+    acks = await acknowledged(store.pool, max(sent + removed), ACK_TIMEOUT)
     return ShredCertificate(
         subject_id=subject_id,
         erased_at=receipt.erased_at,
@@ -62,4 +68,6 @@ async def shred_subject(store: EventStore, vault: KeyVault, subject_id: UUID) ->
         already_erased=receipt.already_erased,
         linked_subjects=linked,
         devices_removed=len(removed),
+        processes_acknowledged=acks.acknowledged,
+        processes_missing=acks.missing,
     )

@@ -219,6 +219,7 @@ class Runtime:
             schema,
             process_id=process_id,
         )
+        process.on_broadcast(vault.on_broadcast, vault.drop_cache)
         devices = Devices(pool, vault, process, schema)
         handoff = HandoffCodes(
             pool,

@@ -51,6 +51,9 @@ _KEY_LOCK = 0x6B657973
 
 logger = logging.getLogger(__name__)
 
+ERASED = "erased"
+"""The kind of broadcast that says a subject's keys are destroyed."""
+
 
 def _wrap_context(subject_id: UUID, version: int) -> bytes:
     return b"continuity-dek-v1" + subject_id.bytes + version.to_bytes(4, "big")
@@ -237,6 +240,17 @@ class KeyVault:
         while len(self._erased) > self.erased_memory:
             self._erased.popitem(last=False)
         self.evict(subject_id)
+
+    def on_broadcast(self, kind: str, target: UUID) -> None:
+        """A broadcast every process applies and acknowledges (`continuity.processes`): for
+        `ERASED`, the subject's keys leave this process, so an erasure that waits for every
+        live process's acknowledgement knows no process holds them any more."""
+        if kind == ERASED:
+            self._learn_erased(target)
+
+    def drop_cache(self) -> None:
+        """Forget every cached key: broadcasts may have been missed."""
+        self._clear()
 
     def evict(self, subject_id: UUID) -> None:
         """Drop the subject's keys from the cache, and keep fetches in flight from caching."""
