@@ -71,6 +71,7 @@ SCENARIOS = (
     Scenario("activity", "bench.activity", quick=("--quick",)),
     Scenario("live", "bench.live", quick=("--quick",)),
     Scenario("sync", "bench.sync", quick=("--quick",)),
+    Scenario("erasure", "bench.erasure", quick=("--quick",)),
 )
 NAMES = tuple(s.name for s in SCENARIOS)
 Measure = Callable[..., list[ScenarioResult]]
