@@ -38,7 +38,7 @@ from api.routes.conversations import (
 )
 from api.routes.device import DeviceController
 from api.routes.live import LiveController
-from api.routes.ops import health, metrics, ready
+from api.routes.ops import health, metrics, ready, signing_key
 from api.routes.sessions import MyDevicesController, SessionsController
 from api.routes.sync import SyncController
 from api.routes.timeline import AgentTimelineController, MyTimelineController
@@ -139,6 +139,7 @@ def create_app(
             health,
             ready,
             metrics,
+            signing_key,
             docs_asset,
         ],
         dependencies={

@@ -238,7 +238,14 @@ def jwt_auth(
         algorithm=ALGORITHM,
         retrieve_user_handler=principal_from_token,
         token_cls=ContinuityToken,
-        exclude=["^/health$", "^/ready$", "^/metrics$", "^/schema", "^/v1/sessions"],
+        exclude=[
+            "^/health$",
+            "^/ready$",
+            "^/metrics$",
+            "^/schema",
+            "^/v1/sessions",
+            "^/.well-known/",
+        ],
         exclude_http_methods=["OPTIONS"],
         description=(
             "A bearer JWT: from `continuity token` (HS256, issuer `continuity`) or from the"

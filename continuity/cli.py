@@ -13,6 +13,7 @@ import sys
 import warnings
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -21,6 +22,8 @@ import click
 import msgspec
 
 from continuity.settings import MAX_WORKERS, WORKERS_BY_DEFAULT, Settings, SettingsError
+from privacy.certificates import CERTIFICATE_KEY, SignedCertificate, sign, verify
+from privacy.master_key import SignatureInvalid
 
 T = TypeVar("T")
 
@@ -229,9 +232,50 @@ def erase_subject(subject: UUID, yes: bool) -> None:
 
     async def go(runtime: Runtime) -> bytes:
         certificate = await shred_subject(runtime.store, runtime.vault, subject)
-        return msgspec.json.encode(certificate)
+        signer = await runtime.vault.signer(CERTIFICATE_KEY)
+        return msgspec.json.encode(sign(signer, certificate))
 
     click.echo(json.dumps(json.loads(_with_runtime(_settings(), go)), indent=2))
+
+
+@main.group()
+def certificate() -> None:
+    """Erasure certificates: the signing key, and verifying one offline."""
+
+
+@certificate.command("public-key")
+def certificate_public_key() -> None:
+    """Print the PEM public key certificates are signed with (also served at
+    /.well-known/continuity-signing-key)."""
+    from continuity.runtime import Runtime
+
+    async def go(runtime: Runtime) -> bytes:
+        return (await runtime.vault.signer(CERTIFICATE_KEY)).public_key_pem().encode("ascii")
+
+    click.echo(_with_runtime(_settings(), go).decode("ascii"), nl=False)
+
+
+@certificate.command("verify")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--public-key",
+    "key_file",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The service's public key (PEM), as `continuity certificate public-key` or the"
+    " well-known route gives it. Needs no database.",
+)
+def certificate_verify(file: Path, key_file: Path) -> None:
+    """Check a signed certificate offline: exit 0 if it verifies, 1 if it does not."""
+    try:
+        signed = msgspec.json.decode(file.read_bytes(), type=SignedCertificate)
+        verify(signed, key_file.read_text(encoding="ascii"))
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
+        raise click.ClickException(f"{file} is not a signed certificate: {exc}") from None
+    except SignatureInvalid as exc:
+        click.echo(f"FAILED: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"OK: signed by key {signed.signature.key_id}")
 
 
 @main.group()

@@ -211,6 +211,7 @@ RULES: dict[tuple[str, str], Rule] = {
         CUSTOMER, ok=frozenset({404}), params={"device_id": str(uuid4())}
     ),
     ("POST", "/v1/me/link"): Rule(CUSTOMER, ok=frozenset({422}), body={"token": "not-a-jwt"}),
+    ("GET", "/.well-known/continuity-signing-key"): Rule(PUBLIC),
     ("GET", "/health"): Rule(PUBLIC),
     ("GET", "/ready"): Rule(PUBLIC),
     ("GET", "/metrics"): Rule(PUBLIC),

@@ -106,6 +106,7 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("post", "/v1/me/link"): {
         *("200", "400", "401", "403", "409", "410", "413", "415", "422", "500"),
     },
+    ("get", "/.well-known/continuity-signing-key"): {"200", "429", "500"},
 }
 
 

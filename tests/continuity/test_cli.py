@@ -135,8 +135,16 @@ def test_the_server_process_serves_the_tour_and_erases_from_the_cli(
 
         erased = runner.invoke(main, ["erase-subject", customer, "--yes"], env=cli_env)
         assert erased.exit_code == 0, erased.output
-        certificate = json.loads(erased.output)
+        signed = json.loads(erased.output)
+        certificate = signed["certificate"]
         assert certificate["events_unreadable"] == 2
         assert certificate["key_versions_destroyed"] == [1]
+        assert signed["signature"]["algorithm"] == "Ed25519"
+        key = runner.invoke(main, ["certificate", "public-key"], env=cli_env).output
+        (tmp_path / "key.pem").write_text(key, encoding="ascii")
+        (tmp_path / "certificate.json").write_text(erased.output, encoding="utf-8")
+        files = [str(tmp_path / "certificate.json"), "--public-key", str(tmp_path / "key.pem")]
+        checked = runner.invoke(main, ["certificate", "verify", *files])
+        assert checked.exit_code == 0, checked.output
         gone = httpx.get(f"{base}/v1/me/session", headers=laptop)
         assert gone.status_code == 410
