@@ -54,6 +54,7 @@ from api.problems import (
     HANDOFF_CODE_USED,
     HANDOFF_CODE_WRONG,
     IDEMPOTENCY_KEY_REUSED,
+    IDENTIFIER_SUPPRESSED,
     INTEGRITY,
     INTERNAL,
     INVALID_ANSWERS,
@@ -109,9 +110,14 @@ _SPECIFIC: dict[tuple[str, str], tuple[ProblemType, ...]] = {
         for action in routes
         for method in (("GET",) if action == "" else ("POST",))
     },
-    ("POST", "/v1/me/identifiers"): (INVALID_STATE,),
+    ("POST", "/v1/me/identifiers"): (INVALID_STATE, IDENTIFIER_SUPPRESSED),
     ("POST", "/v1/me/sync"): (CONFLICT,),
-    ("POST", "/v1/agent/customers/{customer_id}/identifiers"): (INVALID_STATE, NOT_FOUND),
+    ("POST", "/v1/agent/customers/{customer_id}/identifiers"): (
+        INVALID_STATE,
+        IDENTIFIER_SUPPRESSED,
+        NOT_FOUND,
+    ),
+    ("POST", "/v1/service/inbound"): (IDENTIFIER_SUPPRESSED,),
     ("GET", "/v1/agent/customers/{customer_id}/timeline"): (NOT_FOUND,),
     ("GET", "/v1/agent/customers/{customer_id}/events"): (NOT_FOUND,),
     ("POST", "/v1/sessions/redeem"): (

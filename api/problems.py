@@ -47,6 +47,7 @@ from continuity.errors import (
     SubjectErased,
 )
 from continuity.handoff import CodeRefused, TooManyFailures
+from continuity.identifiers import Suppressed
 
 PROBLEM_BASE = "https://continuity.dev/problems/"
 REALM = "continuity"
@@ -244,6 +245,14 @@ RATE_LIMITED = _type(
     "Too many requests without a token from one client within a minute; `Retry-After` says"
     " when to try again.",
 )
+IDENTIFIER_SUPPRESSED = _type(
+    "identifier-suppressed",
+    409,
+    "Identifier suppressed",
+    "The email address or phone number belonged to an erased customer: messages from it, and"
+    " registering it, are refused until a compliance officer lifts the suppression"
+    " (`continuity suppression lift`).",
+)
 HANDOFF_CODE_WRONG = _type(
     "handoff-code-wrong",
     422,
@@ -307,6 +316,8 @@ def _domain(exc: DomainError) -> ProblemDetailsException:
         return CONSENT_REQUIRED(str(exc), purpose=exc.purpose)
     if isinstance(exc, NotFound):
         return NOT_FOUND(str(exc), field=exc.field)
+    if isinstance(exc, Suppressed):
+        return IDENTIFIER_SUPPRESSED(str(exc), field=exc.field)
     if isinstance(exc, InvalidState):
         return INVALID_STATE(str(exc), field=exc.field)
     if isinstance(exc, InvalidValue):

@@ -239,6 +239,32 @@ def erase_subject(subject: UUID, yes: bool) -> None:
 
 
 @main.group()
+def suppression() -> None:
+    """The suppression list: erased customers' identifiers, refused until lifted."""
+
+
+@suppression.command("lift")
+@click.option("--email", default=None, help="The email address to accept again.")
+@click.option("--phone", default=None, help="The phone number to accept again (E.164).")
+def suppression_lift(email: str | None, phone: str | None) -> None:
+    """Let an erased customer's email address or phone number be used again (a compliance
+    officer's decision): a message from it then starts a new guest."""
+    from continuity.identifiers import Kind
+    from continuity.runtime import Runtime
+
+    if (email is None) == (phone is None):
+        raise click.UsageError("give one of --email or --phone")
+    kind: Kind = "email" if email is not None else "phone"
+    value = email if email is not None else phone
+    assert value is not None
+
+    async def go(runtime: Runtime) -> bytes:
+        return b"lifted" if await runtime.identifiers.lift(kind, value) else b"not suppressed"
+
+    click.echo(_with_runtime(_settings(), go).decode("ascii"))
+
+
+@main.group()
 def certificate() -> None:
     """Erasure certificates: the signing key, and verifying one offline."""
 

@@ -10,6 +10,7 @@ import msgspec
 from continuity.catalog import forget
 from continuity.devices import ACK_TIMEOUT, forget_devices
 from continuity.handoff import forget_codes
+from continuity.identifiers import suppress
 from continuity.processes import acknowledged, publish
 from continuity.store import EventStore
 from privacy.vault import ERASED, KeyVault
@@ -29,6 +30,9 @@ class ShredCertificate(msgspec.Struct, frozen=True):
     devices_removed: int = 0
     processes_acknowledged: list[UUID] = []
     """The API processes that dropped the keys from their caches before this was answered."""
+    identifiers_suppressed: int = 0
+    """Email addresses and phone numbers (keyed hashes) now refused until a compliance officer
+    lifts them."""
     processes_missing: list[UUID] = []
     """Live processes that did not acknowledge in time (they stop caching keys once they
     miss heartbeats, and start afresh when back)."""
@@ -58,6 +62,7 @@ async def shred_subject(store: EventStore, vault: KeyVault, subject_id: UUID) ->
         sent = [await publish(conn, store.schema, ERASED, subject) for subject in subjects]
         removed = await forget_devices(conn, store.schema, subjects)
         await forget_codes(conn, subjects)
+        suppressed = await suppress(conn, subjects)
     acks = await acknowledged(store.pool, max(sent + removed), ACK_TIMEOUT)
     return ShredCertificate(
         subject_id=subject_id,
@@ -68,6 +73,7 @@ async def shred_subject(store: EventStore, vault: KeyVault, subject_id: UUID) ->
         already_erased=receipt.already_erased,
         linked_subjects=linked,
         devices_removed=len(removed),
+        identifiers_suppressed=suppressed,
         processes_acknowledged=acks.acknowledged,
         processes_missing=acks.missing,
     )

@@ -12,7 +12,7 @@ import re
 from typing import Literal
 from uuid import UUID
 
-from aggregates.errors import InvalidState, InvalidValue
+from aggregates.errors import DomainError, InvalidState, InvalidValue
 from continuity.db import Queryable
 from privacy.cipher import SystemKey, keyed_hash
 from privacy.vault import KeyVault
@@ -50,6 +50,26 @@ def _digest(key: SystemKey, kind: Kind, value: str) -> bytes:
     return keyed_hash(key, f"{kind}\x00{value}".encode())
 
 
+class Suppressed(DomainError):
+    """The identifier was an erased subject's: it may not come back until the suppression is
+    lifted (a compliance officer's decision)."""
+
+
+async def suppress(conn: Queryable, subject_ids: list[UUID]) -> int:
+    """Move the subjects' identifiers to the suppression list (an erasure): they no longer lead
+    to the erased subjects, and nothing may take them up again until lifted; how many."""
+    moved: int = await conn.fetchval(
+        "WITH gone AS (DELETE FROM identifiers WHERE subject_id = ANY($1::uuid[])"
+        " RETURNING digest, kind, key_version)"
+        " , put AS (INSERT INTO suppressed_identifiers (digest, kind, key_version)"
+        " SELECT digest, kind, key_version FROM gone ON CONFLICT (digest) DO UPDATE"
+        " SET suppressed_at = now(), lifted_at = NULL RETURNING 1)"
+        " SELECT count(*) FROM put",
+        subject_ids,
+    )
+    return moved
+
+
 class Identifiers:
     def __init__(self, pool: Queryable, vault: KeyVault) -> None:
         self.pool = pool
@@ -65,6 +85,17 @@ class Identifiers:
         normal = normalise(kind, value)
         return [_digest(key, kind, normal) for key in keys]
 
+    async def lift(self, kind: Kind, value: str) -> bool:
+        """Lift the suppression of an identifier (a compliance officer's decision); whether
+        one stood."""
+        lifted: bool = await self.pool.fetchval(
+            "WITH lifted AS (UPDATE suppressed_identifiers SET lifted_at = now()"
+            " WHERE digest = ANY($1::bytea[]) AND lifted_at IS NULL RETURNING 1)"
+            " SELECT count(*) > 0 FROM lifted",
+            await self._digests(kind, value),
+        )
+        return lifted
+
     async def find(self, kind: Kind, value: str) -> UUID | None:
         """The subject the identifier is registered to, if any."""
         subject: UUID | None = await self.pool.fetchval(
@@ -75,9 +106,16 @@ class Identifiers:
 
     async def register(self, subject_id: UUID, kind: Kind, value: str) -> bool:
         """Register the identifier to the subject: True if it is new, False if it was theirs
-        already; InvalidState if it is another subject's."""
+        already; InvalidState if it is another subject's, Suppressed if it was an erased
+        subject's and the suppression stands."""
         digests = await self._digests(kind, value)
         key_version = (await self.vault.system_key(IDENTIFIER_KEY)).version
+        if await self.pool.fetchval(
+            "SELECT EXISTS (SELECT FROM suppressed_identifiers"
+            " WHERE digest = ANY($1::bytea[]) AND lifted_at IS NULL)",
+            digests,
+        ):
+            raise Suppressed(f"this {kind} belonged to an erased customer: it is suppressed")
         owner: UUID | None = await self.pool.fetchval(
             "SELECT subject_id FROM identifiers WHERE digest = ANY($1::bytea[]) LIMIT 1", digests
         )
