@@ -133,6 +133,8 @@ def test_the_server_process_serves_the_tour_and_erases_from_the_cli(
         session = httpx.get(f"{base}/v1/me/session", headers=laptop).json()
         assert session["cart"]["items"][0]["quantity"] == 2
 
+        email = {"kind": "email", "value": "cli.tour@example.org"}
+        assert httpx.post(f"{base}/v1/me/identifiers", json=email, headers=phone).is_success
         erased = runner.invoke(main, ["erase-subject", customer, "--yes"], env=cli_env)
         assert erased.exit_code == 0, erased.output
         signed = json.loads(erased.output)
@@ -146,5 +148,10 @@ def test_the_server_process_serves_the_tour_and_erases_from_the_cli(
         files = [str(tmp_path / "certificate.json"), "--public-key", str(tmp_path / "key.pem")]
         checked = runner.invoke(main, ["certificate", "verify", *files])
         assert checked.exit_code == 0, checked.output
+        assert certificate["identifiers_suppressed"] == 1
+        lift = ["suppression", "lift", "--email", "CLI.Tour@example.org"]
+        assert runner.invoke(main, lift, env=cli_env).output.strip() == "lifted"
+        assert runner.invoke(main, lift, env=cli_env).output.strip() == "not suppressed"
+        assert runner.invoke(main, ["suppression", "lift"], env=cli_env).exit_code == 2
         gone = httpx.get(f"{base}/v1/me/session", headers=laptop)
         assert gone.status_code == 410
