@@ -174,14 +174,7 @@ async def run(args: argparse.Namespace, progress: Callable[[str], None]) -> Scen
     )
 
 
-def measure(
-    argv: Sequence[str], *, progress: Callable[[str], None] | None = None
-) -> list[ScenarioResult]:
-    return catching_up.measure(parse_args, run, argv, progress)
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    catching_up.main(parse_args, run, argv)
+measure, main = catching_up.entry_points(parse_args, run)
 
 
 if __name__ == "__main__":

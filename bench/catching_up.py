@@ -64,30 +64,35 @@ async def feed_only(runtime: Runtime, topics: Sequence[str]) -> float:
     return events / (time.perf_counter() - started)
 
 
-def measure(
-    parse_args: Callable[[Sequence[str] | None], argparse.Namespace],
-    run: Run,
-    argv: Sequence[str],
-    progress: Callable[[str], None] | None,
-) -> list[ScenarioResult]:
-    args = parse_args(argv)
-    return [asyncio.run(run(args, progress or (lambda _text: None)))]
+Measure = Callable[..., list[ScenarioResult]]
+"""`measure(argv, *, progress=None)`: what `make bench` calls (bench.__main__)."""
+Main = Callable[..., None]
+"""`main(argv=None)`: the scenario run alone."""
 
 
-def main(
-    parse_args: Callable[[Sequence[str] | None], argparse.Namespace],
-    run: Run,
-    argv: Sequence[str] | None,
-) -> None:
-    """Run the scenario alone: progress on stderr, each figure on stdout, `--json PATH`."""
-    args = parse_args(argv)
-    result = asyncio.run(run(args, lambda text: print(text, file=sys.stderr, flush=True)))
-    for figure in result.figures:
-        ratio = f"{figure.ratio:.2f}x {figure.baseline_name}" if figure.ratio else ""
-        print(f"{figure.what}: {figure.ours:,.3f} {figure.unit} {ratio}")
-    if args.json:
-        with open(args.json, "wb") as out:
-            out.write(to_json(result))
+def entry_points(
+    parse_args: Callable[[Sequence[str] | None], argparse.Namespace], run: Run
+) -> tuple[Measure, Main]:
+    """A scenario module's `measure` and `main`, from its command line and its `run`."""
+
+    def measure(
+        argv: Sequence[str], *, progress: Callable[[str], None] | None = None
+    ) -> list[ScenarioResult]:
+        args = parse_args(argv)
+        return [asyncio.run(run(args, progress or (lambda _text: None)))]
+
+    def main(argv: Sequence[str] | None = None) -> None:
+        """Run the scenario alone: progress on stderr, each figure on stdout, `--json PATH`."""
+        args = parse_args(argv)
+        result = asyncio.run(run(args, lambda text: print(text, file=sys.stderr, flush=True)))
+        for figure in result.figures:
+            ratio = f"{figure.ratio:.2f}x {figure.baseline_name}" if figure.ratio else ""
+            print(f"{figure.what}: {figure.ours:,.3f} {figure.unit} {ratio}")
+        if args.json:
+            with open(args.json, "wb") as out:
+                out.write(to_json(result))
+
+    return measure, main
 
 
 async def rounds(
