@@ -35,6 +35,7 @@ from datetime import datetime
 from uuid import UUID
 
 import asyncpg
+import msgspec
 from asyncpg.pool import PoolConnectionProxy
 
 from privacy.cipher import SubjectKey, SystemKey
@@ -64,8 +65,14 @@ class ShredReceipt:
     subject_id: UUID
     key_versions: list[int]
     erased_at: datetime
-    events_unreadable: int
     already_erased: bool
+
+
+class UnreadableStream(msgspec.Struct, frozen=True):
+    """One of an erased subject's streams, and how many of its events no key opens."""
+
+    stream_id: UUID
+    events: int
 
 
 class KeyVault:
@@ -387,22 +394,18 @@ class KeyVault:
         Every process drops the key from its cache when the transaction commits (NOTIFY), and
         so does this one: its own listener hears that NOTIFY too. It is not marked erased here,
         before the caller commits, since a rolled-back erasure must not leave a live subject
-        refused."""
+        refused. The cost does not grow with the subject's history: the tombstone's event
+        count is left for `count_unreadable`, after the keys are gone."""
         await conn.execute(
             "SELECT pg_advisory_xact_lock($1, hashtext($2::uuid::text))", _KEY_LOCK, subject_id
         )
         tomb = await conn.fetchrow(
-            "SELECT erased_at, key_versions, events_unreadable FROM erased_subjects"
-            " WHERE subject_id = $1",
+            "SELECT erased_at, key_versions FROM erased_subjects WHERE subject_id = $1",
             subject_id,
         )
         if tomb is not None:
             return ShredReceipt(
-                subject_id,
-                list(tomb["key_versions"]),
-                tomb["erased_at"],
-                tomb["events_unreadable"],
-                already_erased=True,
+                subject_id, list(tomb["key_versions"]), tomb["erased_at"], already_erased=True
             )
         versions = [
             row[0]
@@ -410,19 +413,33 @@ class KeyVault:
                 "DELETE FROM subject_keys WHERE subject_id = $1 RETURNING key_version", subject_id
             )
         ]
-        events = await conn.fetchval(
-            "SELECT count(*) FROM events WHERE subject_id = $1", subject_id
-        )
         erased_at = await conn.fetchval(
-            "INSERT INTO erased_subjects (subject_id, key_versions, events_unreadable)"
-            " VALUES ($1, $2, $3) RETURNING erased_at",
+            "INSERT INTO erased_subjects (subject_id, key_versions) VALUES ($1, $2)"
+            " RETURNING erased_at",
             subject_id,
             sorted(versions),
-            events,
         )
         await conn.execute("SELECT pg_notify($1, $2)", self.channel, str(subject_id))
         self.evict(subject_id)
-        return ShredReceipt(subject_id, sorted(versions), erased_at, events, already_erased=False)
+        return ShredReceipt(subject_id, sorted(versions), erased_at, already_erased=False)
+
+    async def count_unreadable(self, conn: Queryable, subject_id: UUID) -> list[UnreadableStream]:
+        """The erased subject's streams and how many events each holds that no key opens now,
+        noted on the tombstone. Counted after the erasure committed: no event of theirs can be
+        appended since, so the figure is final."""
+        rows = await conn.fetch(
+            "SELECT stream_id, count(*) AS events FROM events WHERE subject_id = $1"
+            " GROUP BY stream_id ORDER BY stream_id",
+            subject_id,
+        )
+        streams = [UnreadableStream(row["stream_id"], row["events"]) for row in rows]
+        await conn.execute(
+            "UPDATE erased_subjects SET events_unreadable = $2"
+            " WHERE subject_id = $1 AND events_unreadable IS DISTINCT FROM $2",
+            subject_id,
+            sum(stream.events for stream in streams),
+        )
+        return streams
 
     async def system_key(self, name: str, version: int | None = None) -> SystemKey:
         """The system data key for purpose `name`: its current version (created on first use)
