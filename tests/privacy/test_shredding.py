@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from aggregates.cart import Cart
-from continuity.erasure import shred_subject
+from continuity.erasure import shred_keys, shred_subject
 from continuity.errors import SubjectErased
 from continuity.runtime import Runtime
 from privacy.master_key import Keyring
@@ -41,6 +41,10 @@ async def test_a_shredded_subject_reads_back_as_placeholders_and_others_are_unto
     assert certificate.events_unreadable == 2
     assert certificate.projection_rows_deleted == 2, "the session's row, the timeline's one"
     assert not certificate.already_erased
+    assert [(s.stream_id, s.events) for s in certificate.streams] == [(erased_cart, 2)]
+    assert certificate.acknowledged_at is not None
+    assert certificate.purged_at is not None
+    assert certificate.erased_at <= certificate.acknowledged_at <= certificate.purged_at
 
     records = await runtime.store.select_events(erased_cart)
     envelopes = await runtime.mapper.to_envelopes(records)
@@ -97,3 +101,36 @@ async def test_other_processes_drop_the_key_from_their_cache(
             await other_process.key_for_writing(subject)
     finally:
         await other_process.close()
+
+
+async def test_an_erasure_cut_off_after_the_keys_went_is_finished_by_the_next_call(
+    client: httpx.AsyncClient, auth: TokenFactory, runtime: Runtime
+) -> None:
+    """The keys go first; the purge comes after. A crash in between leaves the data unreadable
+    and the rows behind, and erasing again counts and purges them."""
+    subject = uuid4()
+    assert (await client.post("/v1/me/cart/items", json=MUG, headers=auth(subject))).is_success
+    shredded = await shred_keys(runtime.store, runtime.vault, subject)
+    assert not shredded.already_erased
+    assert await runtime.pool.fetchval(
+        "SELECT events_unreadable IS NULL FROM erased_subjects WHERE subject_id = $1", subject
+    ), "not counted before the purge"
+    assert await runtime.pool.fetchval(
+        "SELECT count(*) FROM session_views WHERE subject_id = $1", subject
+    )
+    assert (await client.get("/v1/me/cart", headers=auth(subject))).status_code == 410
+
+    again = await shred_subject(runtime.store, runtime.vault, subject)
+    assert again.already_erased
+    assert again.erased_at == shredded.erased_at
+    assert again.events_unreadable == 2
+    assert again.projection_rows_deleted >= 1
+    assert (
+        await runtime.pool.fetchval(
+            "SELECT events_unreadable FROM erased_subjects WHERE subject_id = $1", subject
+        )
+        == 2
+    )
+    assert not await runtime.pool.fetchval(
+        "SELECT count(*) FROM session_views WHERE subject_id = $1", subject
+    )
