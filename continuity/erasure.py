@@ -49,6 +49,8 @@ class ShredCertificate(msgspec.Struct, frozen=True):
     of the data is readable anywhere."""
     purged_at: datetime | None = None
     """When the projection rows (ciphertext no key opens any more) were deleted."""
+    snapshots_deleted: int = 0
+    """Aggregate snapshots of the subjects (sealed with the destroyed keys) deleted."""
 
 
 class Shredded(msgspec.Struct, frozen=True):
@@ -105,14 +107,17 @@ async def shred_keys(store: EventStore, vault: KeyVault, subject_id: UUID) -> Sh
 
 
 async def purge(store: EventStore, vault: KeyVault, shredded: Shredded) -> ShredCertificate:
-    """The second half: count what was made unreadable and delete the projection rows, which
-    no key opens any more; each subject in its own transaction. Safe to repeat."""
+    """The second half: count what was made unreadable and delete the projection rows and
+    snapshots, which no key opens any more; each subject in its own transaction. Safe to
+    repeat."""
     streams: list[UnreadableStream] = []
-    rows = 0
+    rows = snapshots = 0
     for subject in (shredded.subject_id, *shredded.linked_subjects):
         async with store.pool.acquire() as conn, conn.transaction():
             streams += await vault.count_unreadable(conn, subject)
             rows += await forget(conn, subject)
+            status = await conn.execute("DELETE FROM snapshots WHERE subject_id = $1", subject)
+            snapshots += int(status.split()[-1])
     return ShredCertificate(
         subject_id=shredded.subject_id,
         erased_at=shredded.erased_at,
@@ -128,6 +133,7 @@ async def purge(store: EventStore, vault: KeyVault, shredded: Shredded) -> Shred
         streams=streams,
         acknowledged_at=shredded.acknowledged_at,
         purged_at=datetime.now(UTC),
+        snapshots_deleted=snapshots,
     )
 
 

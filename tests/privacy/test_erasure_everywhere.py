@@ -7,8 +7,10 @@ from uuid import uuid4
 
 import pytest
 
+from continuity import snapshots
 from continuity.erasure import shred_subject
 from continuity.runtime import Runtime
+from continuity.timeline import TIMELINE
 from tests.conftest import AppFactory, client_of
 from tests.helpers import MUG, TokenFactory
 
@@ -23,8 +25,17 @@ async def test_every_process_drops_the_key_before_the_erasure_is_answered(
         first: Runtime = one.state.runtime
         second: Runtime = two.state.runtime
         async with client_of(two) as client:  # the second process writes: it caches the key
-            added = await client.post("/v1/me/cart/items", json=MUG, headers=auth(subject))
-            assert added.status_code == 200, added.text
+            for quantity in range(1, snapshots.EVERY + 2):  # enough to leave a snapshot behind
+                added = await client.post(
+                    "/v1/me/cart/items", json={**MUG, "quantity": 1}, headers=auth(subject)
+                )
+                assert added.status_code == 200, (quantity, added.text)
+        assert await second.pool.fetchval(
+            "SELECT count(*) FROM snapshots WHERE subject_id = $1", subject
+        ), "the cart's snapshot"
+        cart = await second.pool.fetchval(
+            "SELECT DISTINCT stream_id FROM events WHERE subject_id = $1", subject
+        )
         key = await second.vault.key_for_writing(subject)
         assert await second.vault.keys_for_reading([(subject, key.version)])
 
@@ -35,8 +46,21 @@ async def test_every_process_drops_the_key_before_the_erasure_is_answered(
         assert certificate.processes_missing == []
         for runtime in (first, second):  # at once, in both: no key in any cache
             assert await runtime.vault.keys_for_reading([(subject, key.version)]) == {}
-        async with client_of(two) as client:
-            gone = await client.get("/v1/me/session", headers=auth(subject))
-            assert gone.status_code == 410
-            refused = await client.post("/v1/me/cart/items", json=MUG, headers=auth(subject))
-            assert refused.status_code == 410
+        for runtime in (first, second):  # every event a placeholder, through either process
+            envelopes = await runtime.mapper.to_envelopes(await runtime.store.select_events(cart))
+            assert len(envelopes) == certificate.events_unreadable
+            assert all(envelope.erased for envelope in envelopes)
+            for app in (one, two):
+                async with client_of(app) as client:
+                    gone = await client.get("/v1/me/session", headers=auth(subject))
+                    assert gone.status_code == 410
+                    refused = await client.post(
+                        "/v1/me/cart/items", json=MUG, headers=auth(subject)
+                    )
+                    assert refused.status_code == 410
+        assert certificate.snapshots_deleted == 1
+        for table in ("snapshots", "session_views", TIMELINE, "subject_keys"):
+            left = await first.pool.fetchval(
+                f"SELECT count(*) FROM {table} WHERE subject_id = $1", subject
+            )
+            assert left == 0, table
