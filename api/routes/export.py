@@ -16,19 +16,30 @@ from uuid import UUID
 from litestar import Controller, Request, get
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import Parameter
+from litestar.params import HeaderParameter, Parameter
 from litestar.response import Stream
 
 from api.auth import Principal, compliance_only, customer_only
 from api.customer_requests import IfNoneMatch, Me
 from api.etags import NotModified, check_not_modified
-from api.routes.agent import Purpose, audited_what
+from api.routes.agent import audited_what
+from continuity.audit import MAX_PURPOSE
 from continuity.export import Prepared, SubjectExport, SubjectExports
 from continuity.runtime import Runtime
 
 Officer = Request[Principal, Any, Any]
 SubjectId = Annotated[UUID, Parameter(description="The data subject's id.")]
 JSON = "application/json"
+Purpose = Annotated[
+    str,
+    HeaderParameter(
+        name="X-Purpose",
+        min_length=3,
+        max_length=MAX_PURPOSE,
+        description='Why the officer exports this subject\'s data ("Art. 15 request 2026-031"):'
+        " recorded, sealed, in the access audit.",
+    ),
+]
 
 _DOCUMENT = {
     200: ResponseSpec(

@@ -389,3 +389,21 @@ async def test_a_long_history_streams_in_pages(
     skus = [e["payload"]["sku"] for e in events if e["topic"].endswith("ProductViewed")]
     assert skus == [a["sku"] for a in actions]
     assert len({e["position"] for e in events}) == len(events)
+
+
+async def test_a_linked_guest_erased_on_their_own_shows_as_placeholders(
+    client: httpx.AsyncClient, runtime: Runtime, story: Story
+) -> None:
+    await shred_subject(runtime.store, runtime.vault, story.guest_id)
+    answer = await client.get("/v1/me/export", headers=story.phone)
+    assert answer.status_code == 200, answer.text
+    mine, theirs = answer.json()["subjects"]
+    assert mine["events"]
+    assert all(e["readable"] for e in mine["events"])
+    assert theirs["erased_at"] is not None
+    assert theirs["session"] is None
+    assert theirs["events"]
+    for event in theirs["events"]:
+        assert (event["readable"], event["payload"], event["device"]) == (False, None, None)
+        assert event["topic"].startswith("aggregates.")
+    assert GUEST_ITEM["name"] not in msgspec.json.encode(theirs).decode()
