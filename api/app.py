@@ -26,6 +26,7 @@ from api.openapi import document_answers
 from api.problems import exception_handlers, refuse_preflight
 from api.rate_limits import rate_limit_config
 from api.request_context import RequestContext
+from api.routes.access_audit import AccessAuditController
 from api.routes.activity import ActivityController
 from api.routes.agent import AgentController
 from api.routes.applications import MyApplicationsController
@@ -37,6 +38,7 @@ from api.routes.conversations import (
     ServiceController,
 )
 from api.routes.device import DeviceController
+from api.routes.export import MyExportController, PrivacyExportController
 from api.routes.live import LiveController
 from api.routes.ops import health, metrics, ready, signing_key
 from api.routes.sessions import MyDevicesController, SessionsController
@@ -136,6 +138,9 @@ def create_app(
             LiveController,
             SessionsController,
             MyDevicesController,
+            PrivacyExportController,
+            MyExportController,
+            AccessAuditController,
             health,
             ready,
             metrics,

@@ -130,6 +130,7 @@ _SPECIFIC: dict[tuple[str, str], tuple[ProblemType, ...]] = {
     ("DELETE", "/v1/me/devices/{device_id}"): (NOT_FOUND,),
     ("POST", "/v1/me/link"): (INVALID_STATE,),
     ("POST", "/v1/me/activity"): (CONSENT_REQUIRED,),
+    ("GET", "/v1/privacy/subjects/{subject_id}/export"): (NOT_FOUND,),
 }
 """Problems only one operation answers, by method and path."""
 

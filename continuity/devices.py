@@ -56,6 +56,7 @@ class Device:
     channel: str
     first_seen: datetime
     last_seen: datetime
+    revoked_at: datetime | None = None
 
 
 def _aad(subject_id: UUID, device_id: UUID) -> bytes:
@@ -92,11 +93,14 @@ class Devices:
         assert row is not None
         return Device(device_id, subject_id, name, channel, row["first_seen"], row["last_seen"])
 
-    async def of_subject(self, subject_id: UUID) -> list[Device]:
-        """The subject's devices that are not revoked, most recently seen first."""
+    async def of_subject(self, subject_id: UUID, *, revoked: bool = False) -> list[Device]:
+        """The subject's devices, most recently seen first: those not revoked, or (`revoked`)
+        every one still held, revoked ones too (what an export lists)."""
         rows = await self.pool.fetch(
-            "SELECT device_id, key_version, name, channel, first_seen, last_seen FROM devices"
-            " WHERE subject_id = $1 AND revoked_at IS NULL ORDER BY last_seen DESC, device_id",
+            "SELECT device_id, key_version, name, channel, first_seen, last_seen, revoked_at"
+            " FROM devices WHERE subject_id = $1"
+            + ("" if revoked else " AND revoked_at IS NULL")
+            + " ORDER BY last_seen DESC, device_id",
             subject_id,
         )
         keys = await self.vault.keys_for_reading((subject_id, r["key_version"]) for r in rows)
@@ -117,6 +121,7 @@ class Devices:
                     row["channel"],
                     row["first_seen"],
                     row["last_seen"],
+                    row["revoked_at"],
                 )
             )
         return devices

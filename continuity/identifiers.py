@@ -9,8 +9,11 @@ A lookup tries every version of the key, so a rotation loses no registration.
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Literal
 from uuid import UUID
+
+import msgspec
 
 from aggregates.errors import DomainError, InvalidState, InvalidValue
 from continuity.db import Queryable
@@ -70,6 +73,14 @@ async def suppress(conn: Queryable, subject_ids: list[UUID]) -> int:
     return moved
 
 
+class RegisteredIdentifier(msgspec.Struct, frozen=True, gc=False):
+    """That an identifier of `kind` is registered to a subject, and since when: the value is
+    not held (only its keyed hash), so nothing can say which address or number it is."""
+
+    kind: Kind
+    registered_at: datetime
+
+
 class Identifiers:
     def __init__(self, pool: Queryable, vault: KeyVault) -> None:
         self.pool = pool
@@ -84,6 +95,15 @@ class Identifiers:
         ]
         normal = normalise(kind, value)
         return [_digest(key, kind, normal) for key in keys]
+
+    async def of_subject(self, subject_id: UUID) -> list[RegisteredIdentifier]:
+        """The kinds of identifier registered to the subject, oldest first."""
+        rows = await self.pool.fetch(
+            "SELECT kind, registered_at FROM identifiers WHERE subject_id = $1"
+            " ORDER BY registered_at, kind",
+            subject_id,
+        )
+        return [RegisteredIdentifier(row["kind"], row["registered_at"]) for row in rows]
 
     async def lift(self, kind: Kind, value: str) -> bool:
         """Lift the suppression of an identifier (a compliance officer's decision); whether

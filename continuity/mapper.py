@@ -284,6 +284,12 @@ class EventMapper:
         return envelopes
 
 
+def fields_of(event: DomainEvent) -> dict[str, Any]:
+    """What the event says happened, by field name, without what the row's columns hold (its
+    stream, version and time): the payload as stored, after any upcasting."""
+    return {name: getattr(event, name) for name in _codec_for_class(type(event)).fields}
+
+
 def request_digest(key: SubjectKey, request: bytes, index: int) -> bytes:
     """The digest of the `index`-th event a request produced: the same for every retry."""
     return keyed_digest(key, b"request:" + index.to_bytes(4, "big") + request)

@@ -337,6 +337,30 @@ class EventStore:
         rows = await (conn or self.pool).fetch(sql + " ORDER BY position", *args)
         return [_record(row) for row in rows]
 
+    async def select_subject_page(
+        self, subject_id: UUID, *, after: int, upto: int, limit: int
+    ) -> list[RecordedEvent]:
+        """Up to `limit` events of the subject with a position above `after` and at most
+        `upto`, in position order: a long history read a page at a time (an export)."""
+        rows = await self.pool.fetch(
+            f"SELECT {_COLUMNS} FROM events WHERE subject_id = $1"
+            " AND position > $2 AND position <= $3 ORDER BY position LIMIT $4",
+            subject_id,
+            after,
+            upto,
+            limit,
+        )
+        return [_record(row) for row in rows]
+
+    async def subject_extent(self, subject_id: UUID) -> tuple[int, int]:
+        """How many events the subject has, and the highest position among them (0: none)."""
+        row = await self.pool.fetchrow(
+            "SELECT count(*), coalesce(max(position), 0) FROM events WHERE subject_id = $1",
+            subject_id,
+        )
+        assert row is not None
+        return row[0], row[1]
+
     async def select_notifications(
         self,
         start: int | None,

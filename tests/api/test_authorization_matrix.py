@@ -91,6 +91,7 @@ class Rule:
 CUSTOMER: frozenset[Role] = frozenset({"customer"})
 AGENT: frozenset[Role] = frozenset({"agent"})
 SERVICE: frozenset[Role] = frozenset({"service"})
+COMPLIANCE: frozenset[Role] = frozenset({"compliance"})
 PURPOSE = {"X-Purpose": "the authorization matrix"}
 TURN = {"medium": "web_chat", "text": "One more thing"}
 REGISTERED = frozenset({200, 409})
@@ -211,6 +212,9 @@ RULES: dict[tuple[str, str], Rule] = {
         CUSTOMER, ok=frozenset({404}), params={"device_id": str(uuid4())}
     ),
     ("POST", "/v1/me/link"): Rule(CUSTOMER, ok=frozenset({422}), body={"token": "not-a-jwt"}),
+    ("GET", "/v1/privacy/subjects/{subject_id:uuid}/export"): Rule(COMPLIANCE, headers=PURPOSE),
+    ("GET", "/v1/me/export"): Rule(CUSTOMER),
+    ("GET", "/v1/privacy/audit"): Rule(COMPLIANCE),
     ("GET", "/.well-known/continuity-signing-key"): Rule(PUBLIC),
     ("GET", "/health"): Rule(PUBLIC),
     ("GET", "/ready"): Rule(PUBLIC),
@@ -424,6 +428,7 @@ async def test_route_answers_each_kind_of_caller(
         "application_id": str(Application.create_id(customer, SEEDED_START)),
         "conversation_id": str(Conversation.open_id(customer, SEEDED_OPEN)),
         "customer_id": str(customer),
+        "subject_id": str(customer),
     }
     path = path_of(template, {**seeded, **rule.params})
     if rule.stream:
@@ -471,6 +476,7 @@ async def test_options_needs_no_token_anywhere(matrix_app: Litestar) -> None:
     paths = {template for _, template in RULES}
     params = {name: value for rule in RULES.values() for name, value in rule.params.items()}
     params["application_id"] = params["customer_id"] = params["conversation_id"] = str(uuid4())
+    params["subject_id"] = str(uuid4())
     async with client_of(matrix_app) as client:
         for template in sorted(paths):
             response = await client.options(path_of(template, params))
