@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from uuid import UUID
 
 import msgspec
 
 from continuity.catalog import forget
 from continuity.devices import ACK_TIMEOUT, forget_devices
+from continuity.erasure_journal import journal_erasures, write_after_commit
 from continuity.handoff import forget_codes
 from continuity.identifiers import suppress
 from continuity.processes import acknowledged, publish
 from continuity.store import EventStore
+from privacy.journal import JOURNAL_KEY, JournalRef
 from privacy.vault import ERASED, KeyVault
 
 
@@ -36,14 +39,22 @@ class ShredCertificate(msgspec.Struct, frozen=True):
     processes_missing: list[UUID] = []
     """Live processes that did not acknowledge in time (they stop caching keys once they
     miss heartbeats, and start afresh when back)."""
+    journal: list[JournalRef] = []
+    """The erasure journal's entry for the subject and each linked guest (sequence and hash),
+    written in the erasure's transaction: what `continuity erasures reapply` destroys again
+    after a restore from a backup."""
 
 
-async def shred_subject(store: EventStore, vault: KeyVault, subject_id: UUID) -> ShredCertificate:
+async def shred_subject(
+    store: EventStore, vault: KeyVault, subject_id: UUID, *, journal_file: Path | None = None
+) -> ShredCertificate:
     """Destroy the keys and projection rows of the subject and of the guests linked to them,
     and their devices and handoff codes, in one transaction. Their events stay in the log as
     ciphertext that no key can open; reads yield erased placeholders. Returns once every live
     process has dropped the keys from its cache and refuses the removed devices' tokens (or
-    ACK_TIMEOUT passed: the certificate names who acknowledged and who did not)."""
+    ACK_TIMEOUT passed: the certificate names who acknowledged and who did not). The journal
+    entries are appended to `journal_file` after the commit, if given."""
+    signer = await vault.signer(JOURNAL_KEY)
     async with store.pool.acquire() as conn, conn.transaction():
         linked: list[UUID] = [
             row["subject_id"]
@@ -63,6 +74,9 @@ async def shred_subject(store: EventStore, vault: KeyVault, subject_id: UUID) ->
         removed = await forget_devices(conn, store.schema, subjects)
         await forget_codes(conn, subjects)
         suppressed = await suppress(conn, subjects)
+        journal = await journal_erasures(conn, signer, subjects)
+    if journal_file is not None:
+        await write_after_commit(store.pool, journal_file)
     acks = await acknowledged(store.pool, max(sent + removed), ACK_TIMEOUT)
     return ShredCertificate(
         subject_id=subject_id,
@@ -76,4 +90,5 @@ async def shred_subject(store: EventStore, vault: KeyVault, subject_id: UUID) ->
         identifiers_suppressed=suppressed,
         processes_acknowledged=acks.acknowledged,
         processes_missing=acks.missing,
+        journal=journal,
     )
