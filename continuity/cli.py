@@ -513,7 +513,10 @@ def erasures_status() -> None:
 
     async def go(conn: asyncpg.Connection, _vault: Any, settings: Settings) -> tuple[bool, str]:
         target = ej.journal_file(settings)
-        state = await ej.file_state(conn, target)
+        try:
+            state = await ej.file_state(conn, target)
+        except ej.JournalFileError as exc:
+            return False, f"the journal file is unusable: {exc}"
         lines = [f"database: {state.table_head} entries; {target}: {state.file_head} entries"]
         fine = True
         try:
@@ -529,10 +532,7 @@ def erasures_status() -> None:
             fine = False
         return fine, "\n".join(lines)
 
-    try:
-        fine, text = _with_journal(go)
-    except ej.JournalFileError as exc:
-        raise click.ClickException(str(exc)) from None
+    fine, text = _with_journal(go)
     click.echo(text)
     if not fine:
         sys.exit(1)

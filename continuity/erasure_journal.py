@@ -134,7 +134,7 @@ async def journal_erasures(
         "SELECT t.subject_id, t.erased_at, t.key_versions FROM erased_subjects t"
         " WHERE ($1::uuid[] IS NULL OR t.subject_id = ANY($1::uuid[]))"
         " AND NOT EXISTS (SELECT FROM erasure_journal j WHERE j.subject_id = t.subject_id)"
-        " ORDER BY t.erased_at, t.subject_id",
+        " ORDER BY array_position($1::uuid[], t.subject_id), t.erased_at, t.subject_id",
         subject_ids,
     )
     head = await _table_head(conn)
@@ -223,6 +223,8 @@ def last_in_file(path: Path) -> JournalEntry | None:
         raise JournalFileError(f"{path} cannot be read: {exc}") from None
     try:
         return _last(handle, path)[0]
+    except OSError as exc:
+        raise JournalFileError(f"{path} cannot be read: {exc}") from None
     finally:
         os.close(handle)
 
@@ -373,7 +375,8 @@ async def _record_identity(conn: Conn, *, reapplied: bool) -> None:
 
 async def check(conn: Conn, path: Path) -> None:
     """Refuse a restored database (ErasuresNotReapplied) until `reapply` has run; record a
-    brand-new one. Reads the identity row and the file's last entry: cheap at every start."""
+    brand-new one. Reads the identity row and the file's last entry: cheap at every start. A
+    file that cannot be read is logged as an error, not refused: it is the second copy."""
     row = await conn.fetchrow(
         "SELECT system_identifier, database_oid, schema_oid FROM database_identity"
     )
@@ -382,10 +385,19 @@ async def check(conn: Conn, path: Path) -> None:
             "this schema was restored from a backup: it was recorded in another database"
             " (or cluster, or schema) than the one it is in now"
         )
+    if row is None:
+        await _record_identity(conn, reapplied=False)
     try:
         state = await file_state(conn, path)
     except JournalFileError as exc:
-        raise ErasuresNotReapplied(f"the erasure journal file cannot be read ({exc})") from None
+        # The identity still guards against a dump restored; only a physical restore to an
+        # earlier point would go unseen until the file is readable again.
+        log.error(
+            "erasure journal: %s; cannot tell whether the database was restored to a point"
+            " before an erasure. `continuity erasures status` checks again",
+            exc,
+        )
+        return
     if state.ahead:
         raise ErasuresNotReapplied(
             f"the erasure journal file {path} holds entries up to {state.file_head}, the"
@@ -396,8 +408,6 @@ async def check(conn: Conn, path: Path) -> None:
             f"the erasure journal file {path} and the database disagree from entry"
             f" {state.diverged_at} on"
         )
-    if row is None:
-        await _record_identity(conn, reapplied=False)
 
 
 async def open_journal(pool: asyncpg.Pool, signer: Signer, path: Path) -> None:
