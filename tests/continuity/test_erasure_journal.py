@@ -7,6 +7,7 @@ tests/continuity/test_backup_restore.py restores a real `pg_dump` into a new dat
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from decimal import Decimal
 from pathlib import Path
@@ -22,11 +23,11 @@ from aggregates.metadata import EventMeta
 from continuity import carts
 from continuity.cli import main
 from continuity.erasure import shred_subject
-from continuity.erasure_journal import ErasuresNotReapplied, read_file
+from continuity.erasure_journal import ErasuresNotReapplied, read_file, table_entries
 from continuity.runtime import Runtime
 from continuity.settings import Settings
 from privacy.errors import SubjectErased
-from privacy.journal import JournalEntry
+from privacy.journal import JOURNAL_KEY, JournalEntry, verify_chain
 from privacy.master_key import Keyring
 
 pytestmark = pytest.mark.anyio
@@ -428,3 +429,29 @@ async def test_the_journal_public_key_lets_a_backup_without_it_verify_the_file(
     assert code == 0, output
     assert "2 journaled subjects; 1 re-shredded" in output
     assert await held(pool, second) == ERASED
+
+
+async def test_concurrent_erasures_make_one_chain_in_the_table_and_in_the_file(
+    database_url: str, schema: str, keyring: Keyring, tmp_path: Path, pool: asyncpg.Pool
+) -> None:
+    settings = journal_settings(schema, tmp_path)
+    runtime = await Runtime.open(settings, database_url, keyring)
+    try:
+        subjects = [uuid4() for _ in range(6)]
+        for subject in subjects:
+            await add(runtime, subject, "MUG-1")
+        certificates = await asyncio.gather(
+            *(
+                shred_subject(runtime.store, runtime.vault, s, journal_file=runtime.erasure_journal)
+                for s in subjects
+            )
+        )
+        signer = await runtime.vault.signer(JOURNAL_KEY)
+    finally:
+        await runtime.close()
+    keys = {signer.key_id: signer.public_key}
+    table = verify_chain(await table_entries(pool), keys, "table")
+    in_file = verify_chain(read_file(tmp_path / "erasure-journal.jsonl"), keys, "file")
+    assert table == in_file
+    assert sorted(e.subject_id for e in table) == sorted(subjects)
+    assert sorted(c.journal[0].sequence for c in certificates) == list(range(1, 7))
