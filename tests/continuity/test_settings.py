@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import NameOID
 
+from continuity.erasure_journal import journal_file
 from continuity.identity_provider import IdentityProvider, load_public_key
 from continuity.settings import (
     WORKERS_BY_DEFAULT,
@@ -303,8 +304,6 @@ def test_the_default_workers_suit_the_machine(
 
 
 def test_the_erasure_journal_file_is_per_schema_under_the_data_dir_unless_set() -> None:
-    from continuity.erasure_journal import journal_file
-
     default = Settings.from_env(
         {"CONTINUITY_DATA_DIR": "/srv/c", "CONTINUITY_DATABASE_SCHEMA": "shop"}
     )
