@@ -20,7 +20,8 @@ import asyncio
 import fcntl
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from uuid import UUID
@@ -241,14 +242,39 @@ def _fsync_dir(path: Path) -> None:
         os.close(handle)
 
 
+@contextmanager
+def _locked(path: Path) -> Iterator[int]:
+    """The file open and exclusively locked (created if missing). A writer that waited while
+    `rewrite_file` renamed a new file over it locks that new file instead."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        created = not path.exists()
+        handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o640)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                current = os.stat(path).st_ino == os.fstat(handle).st_ino
+            except FileNotFoundError:
+                current = False  # renamed away meanwhile: open the new one
+            if current:
+                if created:
+                    _fsync_dir(path)
+                yield handle
+                return
+        finally:
+            os.close(handle)
+
+
+def _write_all(handle: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(handle, view) :]
+
+
 def append_to_file(path: Path, entries: list[JournalEntry]) -> int:
     """Append those of `entries` (in order, contiguous) that come after the file's last entry,
     under an exclusive lock (several processes may append), then fsync; returns how many."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    created = not path.exists()
-    handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o640)
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    with _locked(path) as handle:
         last, end = _last(handle, path)
         os.ftruncate(handle, end)  # a torn last line goes; its entry is written again below
         after = 0 if last is None else last.sequence
@@ -258,29 +284,26 @@ def append_to_file(path: Path, entries: list[JournalEntry]) -> int:
                 f"{path} ends at entry {after}; entries from {fresh[0].sequence} cannot follow"
             )
         os.lseek(handle, end, os.SEEK_SET)
-        os.write(handle, b"".join(_line(e) for e in fresh))
+        _write_all(handle, b"".join(_line(e) for e in fresh))
         os.fsync(handle)
-    finally:
-        os.close(handle)
-    if created:
-        _fsync_dir(path)
     return len(fresh)
 
 
 def rewrite_file(path: Path, entries: Iterable[JournalEntry]) -> int:
-    """Replace the file with `entries`, atomically (a new file renamed over it)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".new")
-    written = 0
-    with open(temporary, "wb") as handle:
-        for entry in entries:
-            handle.write(_line(entry))
-            written += 1
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.chmod(temporary, 0o640)
-    os.replace(temporary, path)
-    _fsync_dir(path)
+    """Replace the file with `entries`, atomically (a new file renamed over it), holding the
+    old file's lock so that no append is lost in between."""
+    with _locked(path):
+        temporary = path.with_name(path.name + ".new")
+        written = 0
+        with open(temporary, "wb") as handle:
+            for entry in entries:
+                handle.write(_line(entry))
+                written += 1
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temporary, 0o640)
+        os.replace(temporary, path)
+        _fsync_dir(path)
     return written
 
 

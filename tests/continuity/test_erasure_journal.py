@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from uuid import UUID, uuid4
@@ -23,12 +24,19 @@ from aggregates.metadata import EventMeta
 from continuity import carts
 from continuity.cli import main
 from continuity.erasure import shred_subject
-from continuity.erasure_journal import ErasuresNotReapplied, read_file, table_entries
+from continuity.erasure_journal import (
+    ErasuresNotReapplied,
+    JournalFileError,
+    append_to_file,
+    read_file,
+    rewrite_file,
+    table_entries,
+)
 from continuity.runtime import Runtime
 from continuity.settings import Settings
 from privacy.errors import SubjectErased
-from privacy.journal import JOURNAL_KEY, JournalEntry, verify_chain
-from privacy.master_key import Keyring
+from privacy.journal import GENESIS, JOURNAL_KEY, JournalEntry, make_entry, verify_chain
+from privacy.master_key import Ed25519Signer, Keyring
 
 pytestmark = pytest.mark.anyio
 
@@ -455,3 +463,26 @@ async def test_concurrent_erasures_make_one_chain_in_the_table_and_in_the_file(
     assert table == in_file
     assert sorted(e.subject_id for e in table) == sorted(subjects)
     assert sorted(c.journal[0].sequence for c in certificates) == list(range(1, 7))
+
+
+async def test_a_line_torn_by_a_crash_is_written_again_and_rewrites_lose_no_append(
+    tmp_path: Path,
+) -> None:
+    signer = Ed25519Signer.generate()
+    entries: list[JournalEntry] = []
+    for n in range(1, 4):
+        previous = entries[-1].hash if entries else GENESIS
+        entries.append(make_entry(signer, n, uuid4(), datetime.now(UTC), [1], previous))
+    path = tmp_path / "journal.jsonl"
+    assert append_to_file(path, entries[:2]) == 2
+    whole = path.read_bytes()
+    path.write_bytes(whole[:-40])  # the second line torn mid-write
+    assert [e.sequence for e in read_file(path)] == [1]
+    assert append_to_file(path, entries) == 2
+    assert read_file(path) == entries
+    assert append_to_file(path, entries) == 0
+    assert rewrite_file(path, entries[:1]) == 1
+    assert append_to_file(path, entries) == 2
+    assert read_file(path) == entries
+    with pytest.raises(JournalFileError, match="ends at entry 3"):
+        append_to_file(path, [msgspec.structs.replace(entries[0], sequence=5)])
