@@ -231,7 +231,9 @@ def erase_subject(subject: UUID, yes: bool) -> None:
         click.confirm(f"Destroy every key of subject {subject}? This cannot be undone", abort=True)
 
     async def go(runtime: Runtime) -> bytes:
-        certificate = await shred_subject(runtime.store, runtime.vault, subject)
+        certificate = await shred_subject(
+            runtime.store, runtime.vault, subject, journal_file=runtime.erasure_journal
+        )
         signer = await runtime.vault.signer(CERTIFICATE_KEY)
         return msgspec.json.encode(sign(signer, certificate))
 
@@ -356,6 +358,198 @@ def log_repair() -> None:
 
     repaired = _with_connection(log_origin.repair)
     click.echo(f"{repaired} events repaired; the log now belongs to this cluster")
+
+
+@main.group()
+def erasures() -> None:
+    """The erasure journal: its state, its file, and reapplying it after a restore."""
+
+
+def _with_journal(work: Callable[[asyncpg.Connection, Any, Settings], Awaitable[T]]) -> T:
+    """Run `work(conn, vault, settings)` on the migrated schema without starting a Runtime,
+    which refuses a restored database: reapplying is what makes it start again."""
+    from continuity.db import close_pool, create_pool
+    from continuity.db import migrate as apply
+    from continuity.runtime import resolve_database, resolve_keyring
+    from privacy.vault import KeyVault
+
+    settings = _settings()
+    url, server = resolve_database(settings)
+    schema = settings.database_schema
+
+    async def go() -> T:
+        conn = await asyncpg.connect(url, server_settings={"search_path": schema})
+        pool = await create_pool(url, schema, min_size=1, max_size=2)
+        try:
+            await apply(conn, schema)
+            return await work(conn, KeyVault(pool, schema, resolve_keyring(settings)), settings)
+        finally:
+            await conn.close()
+            await close_pool(pool)
+
+    try:
+        return asyncio.run(go())
+    finally:
+        if server is not None:
+            server.cleanup()
+
+
+@erasures.command("reapply")
+@click.option(
+    "--journal",
+    "journals",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A copy of the journal file to read besides CONTINUITY_ERASURE_JOURNAL's (repeat for"
+    " several).",
+)
+@click.option(
+    "--public-key",
+    "key_files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A journal public key (PEM, from `continuity erasures public-key`) to trust besides"
+    " those the database holds: for a backup taken before the journal's key was created.",
+)
+def erasures_reapply(journals: tuple[Path, ...], key_files: tuple[Path, ...]) -> None:
+    """After restoring a backup: destroy again every journaled subject's keys, projection rows,
+    devices and handoff codes that came back, re-create their tombstones, suppress their
+    identifiers again. Reads the journal from the database and the file together, and refuses
+    (changing nothing) if an entry is forged or the chain is broken. Safe to run again."""
+    from continuity import erasure_journal as ej
+    from privacy.journal import JOURNAL_KEY, JournalInvalid
+    from privacy.master_key import signing_key_id
+
+    extra: dict[str, bytes] = {}
+    for key_file in key_files:
+        raw = _public_key(key_file)
+        extra[signing_key_id(raw)] = raw
+
+    async def go(conn: asyncpg.Connection, vault: Any, settings: Settings) -> list[str]:
+        signer = await vault.signer(JOURNAL_KEY)
+        configured = ej.journal_file(settings)
+        sources = list(dict.fromkeys([configured, *journals]))
+        files = {str(p): await asyncio.to_thread(ej.read_file, p) for p in sources}
+        done = await ej.reapply(conn, signer, settings.database_schema, files, extra)
+        lines = [
+            f"{done.journaled} journaled subjects; {len(done.reshredded)} re-shredded"
+            f" (data had come back): {done.keys_destroyed} keys destroyed,"
+            f" {done.tombstones_recreated} tombstones re-created,"
+            f" {done.projection_rows_deleted} projection rows deleted,"
+            f" {done.devices_removed} devices and {done.handoff_codes_removed} handoff codes"
+            f" removed, {done.identifiers_suppressed} identifiers suppressed",
+            f"journal: {done.entries_restored} entries restored from the file,"
+            f" {done.entries_rejournaled} subjects journaled anew",
+        ]
+        lines += [f"re-shredded {subject}" for subject in done.reshredded]
+        if done.diverged_at is not None:
+            lines.append(
+                f"WARNING: a journal file disagrees with the database from entry"
+                f" {done.diverged_at} on; every subject in either was re-shredded"
+            )
+        state = await ej.file_state(conn, configured)
+        if state.ahead or state.diverged_at is not None:
+            written = await asyncio.to_thread(
+                ej.rewrite_file, configured, await ej.table_entries(conn)
+            )
+            lines.append(f"{configured} rewritten from the database ({written} entries)")
+        else:
+            written = await ej.catch_up_file(conn, configured)
+            lines.append(f"{configured}: {written} entries appended; it is up to date")
+        lines.append("this database is recorded as the schema's own: the server will start")
+        return lines
+
+    try:
+        for line in _with_journal(go):
+            click.echo(line)
+    except JournalInvalid as exc:
+        raise click.ClickException(f"REFUSED, nothing was changed: {exc}") from None
+    except ej.JournalFileError as exc:
+        raise click.ClickException(f"REFUSED, nothing was changed: {exc}") from None
+
+
+def _public_key(path: Path) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    try:
+        key = serialization.load_pem_public_key(path.read_bytes())
+    except ValueError:
+        raise click.UsageError(f"{path} is not a PEM public key") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise click.UsageError(f"{path} is not an Ed25519 public key")
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+@erasures.command("export")
+@click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+def erasures_export(file: Path | None) -> None:
+    """Rewrite FILE (default: CONTINUITY_ERASURE_JOURNAL's file) from the database's journal.
+    Refused if FILE holds entries the database lacks: run `erasures reapply` then."""
+    from continuity import erasure_journal as ej
+
+    async def go(conn: asyncpg.Connection, _vault: Any, settings: Settings) -> str:
+        target = file or ej.journal_file(settings)
+        state = await ej.file_state(conn, target)
+        if state.ahead or state.diverged_at is not None:
+            raise click.ClickException(
+                f"{target} holds entries the database lacks (up to {state.file_head}; the"
+                f" database has {state.table_head}): run `continuity erasures reapply` first"
+            )
+        written = await asyncio.to_thread(ej.rewrite_file, target, await ej.table_entries(conn))
+        return f"{written} entries written to {target}"
+
+    try:
+        click.echo(_with_journal(go))
+    except ej.JournalFileError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@erasures.command("status")
+def erasures_status() -> None:
+    """The journal in the database and in its file: exit 1 if the file is behind or ahead, or
+    if the database was restored and `erasures reapply` has not run."""
+    from continuity import erasure_journal as ej
+
+    async def go(conn: asyncpg.Connection, _vault: Any, settings: Settings) -> tuple[bool, str]:
+        target = ej.journal_file(settings)
+        try:
+            state = await ej.file_state(conn, target)
+        except ej.JournalFileError as exc:
+            return False, f"the journal file is unusable: {exc}"
+        lines = [f"database: {state.table_head} entries; {target}: {state.file_head} entries"]
+        fine = True
+        try:
+            await ej.check(conn, target)
+        except ej.ErasuresNotReapplied as exc:
+            lines.append(str(exc))
+            fine = False
+        if state.behind:
+            lines.append(
+                f"the file is {state.behind} entries behind: fix what keeps it from being"
+                " written (the server's log says), then run `continuity erasures export`"
+            )
+            fine = False
+        return fine, "\n".join(lines)
+
+    fine, text = _with_journal(go)
+    click.echo(text)
+    if not fine:
+        sys.exit(1)
+
+
+@erasures.command("public-key")
+def erasures_public_key() -> None:
+    """Print the PEM public key journal entries are signed with: keep it with the journal file,
+    so a backup taken before the key existed can still be reapplied (`--public-key`)."""
+    from privacy.journal import JOURNAL_KEY
+
+    async def go(_conn: asyncpg.Connection, vault: Any, _settings: Settings) -> str:
+        signer = await vault.signer(JOURNAL_KEY)
+        pem: str = signer.public_key_pem()
+        return pem
+
+    click.echo(_with_journal(go), nl=False)
 
 
 @main.group()

@@ -8,16 +8,19 @@ nothing can open any more) come after, outside that transaction."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from uuid import UUID
 
 import msgspec
 
 from continuity.catalog import forget
 from continuity.devices import ACK_TIMEOUT, forget_devices
+from continuity.erasure_journal import journal_erasures, write_after_commit
 from continuity.handoff import forget_codes
 from continuity.identifiers import suppress
 from continuity.processes import acknowledged, publish
 from continuity.store import EventStore
+from privacy.journal import JOURNAL_KEY, JournalRef
 from privacy.vault import ERASED, KeyVault, UnreadableStream
 
 
@@ -51,6 +54,10 @@ class ShredCertificate(msgspec.Struct, frozen=True):
     """When the projection rows (ciphertext no key opens any more) were deleted."""
     snapshots_deleted: int = 0
     """Aggregate snapshots of the subjects (sealed with the destroyed keys) deleted."""
+    journal: list[JournalRef] = []
+    """The erasure journal's entry for the subject and each linked guest (sequence and hash),
+    written in the erasure's transaction: what `continuity erasures reapply` destroys again
+    after a restore from a backup."""
 
 
 class Shredded(msgspec.Struct, frozen=True):
@@ -67,14 +74,20 @@ class Shredded(msgspec.Struct, frozen=True):
     processes_acknowledged: list[UUID]
     processes_missing: list[UUID]
     acknowledged_at: datetime
+    journal: list[JournalRef]
 
 
-async def shred_keys(store: EventStore, vault: KeyVault, subject_id: UUID) -> Shredded:
+async def shred_keys(
+    store: EventStore, vault: KeyVault, subject_id: UUID, *, journal_file: Path | None = None
+) -> Shredded:
     """Destroy the keys of the subject and of the guests linked to them, delete their devices
     and handoff codes and suppress their identifiers, in one transaction; then wait until
     every live process has dropped the keys from its cache and refuses the removed devices'
     tokens (or ACK_TIMEOUT passed: the answer names who acknowledged and who did not). From
-    then on the data is unreadable everywhere; nothing here reads or writes a row per event."""
+    then on the data is unreadable everywhere; nothing here reads or writes a row per event.
+    The erasure journal's entries are written in the transaction, and appended to
+    `journal_file` after the commit, if given."""
+    signer = await vault.signer(JOURNAL_KEY)
     async with store.pool.acquire() as conn, conn.transaction():
         linked: list[UUID] = [
             row["subject_id"]
@@ -91,6 +104,9 @@ async def shred_keys(store: EventStore, vault: KeyVault, subject_id: UUID) -> Sh
         removed = await forget_devices(conn, store.schema, subjects)
         await forget_codes(conn, subjects)
         suppressed = await suppress(conn, subjects)
+        journal = await journal_erasures(conn, signer, subjects)
+    if journal_file is not None:
+        await write_after_commit(store.pool, journal_file)
     acks = await acknowledged(store.pool, max(sent + removed), ACK_TIMEOUT)
     return Shredded(
         subject_id=subject_id,
@@ -103,6 +119,7 @@ async def shred_keys(store: EventStore, vault: KeyVault, subject_id: UUID) -> Sh
         processes_acknowledged=acks.acknowledged,
         processes_missing=acks.missing,
         acknowledged_at=datetime.now(UTC),
+        journal=journal,
     )
 
 
@@ -134,11 +151,15 @@ async def purge(store: EventStore, vault: KeyVault, shredded: Shredded) -> Shred
         acknowledged_at=shredded.acknowledged_at,
         purged_at=datetime.now(UTC),
         snapshots_deleted=snapshots,
+        journal=shredded.journal,
     )
 
 
-async def shred_subject(store: EventStore, vault: KeyVault, subject_id: UUID) -> ShredCertificate:
+async def shred_subject(
+    store: EventStore, vault: KeyVault, subject_id: UUID, *, journal_file: Path | None = None
+) -> ShredCertificate:
     """Crypto-shred the subject and the guests linked to them: `shred_keys`, then `purge`.
     Their events stay in the log as ciphertext that no key can open; reads yield erased
     placeholders."""
-    return await purge(store, vault, await shred_keys(store, vault, subject_id))
+    shredded = await shred_keys(store, vault, subject_id, journal_file=journal_file)
+    return await purge(store, vault, shredded)

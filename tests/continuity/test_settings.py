@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import NameOID
 
+from continuity.erasure_journal import journal_file
 from continuity.identity_provider import IdentityProvider, load_public_key
 from continuity.settings import (
     WORKERS_BY_DEFAULT,
@@ -300,3 +301,13 @@ def test_the_default_workers_suit_the_machine(
     cores: int, shares_machine: bool, workers: int
 ) -> None:
     assert default_workers(shares_machine=shares_machine, cores=cores) == workers
+
+
+def test_the_erasure_journal_file_is_per_schema_under_the_data_dir_unless_set() -> None:
+    default = Settings.from_env(
+        {"CONTINUITY_DATA_DIR": "/srv/c", "CONTINUITY_DATABASE_SCHEMA": "shop"}
+    )
+    assert default.erasure_journal is None
+    assert journal_file(default) == Path("/srv/c/erasure-journal.shop.jsonl")
+    chosen = Settings.from_env({"CONTINUITY_ERASURE_JOURNAL": "/mnt/journal/erasures.jsonl"})
+    assert journal_file(chosen) == Path("/mnt/journal/erasures.jsonl")
