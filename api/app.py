@@ -29,6 +29,7 @@ from api.request_context import RequestContext
 from api.routes.activity import ActivityController
 from api.routes.agent import AgentController
 from api.routes.applications import MyApplicationsController
+from api.routes.consents import MyConsentsController, PrivacyConsentsController
 from api.routes.conversations import (
     AgentConversationsController,
     AgentIdentifiersController,
@@ -123,6 +124,8 @@ def create_app(
         route_handlers=[
             DeviceController,
             ActivityController,
+            MyConsentsController,
+            PrivacyConsentsController,
             SyncController,
             MyApplicationsController,
             AgentController,
