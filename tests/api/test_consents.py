@@ -220,7 +220,7 @@ async def test_compliance_reads_the_full_history_after_erasure_too(
     assert summary(await client.get(path, headers=officer)) == expected
 
     for role in ("customer", "agent", "service"):
-        token = auth(customer if role == "customer" else uuid4(), "phone", role)  # type: ignore[arg-type]
+        token = auth(customer if role == "customer" else uuid4(), "phone", role)
         assert (await client.get(path, headers=token)).status_code == 403, role
     assert (await client.get(path)).status_code == 401
 
@@ -247,3 +247,31 @@ async def test_no_choice_policy_or_personal_value_in_clear(
         for needle in (value.encode(), value.encode().hex().encode()):
             for name, data in scanned:
                 assert needle not in data, f"{value!r} found in clear in {name}"
+
+
+async def test_a_marketing_turn_needs_marketing_consent(
+    client: httpx.AsyncClient, auth: TokenFactory
+) -> None:
+    me = auth(uuid4(), "laptop")
+    opened = await client.post(
+        "/v1/me/conversations", json={"medium": "web_chat", "text": "Hello?"}, headers=me
+    )
+    assert opened.status_code == 201, opened.text
+    turns = f"/v1/service/conversations/{opened.json()['conversation_id']}/turns"
+    bot = auth(uuid4(), None, "service")
+    offer = {"medium": "web_chat", "text": "20% off kettles today!", "marketing": True}
+
+    refused = await client.post(turns, json=offer, headers=bot)
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["purpose"] == "marketing"
+    plain = {"medium": "web_chat", "text": "How can I help?"}
+    answered = await client.post(turns, json=plain, headers=bot)
+    assert answered.status_code == 200, answered.text
+    assert answered.json()["turns"] == 2, "the refused offer was not recorded"
+
+    await client.put("/v1/me/consents/marketing", json=choice(True), headers=me)
+    sent = await client.post(turns, json=offer, headers=bot)
+    assert sent.status_code == 200, sent.text
+    assert sent.json()["turns"] == 3
+    await client.put("/v1/me/consents/marketing", json=choice(False), headers=me)
+    assert (await client.post(turns, json=offer, headers=bot)).status_code == 403
