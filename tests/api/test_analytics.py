@@ -93,7 +93,7 @@ async def test_analytics_are_for_agents_and_check_their_range(
     client: httpx.AsyncClient, auth: TokenFactory
 ) -> None:
     for role in ("customer", "compliance", "service"):
-        token = auth(uuid4(), "phone", role)  # type: ignore[arg-type]
+        token = auth(uuid4(), "phone", role)
         assert (await client.get("/v1/analytics/daily", headers=token)).status_code == 403, role
     agent = auth(uuid4(), None, "agent")
     reversed_ = await client.get(
