@@ -130,6 +130,10 @@ _SPECIFIC: dict[tuple[str, str], tuple[ProblemType, ...]] = {
     ("DELETE", "/v1/me/devices/{device_id}"): (NOT_FOUND,),
     ("POST", "/v1/me/link"): (INVALID_STATE,),
     ("POST", "/v1/me/activity"): (CONSENT_REQUIRED,),
+    ("GET", "/v1/me/consents/{purpose}"): (NOT_FOUND,),
+    ("PUT", "/v1/me/consents/{purpose}"): (NOT_FOUND,),
+    ("POST", "/v1/agent/conversations/{conversation_id}/turns"): (NOT_FOUND, CONSENT_REQUIRED),
+    ("POST", "/v1/service/conversations/{conversation_id}/turns"): (NOT_FOUND, CONSENT_REQUIRED),
 }
 """Problems only one operation answers, by method and path."""
 
