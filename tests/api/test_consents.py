@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from continuity.erasure import shred_subject
+from continuity.errors import IntegrityViolation
 from continuity.runtime import Runtime
 from tests.helpers import TokenFactory
 from tests.privacy.test_at_rest import table_bytes
@@ -226,7 +227,11 @@ async def test_compliance_reads_the_full_history_after_erasure_too(
 
 
 async def test_no_choice_policy_or_personal_value_in_clear(
-    client: httpx.AsyncClient, auth: TokenFactory, database_url: str, schema: str
+    client: httpx.AsyncClient,
+    auth: TokenFactory,
+    database_url: str,
+    schema: str,
+    runtime: Runtime,
 ) -> None:
     policy = "zebra-policy-7731"
     device = "Ottoline's Fairphone 4417"
@@ -234,12 +239,31 @@ async def test_no_choice_policy_or_personal_value_in_clear(
     phone = auth(customer, device)
     body = {"consents": {"marketing": True, "sale_share": False}, "policy_version": policy}
     assert (await client.put("/v1/me/consents", json=body, headers=phone)).status_code == 200
-    conn = await asyncpg.connect(database_url)
+    other = uuid4()
+    conn = await asyncpg.connect(database_url, server_settings={"search_path": schema})
     try:
         scanned = await table_bytes(conn, schema)
-        proofs = await conn.fetchval(f'SELECT count(*) FROM "{schema}".consent_proofs')
+        proofs = await conn.fetchval("SELECT count(*) FROM consent_proofs")
+        for statement in (
+            "UPDATE consent_proofs SET recorded_at = now()",
+            "DELETE FROM consent_proofs",
+            "TRUNCATE consent_proofs",
+        ):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await conn.execute(statement)
+        # A proof copied to another subject does not open: its sealing binds its clear columns.
+        await conn.execute(
+            "INSERT INTO consent_proofs (position, subject_id, recorded_at, key_version, proof)"
+            " SELECT position + 1000000, $1, recorded_at, key_version, proof FROM consent_proofs"
+            " WHERE subject_id = $2 ORDER BY position LIMIT 1",
+            other,
+            customer,
+        )
     finally:
         await conn.close()
+    with pytest.raises(IntegrityViolation):
+        await runtime.consents.history(other)
+    assert len(await runtime.consents.history(customer)) == 2
     assert proofs == 2
     everything = b"\n".join(data for _, data in scanned)
     assert str(customer).encode() in everything, "the scan must see the pseudonymous subject id"
