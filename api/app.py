@@ -29,7 +29,9 @@ from api.request_context import RequestContext
 from api.routes.access_audit import AccessAuditController
 from api.routes.activity import ActivityController
 from api.routes.agent import AgentController
+from api.routes.analytics import AnalyticsController
 from api.routes.applications import MyApplicationsController
+from api.routes.consents import MyConsentsController, PrivacyConsentsController
 from api.routes.conversations import (
     AgentConversationsController,
     AgentIdentifiersController,
@@ -125,6 +127,9 @@ def create_app(
         route_handlers=[
             DeviceController,
             ActivityController,
+            MyConsentsController,
+            PrivacyConsentsController,
+            AnalyticsController,
             SyncController,
             MyApplicationsController,
             AgentController,

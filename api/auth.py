@@ -26,6 +26,7 @@ from litestar.middleware.authentication import AuthenticationResult
 from litestar.openapi.spec import SecurityRequirement
 from litestar.security.jwt import JWTAuth, JWTAuthenticationMiddleware, Token
 
+from aggregates.metadata import CHANNELS, EventMeta
 from api.issuers import (
     BUILT_IN_ALGORITHM,
     BuiltInIssuer,
@@ -43,6 +44,7 @@ ALGORITHM = BUILT_IN_ALGORITHM
 ISSUER = BUILT_IN_ISSUER
 AUDIENCE = Settings.jwt_audience
 MAX_DEVICE_NAME = 100
+CUSTOMER_CHANNELS: frozenset[str] = CHANNELS - {"agent", "system"}
 
 NO_TOKEN: list[SecurityRequirement] = [{}]
 """An operation's OpenAPI `security` for the token-free routes: the empty requirement overrides
@@ -286,6 +288,20 @@ async def customer_only(
     principal = connection.scope.get("user")
     if not isinstance(principal, Principal) or principal.role != "customer":
         raise PermissionDeniedException("this route is for a customer's device token")
+    if connection.headers.get("sec-gpc") == "1":
+        await _honour_gpc(connection, principal)
+
+
+async def _honour_gpc(connection: ASGIConnection[Any, Any, Any, Any], customer: Principal) -> None:
+    """Global Privacy Control (`Sec-GPC: 1`, which the CCPA regulations make an opt-out of sale
+    and sharing): recorded in the customer's consent ledger, source `gpc`, unless an opt-out is
+    recorded already. Here because every customer route passes here; a request without the
+    header pays one header lookup."""
+    channel = connection.headers.get("x-channel")
+    if channel not in CUSTOMER_CHANNELS:  # the route itself answers a bad X-Channel
+        channel = customer.channel if customer.channel in CUSTOMER_CHANNELS else "web"
+    meta = EventMeta(channel=channel, device=customer.device, actor_type="customer")  # type: ignore[arg-type]
+    await connection.app.state.runtime.consents.honour_gpc(customer.subject_id, meta)
 
 
 async def service_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:

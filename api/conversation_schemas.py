@@ -66,6 +66,14 @@ class TurnBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         return Turn(self.text, self.medium, tuple(a.attachment() for a in self.attachments))
 
 
+class OutboundTurnBody(TurnBody, forbid_unknown_fields=True, kw_only=True):
+    """An agent's or a bot's turn; `marketing` true marks it as marketing (an offer, a
+    promotion), which is refused (403 consent-required) unless the customer has consented to
+    marketing."""
+
+    marketing: bool = False
+
+
 class OpenConversation(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """A new conversation on `medium`, with its first turn if `text` or `attachments` is given."""
 

@@ -11,6 +11,7 @@ from litestar.exceptions import ValidationException
 from litestar.params import HeaderParameter
 
 from aggregates.metadata import CHANNELS, EventMeta
+from api.auth import CUSTOMER_CHANNELS as _CUSTOMER_CHANNELS
 from api.auth import Principal
 from api.problems import CHANNEL_NOT_ALLOWED
 
@@ -55,7 +56,7 @@ ChannelHeader = Annotated[
 
 Me = Request[Principal, Any, Any]
 
-CUSTOMER_CHANNELS: frozenset[str] = CHANNELS - {"agent", "system"}
+CUSTOMER_CHANNELS = _CUSTOMER_CHANNELS
 """Where a customer's own device may say an action happened; agent and system actions come
 from those actors' routes, so an event's channel can be trusted to say who acted."""
 

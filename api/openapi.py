@@ -131,6 +131,10 @@ _SPECIFIC: dict[tuple[str, str], tuple[ProblemType, ...]] = {
     ("POST", "/v1/me/link"): (INVALID_STATE,),
     ("POST", "/v1/me/activity"): (CONSENT_REQUIRED,),
     ("GET", "/v1/privacy/subjects/{subject_id}/export"): (NOT_FOUND,),
+    ("GET", "/v1/me/consents/{purpose}"): (NOT_FOUND,),
+    ("PUT", "/v1/me/consents/{purpose}"): (NOT_FOUND,),
+    ("POST", "/v1/agent/conversations/{conversation_id}/turns"): (NOT_FOUND, CONSENT_REQUIRED),
+    ("POST", "/v1/service/conversations/{conversation_id}/turns"): (NOT_FOUND, CONSENT_REQUIRED),
 }
 """Problems only one operation answers, by method and path."""
 

@@ -135,8 +135,9 @@ CONSENT_REQUIRED = _type(
     "consent-required",
     403,
     "Consent required",
-    "The customer has refused the purpose this action serves (`purpose`: personalization, for"
-    " `POST /v1/me/activity`); nothing was recorded. `PUT /v1/me/preferences` allows it again.",
+    "The customer has not consented to the purpose this action serves (`purpose`:"
+    " personalization, for `POST /v1/me/activity`; marketing, for an agent's or bot's turn"
+    " marked `marketing`); nothing was recorded. `PUT /v1/me/consents/{purpose}` gives it.",
 )
 CORS_REFUSED = _type(
     "cors-refused",

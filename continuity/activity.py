@@ -1,5 +1,5 @@
 """The activity service: what a customer's devices viewed, searched and are on, recorded only
-while the customer allows personalization, and that setting itself.
+while the customer consents to personalization.
 
 An action costs what a cart action costs, whatever the history: one query reads the retry
 status, the erasure status and the session row (`continuity.commands.SessionLoad`); the
@@ -8,10 +8,13 @@ in the same commit as its events; one append writes the events and the row. Only
 concurrent append got in between is the stream loaded from the log (from its snapshot, taken
 every `continuity.snapshots.EVERY` events, and the events after it).
 
-The personalization setting lives in one place: `Activity.PersonalizationSet` events in the
-subject's activity stream, folded into the session view's `activity.personalization`, read by
-`allows_personalization` (for this service, `personalization_allowed`, and a sign-in's merge).
-The consent ledger of the privacy work replaces it here.
+Personalization lives in one place: the subject's consent ledger (`aggregates.consent`),
+folded into the session view's `consents`, read by `allows_personalization` (for this service,
+`personalization_allowed`, a sign-in's merge and an offline batch). The `Activity` aggregate's
+own `personalization` is what the ledger said when it was stood up; `set_personalization`
+records a choice in the ledger (source `preferences`), as `PUT /v1/me/preferences` always did.
+A refusal recorded before the ledger existed (`Activity.PersonalizationSet`) still counts: the
+view folds it as a personalization record.
 """
 
 from __future__ import annotations
@@ -22,14 +25,17 @@ from uuid import UUID
 
 import msgspec
 
-from aggregates.activity import Activity, ActivityState, Item
+from aggregates.activity import PERSONALIZATION, Activity, ActivityState, Item
+from aggregates.consent import Consent
 from aggregates.metadata import EventMeta
 from continuity.commands import Commands, Loaded, SessionLoad, is_retry
+from continuity.consents import ConsentService
 from continuity.errors import SubjectErased
 from continuity.repository import IdempotencyKey, Repository
 from continuity.subject_views import SealedViews
 from continuity.turns import Turns
 from privacy.vault import KeyVault
+from projections import consent
 from projections.session import SessionView
 
 Command = Callable[[Activity], None]
@@ -65,8 +71,9 @@ class Record:
 
 @dataclass(frozen=True)
 class SetPersonalization:
-    """The subject's choice, as `ActivityService.set_personalization` records it and an
-    offline batch carries it (the same fingerprint either way)."""
+    """The subject's choice, as `ActivityService.set_personalization` records it in the
+    consent ledger and an offline batch carries it (the same fingerprint and event either
+    way)."""
 
     allowed: bool
 
@@ -74,16 +81,16 @@ class SetPersonalization:
     def fingerprint(self) -> bytes:
         return msgspec.msgpack.encode(["activity", "personalization", self.allowed])
 
-    def run(self, activity: Activity) -> None:
-        activity.set_personalization(self.allowed)
+    def run(self, consent: Consent) -> None:
+        consent.record(PERSONALIZATION, self.allowed, None, "preferences")
 
 
 ActivityCommand = Record | SetPersonalization
 
 
 def allows_personalization(view: SessionView) -> bool:
-    """Whether the subject of `view` allows personalization (yes, until they refuse it)."""
-    return view.activity.personalization
+    """Whether the subject of `view` consents to personalization (yes, until they refuse)."""
+    return consent.given(view.consents, PERSONALIZATION)
 
 
 def stood_up(subject_id: UUID, view: SessionView, version: int | None) -> Activity:
@@ -102,11 +109,13 @@ class ActivityService:
         sessions: SealedViews[SessionView],
         vault: KeyVault,
         *,
+        consents: ConsentService,
         turns: Turns | None = None,
     ) -> None:
         self.repository = repository
         self.sessions = sessions
         self.vault = vault
+        self.consents = consents
         self.pool = repository.store.pool
         self.commands = Commands(self.pool, vault, turns or Turns())
         self._load = SessionLoad(self.pool, sessions)
@@ -128,10 +137,14 @@ class ActivityService:
     async def set_personalization(
         self, subject_id: UUID, meta: EventMeta, allowed: bool, *, idempotency_key: UUID
     ) -> Recorded:
-        """Record the subject's choice (each time they make it, so it is provable); a refusal
-        also empties what the session view shows of their activity."""
+        """Record the subject's choice in their consent ledger (each time they make it, so it
+        is provable); a refusal also empties what the session view shows of their activity."""
         choice = SetPersonalization(allowed)
-        return await self._run(subject_id, meta, idempotency_key, choice.fingerprint, choice.run)
+        changed = await self.consents.run(
+            subject_id, meta, idempotency_key, choice.fingerprint, choice.run
+        )
+        assert changed is not None
+        return Recorded(changed.view, changed.positions, changed.duplicate)
 
     async def personalization_allowed(self, subject_id: UUID) -> bool:
         """Whether the subject allows personalization (yes, until they refuse it)."""
@@ -189,11 +202,16 @@ class ActivityService:
     ) -> Activity:
         """The subject's activity stream: stood up from their session view (`from_view`; it
         has folded the stream up to `version`), or loaded from its snapshot and the log once
-        the view turned out to be behind; a new one if the subject has none."""
+        the view turned out to be behind; a new one if the subject has none. Either way its
+        personalization is the ledger's, as `view` has it (the append checks the view's row
+        has not moved since, so a withdrawal in between refuses it)."""
         if from_view:
             return stood_up(subject_id, view, version)
         stored = await self.repository.load(Activity.create_id(subject_id), Activity)
-        return stored if stored is not None else Activity(subject_id=subject_id)
+        if stored is None:
+            return Activity(subject_id=subject_id)
+        stored.personalization = allows_personalization(view)  # the ledger's, not the stream's
+        return stored
 
     async def _view(self, subject_id: UUID) -> SessionView:
         view = await self.sessions.load(self.pool, subject_id)

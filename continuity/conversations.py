@@ -17,14 +17,16 @@ from uuid import UUID
 import msgspec
 
 from aggregates.conversation import Attachment, Author, Conversation, Medium
-from aggregates.errors import NotFound
+from aggregates.errors import ConsentRequired, NotFound
 from aggregates.metadata import EventMeta
 from continuity.commands import Commands
 from continuity.errors import SubjectErased
+from continuity.registry import Reads
 from continuity.repository import IdempotencyKey, Repository
 from continuity.subject_views import SealedViews
 from continuity.turns import Turns
 from privacy.vault import KeyVault
+from projections import consent
 from projections.conversation import ConversationView
 from projections.envelope import Envelope
 from projections.session import SessionView
@@ -174,9 +176,13 @@ class ConversationService:
         *,
         idempotency_key: UUID,
         subject_id: UUID | None = None,
+        purpose: str | None = None,
     ) -> Conversation:
         """Run `action` on the conversation (the customer's own, when `subject_id` is given:
-        agents and bots act on any) and return it after."""
+        agents and bots act on any) and return it after. With `purpose` (marketing), only
+        while the customer consents to it (ConsentRequired otherwise, nothing recorded); the
+        append is refused if their session row moved since it was read, so a withdrawal
+        recorded in between is seen when it runs again."""
         owner = subject_id or (await self.get(conversation_id)).subject_id
         request = IdempotencyKey(owner, idempotency_key)
 
@@ -184,8 +190,19 @@ class ConversationService:
             conversation = await self.get(conversation_id, owner)
             if await self.commands.recorded(request, action.fingerprint):
                 return conversation
+            reads: Reads | None = None
+            if purpose is not None:
+                read = await self.sessions.read(self.pool, [owner])
+                folded = read[owner].folded
+                if not consent.given(folded.state.consents if folded else {}, purpose):
+                    raise ConsentRequired(
+                        f"the customer has not consented to {purpose}: nothing was sent", purpose
+                    )
+                reads = {self.sessions.name: read}
             action.run(conversation)
-            await self.repository.save(conversation, owner, meta, request, action.fingerprint)
+            await self.repository.save(
+                conversation, owner, meta, request, action.fingerprint, reads=reads
+            )
             return conversation
 
         return await self.commands.run(owner, attempt)

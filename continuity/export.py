@@ -29,13 +29,17 @@ from uuid import UUID
 
 import msgspec
 
+from aggregates.consent import DEFAULTS, PURPOSES
 from aggregates.errors import NotFound
 from continuity import application_queue, conversation_queue
 from continuity.audit import AuditFilter
+from continuity.consent_proofs import Proof
+from continuity.consents import ledger_of
 from continuity.errors import SubjectErased
 from continuity.identifiers import RegisteredIdentifier
 from continuity.mapper import fields_of
 from continuity.timeline import TIMELINE, TimelineEntry
+from projections.consent import ConsentEntry
 from projections.envelope import Envelope
 from projections.session import SessionView
 
@@ -109,11 +113,17 @@ class ExportedDevice(msgspec.Struct, frozen=True, gc=False):
 
 
 class Consent(msgspec.Struct, frozen=True, gc=False):
-    """A purpose and whether the subject allows it now, and where that is recorded."""
+    """A purpose and whether the subject allows it now: their last recorded choice (with its
+    policy version, channel, source and time), or the default when they never chose."""
 
     purpose: str
     given: bool
-    source: str
+    recorded: bool
+    """False: nothing recorded, the purpose's default holds."""
+    policy_version: str | None = None
+    channel: str | None = None
+    source: str | None = None
+    at: datetime | None = None
 
 
 class GuestRecord(msgspec.Struct, frozen=True, gc=False):
@@ -166,6 +176,9 @@ class SubjectData(msgspec.Struct, frozen=True, gc=False):
     keyed hash of each value is stored, so the value itself cannot be exported."""
     devices: list[ExportedDevice]
     consents: list[Consent]
+    """Every purpose, as it stands now."""
+    consent_history: list[Proof]
+    """Every choice recorded, oldest first (the proofs, which outlive an erasure)."""
     session: SessionView | None
     """The resume view as stored: cart, applications with their answers, conversations with
     their last turns, activity, each device's resume point (null: none yet)."""
@@ -362,7 +375,7 @@ class SubjectExports:
                 )
                 for d in await runtime.devices.of_subject(subject_id, revoked=True)
             ]
-        personalization = (session or SessionView()).activity.personalization
+        consents = ledger_of(subject_id, session or SessionView(), {}).consents
         head = SubjectData(
             subject_id=subject_id,
             relation=relation,
@@ -370,7 +383,8 @@ class SubjectExports:
             guest=GuestRecord(**dict(guest)) if guest is not None else None,
             identifiers=await runtime.identifiers.of_subject(subject_id),
             devices=devices,
-            consents=[Consent("personalization", personalization, "activity preferences")],
+            consents=[_consent(purpose, consents.get(purpose)) for purpose in PURPOSES],
+            consent_history=await runtime.consents.history(subject_id),
             session=session,
             work_queues=WorkQueues(
                 await _rows(pool, application_queue.QUEUE, ApplicationQueueRow, subject_id),
@@ -412,3 +426,11 @@ async def _joined(pages: AsyncIterator[list[bytes]]) -> AsyncIterator[bytes]:
         chunk = b",".join(items)
         yield chunk if first else b"," + chunk
         first = False
+
+
+def _consent(purpose: str, entry: ConsentEntry | None) -> Consent:
+    if entry is None:
+        return Consent(purpose, DEFAULTS[purpose], recorded=False)
+    return Consent(
+        purpose, entry.given, True, entry.policy_version, entry.channel, entry.source, entry.at
+    )

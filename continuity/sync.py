@@ -27,6 +27,7 @@ from eventsourcing.domain import Aggregate
 from aggregates.activity import Activity
 from aggregates.application import Application, Expired
 from aggregates.cart import Cart
+from aggregates.consent import Consent
 from aggregates.conversation import Conversation
 from aggregates.errors import DomainError, InvalidValue, NotFound
 from aggregates.forms import Answer
@@ -35,7 +36,7 @@ from continuity import activity, applications, carts, conversations
 from continuity.activity import ActivityService
 from continuity.applications import ApplicationService
 from continuity.carts import CartService
-from continuity.commands import Commands
+from continuity.commands import Commands, Loaded
 from continuity.conversations import ConversationService
 from continuity.errors import (
     ContinuityError,
@@ -549,9 +550,10 @@ class _ConversationBatch:
 
 class ActivityTarget:
     """The customer's activity (`target_id` None); commands are `activity.Record`s and
-    `activity.SetPersonalization`s. Activity has nothing to conflict over: every item commutes,
-    whatever `base_version` says, and is refused only while the customer refuses
-    personalization (a choice the batch itself made before it counts)."""
+    `activity.SetPersonalization`s (recorded in the consent ledger, as the preferences route
+    does). Activity has nothing to conflict over: every item commutes, whatever `base_version`
+    says, and is refused only while the customer refuses personalization (a choice the batch
+    itself made before it counts)."""
 
     def __init__(self, service: ActivityService) -> None:
         self.service = service
@@ -562,16 +564,27 @@ class ActivityTarget:
         stream = await self.service.stream(
             batch.subject_id, view, version, from_view=not batch.fresh
         )
-        return _ActivityBatch(stream)
+        ledger: Consent | None = None
+        if any(isinstance(a.operation, activity.SetPersonalization) for a in actions):
+            loaded = Loaded(None, None, False, batch.session)
+            ledger = await self.service.consents.stream(
+                batch.subject_id, loaded, from_view=not batch.fresh
+            )
+        return _ActivityBatch(stream, ledger)
 
 
 class _ActivityBatch:
-    def __init__(self, stream: Activity) -> None:
+    def __init__(self, stream: Activity, ledger: Consent | None) -> None:
         self.stream = stream
+        self.ledger = ledger
 
     def apply(self, action: SyncAction) -> Aggregate:
         command = action.operation
-        if not isinstance(command, activity.Record | activity.SetPersonalization):
+        if isinstance(command, activity.SetPersonalization) and self.ledger is not None:
+            command.run(self.ledger)
+            self.stream.personalization = command.allowed
+            return self.ledger
+        if not isinstance(command, activity.Record):
             raise TypeError(f"an activity action needs an activity command: {command!r}")
         command.run(self.stream)
         return self.stream

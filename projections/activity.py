@@ -1,5 +1,6 @@
 """The activity part of the session view: recently viewed products, recent searches, whether
-the customer allows personalization, and the resume point a device's screen events leave.
+the customer allows personalization (as the consent ledger says: `projections.consent`), and
+the resume point a device's screen events leave.
 
 Bounded: the last `MAX_RECENTLY_VIEWED` products (a sku once, where it was last seen) and
 `MAX_RECENT_SEARCHES` searches; the log keeps everything. A refusal of personalization empties
@@ -21,6 +22,7 @@ from uuid import UUID
 import msgspec
 
 from aggregates.activity import MAX_RECENT_SEARCHES, MAX_RECENTLY_VIEWED, Activity
+from projections.consent import personalization_changed
 from projections.envelope import Envelope
 
 T = TypeVar("T")
@@ -96,10 +98,15 @@ def apply(view: ActivityView, envelope: Envelope) -> ActivityView:
     if isinstance(event, Activity.MergedInto):
         return ActivityView(personalization=view.personalization)
     if isinstance(event, Activity.PersonalizationSet):
-        if event.allowed:
-            return msgspec.structs.replace(view, personalization=True)
-        return ActivityView(personalization=False)
+        return consented(view, event.allowed)
     return view
+
+
+def consented(view: ActivityView, given: bool) -> ActivityView:
+    """`view` after a personalization choice: a refusal empties it."""
+    if given:
+        return msgspec.structs.replace(view, personalization=True)
+    return ActivityView(personalization=False)
 
 
 def _newest(
@@ -127,6 +134,6 @@ def resume_point(envelope: Envelope) -> ResumePoint | None:
 
 
 def refused(envelope: Envelope) -> bool:
-    """Whether the event refuses personalization (what clears every resume point)."""
-    event = envelope.event
-    return isinstance(event, Activity.PersonalizationSet) and not event.allowed
+    """Whether the event refuses personalization (what clears every resume point): a
+    withdrawal in the consent ledger, or a refusal recorded before the ledger existed."""
+    return personalization_changed(envelope) is False

@@ -3,7 +3,8 @@
 One subject view (see `projections.view`) made of parts, each a pure fold of its own: the cart
 (`projections.cart`), the applications (`projections.application`), the conversations
 (`projections.conversation`), the activity (`projections.activity`: recently viewed, recent
-searches, personalization) and the resume point of each device. Another part is added the same
+searches, personalization), the consents (`projections.consent`: each purpose's last choice)
+and the resume point of each device. Another part is added the same
 way: a field of `SessionView`, a line in `apply`, and a new `version`.
 """
 
@@ -16,11 +17,13 @@ import msgspec
 from aggregates.activity import Activity
 from aggregates.application import Application
 from aggregates.cart import Cart
+from aggregates.consent import Consent
 from aggregates.conversation import Conversation
-from projections import activity, application, cart, conversation
+from projections import activity, application, cart, consent, conversation
 from projections.activity import ActivityView, ResumePoint
 from projections.application import ApplicationView
 from projections.cart import CartView
+from projections.consent import Consents
 from projections.conversation import ConversationView
 from projections.envelope import Envelope
 from projections.view import SubjectView
@@ -45,23 +48,31 @@ class SessionView(msgspec.Struct, frozen=True, gc=False):
     applications: list[ApplicationView] = msgspec.field(default_factory=list)
     conversations: list[ConversationView] = msgspec.field(default_factory=list)
     activity: ActivityView = msgspec.field(default_factory=ActivityView)
+    consents: Consents = msgspec.field(default_factory=dict)
 
 
 def apply(view: SessionView, envelope: Envelope) -> SessionView:
     event = envelope.event
     applications, conversations = view.applications, view.conversations
+    activity_view, consents = view.activity, view.consents
     if isinstance(event, Application.Event):
         applications = application.apply(applications, envelope)
     elif isinstance(event, Conversation.Event):
         conversations = conversation.apply(conversations, envelope)
+    elif isinstance(event, Activity.Event):
+        activity_view = activity.apply(activity_view, envelope)
+        consents = consent.apply(consents, envelope)
+    elif isinstance(event, Consent.Event):
+        consents = consent.apply(consents, envelope)
+        if (given := consent.personalization_changed(envelope)) is not None:
+            activity_view = activity.consented(activity_view, given)
     return SessionView(
         cart=cart.apply(view.cart, envelope) if isinstance(event, Cart.Event) else view.cart,
         devices=_touch_device(view.devices, envelope),
         applications=applications,
         conversations=conversations,
-        activity=activity.apply(view.activity, envelope)
-        if isinstance(event, Activity.Event)
-        else view.activity,
+        activity=activity_view,
+        consents=consents,
     )
 
 
@@ -84,11 +95,12 @@ def _touch_device(devices: list[DeviceView], envelope: Envelope) -> list[DeviceV
     return [touched, *others][:MAX_DEVICES]
 
 
-SESSION = SubjectView("session", "session_views", SessionView, apply, version=8)
+SESSION = SubjectView("session", "session_views", SessionView, apply, version=9)
 """Version 2: the document carries the framework's per-stream versions (version 1 kept them in
 the view itself). Version 3: the cart has a currency, and its totals are rounded to it.
 Version 4: the customer's applications. Version 5: their conversations, with the last turns.
 Version 6: a guest's cart, applications and conversations merged or moved at sign-in.
 Version 7: their activity (recently viewed, searches, personalization), and each device's
 resume point. Version 8: a guest's recent activity carried to the customer at sign-in, and let go
-of in the guest's view."""
+of in the guest's view. Version 9: the consent ledger (each purpose's last choice), which
+personalization now follows."""

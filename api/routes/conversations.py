@@ -16,6 +16,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody, Parameter, QueryParameter
 
+from aggregates.consent import MARKETING
 from aggregates.conversation import Conversation, Medium, Status
 from aggregates.metadata import EventMeta
 from api.auth import Principal, agent_only, customer_only, service_only
@@ -27,6 +28,7 @@ from api.conversation_schemas import (
     IdentifierBody,
     InboundBody,
     OpenConversation,
+    OutboundTurnBody,
     RatingBody,
     Transcript,
     TransferBody,
@@ -78,6 +80,11 @@ def _transcript(conversation: Conversation, envelopes: list[Any]) -> Response[Tr
 
 def _agent_meta(agent: Principal) -> EventMeta:
     return EventMeta("agent", None, "agent", str(agent.subject_id))
+
+
+def _purpose(turn: OutboundTurnBody) -> str | None:
+    """The consent an outbound turn needs: marketing, if it is marked so."""
+    return MARKETING if turn.marketing else None
 
 
 def _bot_meta(bot: Principal) -> EventMeta:
@@ -254,12 +261,14 @@ class AgentConversationsController(Controller):
         conversation_id: UUID,
         action: Action,
         key: str | None,
+        purpose: str | None = None,
     ) -> Response[ConversationAnswer]:
         conversation = await runtime.conversations.act(
             conversation_id,
             _agent_meta(request.user),
             action,
             idempotency_key=idempotency_key_of(key),
+            purpose=purpose,
         )
         return _answer(conversation)
 
@@ -350,11 +359,15 @@ class AgentConversationsController(Controller):
         request: Caller,
         runtime: NamedDependency[Runtime],
         conversation_id: ConversationId,
-        data: JSONBody[TurnBody],
+        data: JSONBody[OutboundTurnBody],
         idempotency_key: IdempotencyKey = None,
     ) -> Response[ConversationAnswer]:
+        """A turn marked `marketing` is refused (403 consent-required) unless the customer
+        consented to marketing."""
         action = conversations.say("agent", str(request.user.subject_id), data.turn())
-        return await self._act(request, runtime, conversation_id, action, idempotency_key)
+        return await self._act(
+            request, runtime, conversation_id, action, idempotency_key, _purpose(data)
+        )
 
     @post(
         "/{conversation_id:uuid}/transfer",
@@ -434,14 +447,17 @@ class ServiceController(Controller):
         request: Caller,
         runtime: NamedDependency[Runtime],
         conversation_id: ConversationId,
-        data: JSONBody[TurnBody],
+        data: JSONBody[OutboundTurnBody],
         idempotency_key: IdempotencyKey = None,
     ) -> Response[ConversationAnswer]:
+        """A turn marked `marketing` is refused (403 consent-required) unless the customer
+        consented to marketing."""
         conversation = await runtime.conversations.act(
             conversation_id,
             _bot_meta(request.user),
             conversations.say("bot", str(request.user.subject_id), data.turn()),
             idempotency_key=idempotency_key_of(idempotency_key),
+            purpose=_purpose(data),
         )
         return _answer(conversation)
 

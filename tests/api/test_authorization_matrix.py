@@ -92,6 +92,7 @@ CUSTOMER: frozenset[Role] = frozenset({"customer"})
 AGENT: frozenset[Role] = frozenset({"agent"})
 SERVICE: frozenset[Role] = frozenset({"service"})
 COMPLIANCE: frozenset[Role] = frozenset({"compliance"})
+CHOICE = {"given": True, "policy_version": "2026-01"}
 PURPOSE = {"X-Purpose": "the authorization matrix"}
 TURN = {"medium": "web_chat", "text": "One more thing"}
 REGISTERED = frozenset({200, 409})
@@ -195,6 +196,18 @@ RULES: dict[tuple[str, str], Rule] = {
     ),
     ("GET", "/v1/me/preferences"): Rule(CUSTOMER),
     ("PUT", "/v1/me/preferences"): Rule(CUSTOMER, body={"personalization": True}),
+    ("GET", "/v1/me/consents"): Rule(CUSTOMER),
+    ("PUT", "/v1/me/consents"): Rule(
+        CUSTOMER, body={"consents": {"marketing": True}, "policy_version": "2026-01"}
+    ),
+    ("GET", "/v1/me/consents/{purpose:str}"): Rule(CUSTOMER, params={"purpose": "marketing"}),
+    ("PUT", "/v1/me/consents/{purpose:str}"): Rule(
+        CUSTOMER, params={"purpose": "analytics"}, body=CHOICE
+    ),
+    ("GET", "/v1/privacy/subjects/{subject_id:uuid}/consents"): Rule(
+        COMPLIANCE, params={"subject_id": str(uuid4())}
+    ),
+    ("GET", "/v1/analytics/daily"): Rule(AGENT),
     ("GET", "/v1/me/session/events"): Rule(CUSTOMER, stream=True),
     ("GET", "/v1/agent/conversations/events"): Rule(AGENT, stream=True),
     ("GET", "/v1/agent/customers/{customer_id:uuid}/events"): Rule(

@@ -17,6 +17,7 @@ import httpx
 import msgspec
 import pytest
 
+from aggregates.consent import PURPOSES
 from continuity.erasure import shred_subject
 from continuity.export import EVENT_PAGE, FORMAT, SubjectExport
 from continuity.runtime import Runtime
@@ -137,6 +138,12 @@ class Story:
             "/v1/me/identifiers", json={"kind": "email", "value": EMAIL}, headers=self.phone
         )
         assert registered.status_code == 200, registered.text
+        consented = await client.put(
+            "/v1/me/consents/analytics",
+            json={"given": True, "policy_version": "2026-11"},
+            headers=self.phone,
+        )
+        assert consented.status_code == 200, consented.text
         read = await client.get(
             f"/v1/agent/customers/{self.customer}/session",
             headers={**self.auth(self.agent, None, "agent"), "X-Purpose": PURPOSE},
@@ -189,9 +196,13 @@ def check_holds_what_was_written(document: dict[str, Any], story: Story) -> None
     assert [c["conversation_id"] for c in mine["work_queues"]["conversations"]] == [
         story.conversation_id
     ]
-    assert mine["consents"] == [
-        {"purpose": "personalization", "given": True, "source": "activity preferences"}
-    ]
+    consents = {c["purpose"]: c for c in mine["consents"]}
+    assert set(consents) == set(PURPOSES)
+    assert consents["analytics"]["given"] is True
+    assert consents["analytics"]["recorded"] is True
+    assert consents["analytics"]["policy_version"] == "2026-11"
+    assert consents["marketing"]["recorded"] is False
+    assert [(p["purpose"], p["given"]) for p in mine["consent_history"]] == [("analytics", True)]
     (device,) = mine["devices"]
     assert device["name"] == DEVICE_NAME
     assert device["revoked_at"] is None

@@ -39,7 +39,9 @@ READ_TIMEOUT = 10.0
 KEEPALIVE seconds, so an open stream never waits this long)."""
 EVENTS = "/v1/me/session/events"
 PURPOSE = {"X-Purpose": "ticket 4711: live view"}
-POOL_MAX = 5
+POOL_MAX = 6
+"""Small, to show streams hold no pooled connection; yet room for the lease each async
+projection's runner holds (four: two queues, the timeline, analytics) and a request."""
 
 
 def bearer(subject: UUID, role: Role = "customer") -> dict[str, str]:

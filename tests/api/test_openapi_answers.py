@@ -88,6 +88,14 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("post", "/v1/me/activity"): WRITE_WITH_BODY - {"404"},
     ("get", "/v1/me/preferences"): {"200", "304", "400", "401", "403", "410", "500"},
     ("put", "/v1/me/preferences"): WRITE_WITH_BODY - {"404"},
+    ("get", "/v1/me/consents"): {"200", "304", "400", "401", "403", "410", "500"},
+    ("put", "/v1/me/consents"): (WRITE_WITH_BODY - {"404"}) | {"412"},
+    ("get", "/v1/me/consents/{purpose}"): {"200", "304", "400", "401", "403", "404", "410", "500"},
+    ("put", "/v1/me/consents/{purpose}"): WRITE_WITH_BODY | {"412"},
+    ("get", "/v1/privacy/subjects/{subject_id}/consents"): {
+        *("200", "400", "401", "403", "410", "500"),
+    },
+    ("get", "/v1/analytics/daily"): {"200", "400", "401", "403", "410", "500"},
     ("get", "/v1/me/session/events"): {"200", "400", "401", "403", "410", "500"},
     ("get", "/v1/agent/conversations/events"): {"200", "400", "401", "403", "410", "500"},
     ("get", "/v1/agent/customers/{customer_id}/events"): {
@@ -188,6 +196,14 @@ async def test_specific_problems_are_where_they_apply(openapi: dict[str, Any]) -
     assert types("post", "/v1/me/cart/items", "415") == {"unsupported-media-type"}
     assert "consent-required" in types("post", "/v1/me/activity", "403")
     assert "consent-required" not in types("put", "/v1/me/preferences", "403")
+    for bot_or_agent in ("/v1/agent", "/v1/service"):
+        turns = f"{bot_or_agent}/conversations/{{conversation_id}}/turns"
+        assert "consent-required" in types("post", turns, "403")
+    assert "consent-required" not in types(
+        "post", "/v1/me/conversations/{conversation_id}/turns", "403"
+    )
+    assert "stale-version" in types("put", "/v1/me/consents/{purpose}", "412")
+    assert "not-found" in types("get", "/v1/me/consents/{purpose}", "404")
     assert types("get", "/health", "429") == {"rate-limited"}
     unauthorized = openapi["paths"]["/v1/me/cart"]["get"]["responses"]["401"]
     assert "WWW-Authenticate" in unauthorized["headers"]

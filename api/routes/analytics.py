@@ -1,0 +1,78 @@
+"""Non-personal analytics (`/v1/analytics/...`), for agents: counts only, no subject anywhere.
+
+`GET /v1/analytics/daily` gives, per day (UTC) and channel, the customer actions recorded and
+the subjects active, counting only subjects who had consented to analytics when they acted
+(`continuity.analytics`). The counts follow the log asynchronously: a few moments behind it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated
+
+import msgspec
+from litestar import Controller, get
+from litestar.di import NamedDependency
+from litestar.exceptions import ValidationException
+from litestar.params import QueryParameter
+
+from aggregates.metadata import Channel
+from api.auth import agent_only
+from continuity import analytics
+from continuity.runtime import Runtime
+
+DEFAULT_DAYS = 30
+Since = Annotated[
+    date | None,
+    QueryParameter(
+        name="from", description=f"First day (default: {DEFAULT_DAYS} days before `to`)."
+    ),
+]
+Until = Annotated[date | None, QueryParameter(name="to", description="Last day (default: today).")]
+OnChannel = Annotated[Channel | None, QueryParameter(description="Only this channel.")]
+
+
+class DayCount(msgspec.Struct):
+    """One day on one channel: customer actions recorded, and distinct subjects active
+    (counted, never listed), of subjects who had consented to analytics."""
+
+    day: date
+    channel: str
+    actions: int
+    active_subjects: int
+
+
+class DailyAnalytics(msgspec.Struct):
+    since: date
+    until: date
+    days: list[DayCount]
+
+
+class AnalyticsController(Controller):
+    path = "/v1/analytics"
+    guards = [agent_only]
+    tags = ["analytics"]
+
+    @get("/daily", summary="Actions and active subjects per day and channel (non-personal)")
+    async def daily(
+        self,
+        runtime: NamedDependency[Runtime],
+        since: Since = None,
+        until: Until = None,
+        channel: OnChannel = None,
+    ) -> DailyAnalytics:
+        last = until or datetime.now(UTC).date()
+        first = since or last - timedelta(days=DEFAULT_DAYS)
+        if first > last:
+            raise _bad_range("from", "must not be after to")
+        if (last - first).days >= analytics.MAX_DAYS:
+            raise _bad_range("from", f"at most {analytics.MAX_DAYS} days at once")
+        counts = await analytics.daily(runtime.pool, first, last, channel)
+        days = [DayCount(c.day, c.channel, c.actions, c.active_subjects) for c in counts]
+        return DailyAnalytics(first, last, days)
+
+
+def _bad_range(field: str, message: str) -> ValidationException:
+    return ValidationException(
+        f"{field} {message}", extra=[{"key": field, "source": "query", "message": message}]
+    )

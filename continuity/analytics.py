@@ -1,0 +1,160 @@
+"""Non-personal analytics, first cut: per day (UTC) and channel, how many customer actions were
+recorded and how many subjects were active, counting only subjects who had consented to
+analytics when they acted. An asynchronous projection: the runner follows the log from its
+checkpoint, a rebuild makes the same rows.
+
+At the time of the action is the rule: consent given later does not reach back to actions
+recorded before it, and a withdrawal stops the counting from then on, not for what was counted
+already (that was lawful when it was counted). An action is an event a customer's device
+recorded (actor `customer`); the consent ledger's own events are not actions.
+
+`analytics_daily` holds counts only: no subject id, nothing that erasure needs to touch, so
+the counts survive it. Two tables keyed by the subject's pseudonym serve the fold and are
+deleted with the subject at erasure (`continuity.catalog.forget`): whether each subject
+consents to analytics now (`analytics_consent`), and on which days and channels they were
+counted active already (`analytics_active`, so a subject counts once a day per channel). A
+rebuild after an erasure cannot read the erased subject's events, so it counts without them;
+the live tables keep them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import date
+from uuid import UUID
+
+import msgspec
+
+from aggregates.consent import ANALYTICS, DEFAULTS, Consent
+from continuity.db import Conn, Queryable
+from continuity.projection import Mode, Placement
+from projections.envelope import Envelope
+from projections.tables import Table
+
+DAILY = "analytics_daily"
+CONSENT = "analytics_consent"
+ACTIVE = "analytics_active"
+TABLES = (
+    Table(
+        DAILY,
+        (
+            "CREATE TABLE {table} ("
+            " day date NOT NULL,"
+            " channel text NOT NULL,"
+            " actions bigint NOT NULL,"
+            " active_subjects bigint NOT NULL,"
+            " PRIMARY KEY (day, channel))",
+        ),
+        subject_column=None,
+    ),
+    Table(
+        CONSENT,
+        ("CREATE TABLE {table} (subject_id uuid PRIMARY KEY, given boolean NOT NULL)",),
+    ),
+    Table(
+        ACTIVE,
+        (
+            "CREATE TABLE {table} ("
+            " subject_id uuid NOT NULL,"
+            " day date NOT NULL,"
+            " channel text NOT NULL,"
+            " PRIMARY KEY (subject_id, day, channel))",
+        ),
+    ),
+)
+MAX_DAYS = 366
+"""Days one read returns at most."""
+
+
+class DailyCount(msgspec.Struct, frozen=True, gc=False):
+    day: date
+    channel: str
+    actions: int
+    active_subjects: int
+
+
+@dataclass(frozen=True)
+class Analytics:
+    name: str = "analytics"
+    topics: tuple[str, ...] = ()
+    tables: tuple[Table, ...] = TABLES
+    mode: Mode = "async"
+    version: int = 1
+
+    async def handle(self, conn: Conn, placement: Placement, envelopes: list[Envelope]) -> None:
+        """Fold the page in memory (each subject's consent as it stood at each action), then
+        write it in four statements."""
+        subjects = sorted({e.subject_id for e in envelopes})
+        consent = {
+            row["subject_id"]: row["given"]
+            for row in await conn.fetch(
+                f"SELECT subject_id, given FROM {placement[CONSENT]}"
+                " WHERE subject_id = ANY($1::uuid[])",
+                subjects,
+            )
+        }
+        changed: dict[UUID, bool] = {}
+        actions: Counter[tuple[date, str]] = Counter()
+        seen: set[tuple[UUID, date, str]] = set()
+        for envelope in envelopes:
+            event = envelope.event
+            subject = envelope.subject_id
+            if isinstance(event, Consent.Event):
+                if isinstance(event, Consent.Recorded) and event.purpose == ANALYTICS:
+                    consent[subject] = changed[subject] = event.given
+                continue
+            if envelope.meta is None or envelope.meta.actor_type != "customer":
+                continue
+            if consent.get(subject, DEFAULTS[ANALYTICS]):
+                day = envelope.recorded_at.date()
+                actions[day, envelope.channel] += 1
+                seen.add((subject, day, envelope.channel))
+        if changed:
+            await conn.execute(
+                f"INSERT INTO {placement[CONSENT]} (subject_id, given)"
+                " SELECT * FROM unnest($1::uuid[], $2::boolean[])"
+                " ON CONFLICT (subject_id) DO UPDATE SET given = excluded.given",
+                list(changed),
+                list(changed.values()),
+            )
+        if not actions:
+            return
+        active: Counter[tuple[date, str]] = Counter()
+        if seen:
+            rows = sorted(seen)
+            for row in await conn.fetch(
+                f"INSERT INTO {placement[ACTIVE]} (subject_id, day, channel)"
+                " SELECT * FROM unnest($1::uuid[], $2::date[], $3::text[])"
+                " ON CONFLICT DO NOTHING RETURNING day, channel",
+                [r[0] for r in rows],
+                [r[1] for r in rows],
+                [r[2] for r in rows],
+            ):
+                active[row["day"], row["channel"]] += 1
+        keys = sorted(actions)
+        await conn.execute(
+            f"INSERT INTO {placement[DAILY]} AS d (day, channel, actions, active_subjects)"
+            " SELECT * FROM unnest($1::date[], $2::text[], $3::bigint[], $4::bigint[])"
+            " ON CONFLICT (day, channel) DO UPDATE SET actions = d.actions + excluded.actions,"
+            " active_subjects = d.active_subjects + excluded.active_subjects",
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+            [actions[k] for k in keys],
+            [active[k] for k in keys],
+        )
+
+
+async def daily(
+    conn: Queryable, since: date, until: date, channel: str | None = None
+) -> list[DailyCount]:
+    """The counts of each day from `since` to `until` (both included), by channel."""
+    rows = await conn.fetch(
+        f"SELECT day, channel, actions, active_subjects FROM {DAILY}"
+        " WHERE day BETWEEN $1 AND $2 AND ($3::text IS NULL OR channel = $3)"
+        " ORDER BY day, channel",
+        since,
+        until,
+        channel,
+    )
+    return [DailyCount(**dict(row)) for row in rows]

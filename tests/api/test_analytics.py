@@ -1,0 +1,105 @@
+"""Non-personal analytics: only subjects who consented to analytics when they acted are counted;
+the counts hold no subject and survive the erasure of a subject they counted."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+from uuid import uuid4
+
+import httpx
+import pytest
+
+from continuity.erasure import shred_subject
+from continuity.runtime import Runtime
+from tests.helpers import TokenFactory
+
+pytestmark = pytest.mark.anyio
+
+VIEWED = {"items": [{"type": "viewed", "sku": "MUG-1", "name": "Mug"}]}
+
+
+async def caught_up(runtime: Runtime) -> None:
+    """Wait until the analytics runner (the app runs it) has applied the whole log."""
+    head = await runtime.pool.fetchval("SELECT coalesce(max(position), 0) FROM events")
+    for _ in range(1_000):
+        at = await runtime.pool.fetchval("SELECT position FROM tracking WHERE name = 'analytics'")
+        if at is not None and at >= head:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"analytics stayed at {at}, short of {head}")
+
+
+async def daily(client: httpx.AsyncClient, headers: dict[str, str], **query: str) -> Any:
+    today = datetime.now(UTC).date().isoformat()
+    answer = await client.get(
+        "/v1/analytics/daily", params={"from": today, "to": today, **query}, headers=headers
+    )
+    assert answer.status_code == 200, answer.text
+    return {d["channel"]: (d["actions"], d["active_subjects"]) for d in answer.json()["days"]}
+
+
+async def test_only_consenting_subjects_count_and_the_counts_survive_erasure(
+    client: httpx.AsyncClient, auth: TokenFactory, runtime: Runtime
+) -> None:
+    agent = auth(uuid4(), None, "agent")
+    keen, shy = uuid4(), uuid4()
+    keen_app, keen_web = {**auth(keen, "phone"), "X-Channel": "app"}, auth(keen, "laptop")
+    shy_app = {**auth(shy, "phone"), "X-Channel": "app"}
+
+    # Before consenting, keen's action is not counted: consent counts at the time of action.
+    assert (await client.post("/v1/me/activity", json=VIEWED, headers=keen_app)).status_code == 200
+    given = {"given": True, "policy_version": "2026-01"}
+    assert (
+        await client.put("/v1/me/consents/analytics", json=given, headers=keen_app)
+    ).status_code == 200
+    for _ in range(3):
+        await client.post("/v1/me/activity", json=VIEWED, headers=keen_app)
+    await client.post("/v1/me/activity", json=VIEWED, headers=keen_web)
+    for _ in range(2):
+        await client.post("/v1/me/activity", json=VIEWED, headers=shy_app)
+    await caught_up(runtime)
+    counted = await daily(client, agent)
+    assert counted == {"app": (3, 1), "web": (1, 1)}
+    assert await daily(client, agent, channel="web") == {"web": (1, 1)}
+
+    withdrawn = {"given": False, "policy_version": "2026-01"}
+    await client.put("/v1/me/consents/analytics", json=withdrawn, headers=keen_app)
+    await client.post("/v1/me/activity", json=VIEWED, headers=keen_app)
+    await caught_up(runtime)
+    assert await daily(client, agent) == counted, "nothing counts after a withdrawal"
+
+    before = await runtime.pool.fetchval(
+        "SELECT count(*) FROM analytics_active WHERE subject_id = $1", keen
+    )
+    assert before == 2
+    await shred_subject(runtime.store, runtime.vault, keen)
+    assert await daily(client, agent) == counted, "the counts outlive the erasure"
+    for table in ("analytics_active", "analytics_consent"):
+        left = await runtime.pool.fetchval(
+            f"SELECT count(*) FROM {table} WHERE subject_id = $1",
+            keen,
+        )
+        assert left == 0, table
+    columns = await runtime.pool.fetch(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'analytics_daily'"
+        " AND table_schema = current_schema()"
+    )
+    assert {c["column_name"] for c in columns} == {"day", "channel", "actions", "active_subjects"}
+
+
+async def test_analytics_are_for_agents_and_check_their_range(
+    client: httpx.AsyncClient, auth: TokenFactory
+) -> None:
+    for role in ("customer", "compliance", "service"):
+        token = auth(uuid4(), "phone", role)
+        assert (await client.get("/v1/analytics/daily", headers=token)).status_code == 403, role
+    agent = auth(uuid4(), None, "agent")
+    reversed_ = await client.get(
+        "/v1/analytics/daily", params={"from": "2026-02-01", "to": "2026-01-01"}, headers=agent
+    )
+    assert reversed_.status_code == 400, reversed_.text
+    assert reversed_.json()["errors"][0]["field"] == "from"
+    bad = await client.get("/v1/analytics/daily", params={"channel": "pigeon"}, headers=agent)
+    assert bad.status_code == 400, bad.text
