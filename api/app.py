@@ -39,6 +39,7 @@ from api.routes.conversations import (
 from api.routes.device import DeviceController
 from api.routes.live import LiveController
 from api.routes.ops import health, metrics, ready, signing_key
+from api.routes.privacy import MyErasureController, PrivacyController
 from api.routes.sessions import MyDevicesController, SessionsController
 from api.routes.sync import SyncController
 from api.routes.timeline import AgentTimelineController, MyTimelineController
@@ -97,6 +98,9 @@ def create_app(
             asyncio.create_task(
                 runtime.sweep_idle_applications(stop_following), name="continuity-expiry"
             ),
+            asyncio.create_task(
+                runtime.erasures.keep_resuming(stop_following), name="continuity-erasures"
+            ),
         ]
         freeze_start_up()
         follower = None
@@ -136,6 +140,8 @@ def create_app(
             LiveController,
             SessionsController,
             MyDevicesController,
+            PrivacyController,
+            MyErasureController,
             health,
             ready,
             metrics,

@@ -264,6 +264,17 @@ async def agent_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRout
         raise PermissionDeniedException("this route is for an agent's token")
 
 
+async def compliance_only(
+    connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
+) -> None:
+    """A compliance officer's token, except for `OPTIONS` (as `customer_only`)."""
+    if connection.scope.get("method") == "OPTIONS":
+        return
+    principal = connection.scope.get("user")
+    if not isinstance(principal, Principal) or principal.role != "compliance":
+        raise PermissionDeniedException("this route is for a compliance officer's token")
+
+
 async def customer_only(
     connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
 ) -> None:

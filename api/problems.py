@@ -39,6 +39,7 @@ from aggregates.errors import (
 from api.issuers import TokenExpired
 from api.request_context import request_urn
 from continuity.cursors import BadCursor
+from continuity.erasure_requests import NotCompleted
 from continuity.errors import (
     ConcurrencyConflict,
     EventIdReused,
@@ -253,6 +254,13 @@ IDENTIFIER_SUPPRESSED = _type(
     " registering it, are refused until a compliance officer lifts the suppression"
     " (`continuity suppression lift`).",
 )
+ERASURE_NOT_COMPLETED = _type(
+    "erasure-not-completed",
+    409,
+    "Erasure not completed",
+    "The erasure request has no certificate yet: it is received, executing, blocked by a legal"
+    " hold, or failed (`GET /v1/privacy/erasures/{id}` says which).",
+)
 HANDOFF_CODE_WRONG = _type(
     "handoff-code-wrong",
     422,
@@ -318,6 +326,8 @@ def _domain(exc: DomainError) -> ProblemDetailsException:
         return NOT_FOUND(str(exc), field=exc.field)
     if isinstance(exc, Suppressed):
         return IDENTIFIER_SUPPRESSED(str(exc), field=exc.field)
+    if isinstance(exc, NotCompleted):
+        return ERASURE_NOT_COMPLETED(str(exc), field=exc.field)
     if isinstance(exc, InvalidState):
         return INVALID_STATE(str(exc), field=exc.field)
     if isinstance(exc, InvalidValue):

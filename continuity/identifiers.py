@@ -75,8 +75,11 @@ class Identifiers:
         self.pool = pool
         self.vault = vault
 
-    async def _digests(self, kind: Kind, value: str) -> list[bytes]:
+    async def digests(self, kind: Kind, value: str) -> list[bytes]:
         """The identifier's hash under every version of the key, the current one first."""
+        return await self._digests(kind, value)
+
+    async def _digests(self, kind: Kind, value: str) -> list[bytes]:
         current = await self.vault.system_key(IDENTIFIER_KEY)
         keys = [current] + [
             await self.vault.system_key(IDENTIFIER_KEY, v)

@@ -28,12 +28,14 @@ from continuity.conversations import ConversationService
 from continuity.db import close_pool, create_pool, migrate, migrations
 from continuity.devices import Devices
 from continuity.embedded import start_embedded
+from continuity.erasure_requests import ErasureRequests
 from continuity.errors import IntegrityViolation
 from continuity.form_catalog import load_forms
 from continuity.guests import Guests
 from continuity.handoff import HandoffCodes, Limits
 from continuity.identifiers import Identifiers
 from continuity.inbound import InboundService
+from continuity.legal_holds import LegalHolds
 from continuity.live import LiveFeed
 from continuity.mapper import EventMapper
 from continuity.merge import GuestMerge
@@ -143,6 +145,8 @@ class Runtime:
     devices: Devices
     handoff: HandoffCodes
     guests: Guests
+    holds: LegalHolds
+    erasures: ErasureRequests
 
     @classmethod
     async def open(
@@ -238,6 +242,7 @@ class Runtime:
             idle_limit=applications.idle_limit,
             clock=applications.clock,
         )
+        holds = LegalHolds(pool, vault)
         runtime = cls(
             settings=settings,
             pool=pool,
@@ -269,6 +274,8 @@ class Runtime:
             devices=devices,
             handoff=handoff,
             guests=Guests(pool, vault, devices, handoff, merge),
+            holds=holds,
+            erasures=ErasureRequests(store, vault, identifiers, holds),
         )
         try:
             await process.start()

@@ -91,6 +91,11 @@ class Rule:
 CUSTOMER: frozenset[Role] = frozenset({"customer"})
 AGENT: frozenset[Role] = frozenset({"agent"})
 SERVICE: frozenset[Role] = frozenset({"service"})
+COMPLIANCE: frozenset[Role] = frozenset({"compliance"})
+HOLD = "/v1/privacy/subjects/{subject_id:uuid}/hold"
+NOBODY = {"email": "matrix-nobody@example.org"}
+"""An identifier no customer has: an officer's erasure request for it is a 404, so no caller
+erases the first customer before their own requests."""
 PURPOSE = {"X-Purpose": "the authorization matrix"}
 TURN = {"medium": "web_chat", "text": "One more thing"}
 REGISTERED = frozenset({200, 409})
@@ -212,6 +217,21 @@ RULES: dict[tuple[str, str], Rule] = {
     ),
     ("POST", "/v1/me/link"): Rule(CUSTOMER, ok=frozenset({422}), body={"token": "not-a-jwt"}),
     ("GET", "/.well-known/continuity-signing-key"): Rule(PUBLIC),
+    ("POST", "/v1/privacy/erasures"): Rule(COMPLIANCE, ok=frozenset({404}), body=NOBODY),
+    ("GET", "/v1/privacy/erasures"): Rule(COMPLIANCE),
+    ("GET", "/v1/privacy/erasures/{request_id:uuid}"): Rule(
+        COMPLIANCE, ok=frozenset({404}), params={"request_id": str(uuid4())}
+    ),
+    ("GET", "/v1/privacy/erasures/{request_id:uuid}/certificate"): Rule(
+        COMPLIANCE, ok=frozenset({404}), params={"request_id": str(uuid4())}
+    ),
+    ("GET", HOLD): Rule(COMPLIANCE, ok=frozenset({404}), params={"subject_id": str(uuid4())}),
+    ("PUT", HOLD): Rule(
+        COMPLIANCE, ok=frozenset({404}), params={"subject_id": str(uuid4())}, body={"reason": "x"}
+    ),
+    ("DELETE", HOLD): Rule(COMPLIANCE, ok=frozenset({404}), params={"subject_id": str(uuid4())}),
+    ("DELETE", "/v1/privacy/suppressions"): Rule(COMPLIANCE, ok=frozenset({404}), body=NOBODY),
+    ("POST", "/v1/me/erasure"): Rule(CUSTOMER, ok=frozenset({202})),
     ("GET", "/health"): Rule(PUBLIC),
     ("GET", "/ready"): Rule(PUBLIC),
     ("GET", "/metrics"): Rule(PUBLIC),
