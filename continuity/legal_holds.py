@@ -101,7 +101,7 @@ class LegalHolds:
                 subject_id,
                 officer,
             )
-            row: asyncpg.Record = await conn.fetchrow(
+            row = await conn.fetchrow(
                 "INSERT INTO legal_holds (subject_id, placed_by, key_version, reason)"
                 " VALUES ($1, $2, $3, $4) RETURNING *",
                 subject_id,
@@ -109,6 +109,7 @@ class LegalHolds:
                 key.version,
                 sealed,
             )
+        assert row is not None  # INSERT ... RETURNING always returns the row
         return await self._open(row)
 
     async def lift(self, subject_id: UUID, officer: UUID) -> Hold | None:
