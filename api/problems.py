@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
-from litestar.params import HeaderParameter
+from litestar.params import HeaderParameter, QueryParameter
 from litestar.plugins.problem_details import ProblemDetailsException
 from litestar.types import (
     ExceptionHandlersMap,
@@ -351,8 +351,9 @@ def _field_of(key: object, message: str) -> object:
 
 
 def _header_names(request: Request[Any, Any, Any]) -> dict[str, str]:
-    """The route's header parameters by their Python names: Litestar reports a header's error
-    under the handler's argument (`purpose`), the client knows it as `X-Purpose`."""
+    """The route's header parameters (and query parameters named apart from their argument) by
+    their Python names: Litestar reports a header's error under the handler's argument
+    (`purpose`), the client knows it as `X-Purpose` (and `only` as `state`)."""
     try:
         parameters = request.route_handler.parsed_fn_signature.parameters
     except (AttributeError, KeyError):  # no route (a 404), or no handler
@@ -361,7 +362,7 @@ def _header_names(request: Request[Any, Any, Any]) -> dict[str, str]:
     for name, parameter in parameters.items():
         definition = parameter.kwarg_definition
         header = getattr(definition, "header", None)
-        if header is None and isinstance(definition, HeaderParameter):
+        if header is None and isinstance(definition, HeaderParameter | QueryParameter):
             header = definition.name
         if isinstance(header, str):
             names[name] = header
@@ -377,7 +378,7 @@ def _validation(
         if isinstance(item, dict):
             message = str(item.get("message") or "")
             key = item.get("key")
-            if item.get("source") == "header" and isinstance(key, str):
+            if item.get("source") in ("header", "query") and isinstance(key, str):
                 key = headers.get(key, key)
             errors.append(
                 {

@@ -394,11 +394,7 @@ class ErasureRequests:
 
         hold_reason = None
         if row["state"] == "blocked":
-            subjects = [
-                row["subject_id"],
-                *await self._linked(conn or self.pool, row["subject_id"]),
-            ]
-            hold = await self.holds.standing_among(conn or self.pool, subjects)
+            hold = await self.holds.blocking(row["subject_id"], conn)
             hold_reason = None if hold is None else hold.reason
         return ErasureRequest(
             request_id=request_id,

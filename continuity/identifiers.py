@@ -14,6 +14,7 @@ from uuid import UUID
 
 from aggregates.errors import DomainError, InvalidState, InvalidValue
 from continuity.db import Queryable
+from continuity.errors import SubjectErased
 from privacy.cipher import SystemKey, keyed_hash
 from privacy.vault import KeyVault
 
@@ -110,9 +111,11 @@ class Identifiers:
     async def register(self, subject_id: UUID, kind: Kind, value: str) -> bool:
         """Register the identifier to the subject: True if it is new, False if it was theirs
         already; InvalidState if it is another subject's, Suppressed if it was an erased
-        subject's and the suppression stands."""
+        subject's and the suppression stands, SubjectErased if the subject is erased."""
         digests = await self._digests(kind, value)
         key_version = (await self.vault.system_key(IDENTIFIER_KEY)).version
+        if await self.vault.erased_among([subject_id], self.pool):
+            raise SubjectErased(subject_id)  # its identifiers went to the suppression list
         if await self.pool.fetchval(
             "SELECT EXISTS (SELECT FROM suppressed_identifiers"
             " WHERE digest = ANY($1::bytea[]) AND lifted_at IS NULL)",

@@ -124,6 +124,17 @@ class LegalHolds:
             )
         return None if row is None else await self._open(row)
 
+    async def blocking(self, subject_id: UUID, conn: Queryable | None = None) -> Hold | None:
+        """A hold that blocks the subject's erasure: on them, or on a guest linked to them
+        (whom their erasure erases too)."""
+        row = await (conn or self.pool).fetchrow(
+            "SELECT * FROM legal_holds WHERE lifted_at IS NULL AND (subject_id = $1"
+            " OR subject_id IN (SELECT subject_id FROM guests WHERE linked_to = $1))"
+            " ORDER BY placed_at, hold_id LIMIT 1",
+            subject_id,
+        )
+        return None if row is None else await self._open(row)
+
     async def standing(self, subject_id: UUID) -> Hold | None:
         return await self.standing_among(self.pool, [subject_id])
 
