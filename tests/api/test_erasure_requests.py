@@ -496,3 +496,54 @@ async def test_no_reason_reference_hold_or_device_in_clear_at_rest(
         for needle in (value.encode(), value.lower().encode(), value.encode().hex().encode()):
             for name, data in scanned:
                 assert needle not in data.lower(), f"{value!r} in clear in {name}"
+
+
+async def test_a_failed_erasure_says_so_and_a_new_request_may_try_again(
+    client: httpx.AsyncClient,
+    auth: TokenFactory,
+    runtime: Runtime,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    customer = await a_customer(client, auth)
+    # A real failure inside the erasure's transaction: the tombstone's insert is refused.
+    await runtime.pool.execute(
+        "CREATE FUNCTION refuse_tombstone() RETURNS trigger LANGUAGE plpgsql AS"
+        " $$ BEGIN RAISE EXCEPTION 'no tombstones today'; END $$;"
+        " CREATE TRIGGER refuse_tombstone BEFORE INSERT ON erased_subjects"
+        " FOR EACH ROW EXECUTE FUNCTION refuse_tombstone()"
+    )
+    failed = await client.post(ERASURES, json={"subject_id": str(customer)}, headers=officer(auth))
+    assert failed.status_code == 201, failed.text
+    assert failed.json()["state"] == "failed"
+    assert failed.json()["failure"].startswith("the erasure raised RaiseError")
+    assert failed.json()["failed_at"] is not None
+    assert "erasure request" in caplog.text  # the log has the details
+    assert (await client.get("/v1/me/session", headers=auth(customer))).status_code == 200
+    await runtime.pool.execute("DROP TRIGGER refuse_tombstone ON erased_subjects")
+
+    retried = await client.post(ERASURES, json={"subject_id": str(customer)}, headers=officer(auth))
+    assert retried.status_code == 201, retried.text
+    assert retried.json()["state"] == "completed"
+    assert retried.json()["request_id"] != failed.json()["request_id"]
+    states = await client.get(ERASURES, params={"state": "failed"}, headers=officer(auth))
+    assert [r["request_id"] for r in states.json()["items"]] == [failed.json()["request_id"]]
+
+
+async def test_no_hold_while_the_subjects_erasure_executes(
+    client: httpx.AsyncClient, auth: TokenFactory, runtime: Runtime
+) -> None:
+    customer = await a_customer(client, auth)
+    key = await runtime.vault.system_key(REQUESTS_KEY)
+    await runtime.pool.execute(
+        "INSERT INTO erasure_requests (request_id, subject_id, state, requested_role,"
+        " requested_by, key_version, executing_at) VALUES ($1, $2, 'executing', 'compliance',"
+        " $3, $4, now())",
+        uuid4(),
+        customer,
+        uuid4(),
+        key.version,
+    )
+    refused = await client.put(hold_of(customer), json={"reason": "now"}, headers=officer(auth))
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["field"] == "subject_id"
+    assert (await client.get(hold_of(customer), headers=officer(auth))).status_code == 404
