@@ -547,3 +547,17 @@ async def test_no_hold_while_the_subjects_erasure_executes(
     assert refused.status_code == 409, refused.text
     assert refused.json()["field"] == "subject_id"
     assert (await client.get(hold_of(customer), headers=officer(auth))).status_code == 404
+
+
+async def test_two_requests_at_once_for_one_subject_make_one(
+    client: httpx.AsyncClient, auth: TokenFactory, runtime: Runtime
+) -> None:
+    customer = await a_customer(client, auth)
+    body = {"subject_id": str(customer)}
+    answers = await asyncio.gather(
+        *(client.post(ERASURES, json=body, headers=officer(auth)) for _ in range(4))
+    )
+    assert sorted(a.status_code for a in answers) == [200, 200, 200, 201]
+    assert len({a.json()["request_id"] for a in answers}) == 1
+    assert await runtime.pool.fetchval("SELECT count(*) FROM erasure_requests") == 1
+    assert await runtime.pool.fetchval("SELECT count(*) FROM erased_subjects") == 1
