@@ -28,6 +28,7 @@ import msgspec
 
 from aggregates.errors import DomainError, InvalidValue, NotFound
 from continuity import cursors
+from continuity.db import Queryable
 from continuity.erasure import shred_subject
 from continuity.identifiers import Identifiers, Kind
 from continuity.legal_holds import LegalHolds, lock_subject, subject_known
@@ -295,7 +296,7 @@ class ErasureRequests:
                 )
             return await self._read(conn, request_id)
 
-    async def _linked(self, conn: Any, subject_id: UUID) -> list[UUID]:
+    async def _linked(self, conn: Queryable, subject_id: UUID) -> list[UUID]:
         """The guests linked to the subject, whom the erasure erases too."""
         rows = await conn.fetch("SELECT subject_id FROM guests WHERE linked_to = $1", subject_id)
         return [row["subject_id"] for row in rows]
@@ -332,14 +333,16 @@ class ErasureRequests:
                 if resumed:
                     log.warning("took up %d unfinished erasure requests", resumed)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("the look for unfinished erasure requests failed (%s)", type(exc))
+                log.warning(
+                    "the look for unfinished erasure requests failed (%s)", type(exc).__name__
+                )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), RESUME_INTERVAL)
 
     async def get(self, request_id: UUID) -> ErasureRequest:
         return await self._read(self.pool, request_id)
 
-    async def _read(self, conn: Any, request_id: UUID) -> ErasureRequest:
+    async def _read(self, conn: Queryable, request_id: UUID) -> ErasureRequest:
         row = await conn.fetchrow(
             "SELECT * FROM erasure_requests WHERE request_id = $1", request_id
         )
@@ -384,7 +387,7 @@ class ErasureRequests:
         next_cursor = None if last is None else cursors.encode([last.received_at, last.request_id])
         return RequestPage(found, next_cursor)
 
-    async def _open(self, row: asyncpg.Record, conn: Any = None) -> ErasureRequest:
+    async def _open(self, row: asyncpg.Record, conn: Queryable | None = None) -> ErasureRequest:
         key = await self.vault.system_key(REQUESTS_KEY, row["key_version"])
         request_id: UUID = row["request_id"]
 
