@@ -43,6 +43,7 @@ from api.routes.device import DeviceController
 from api.routes.export import MyExportController, PrivacyExportController
 from api.routes.live import LiveController
 from api.routes.ops import health, metrics, ready, signing_key
+from api.routes.privacy import MyErasureController, PrivacyController
 from api.routes.sessions import MyDevicesController, SessionsController
 from api.routes.sync import SyncController
 from api.routes.timeline import AgentTimelineController, MyTimelineController
@@ -101,6 +102,9 @@ def create_app(
             asyncio.create_task(
                 runtime.sweep_idle_applications(stop_following), name="continuity-expiry"
             ),
+            asyncio.create_task(
+                runtime.erasures.keep_resuming(stop_following), name="continuity-erasures"
+            ),
         ]
         freeze_start_up()
         follower = None
@@ -146,6 +150,8 @@ def create_app(
             PrivacyExportController,
             MyExportController,
             AccessAuditController,
+            PrivacyController,
+            MyErasureController,
             health,
             ready,
             metrics,

@@ -37,6 +37,7 @@ from api import (
     application_schemas,
     conversation_schemas,
     device_schemas,
+    privacy_schemas,
     schemas,
     sync_schemas,
 )
@@ -49,6 +50,7 @@ from api.problems import (
     CONFLICT,
     CONSENT_REQUIRED,
     DOMAIN_RULE,
+    ERASURE_NOT_COMPLETED,
     FORBIDDEN,
     HANDOFF_CODE_EXPIRED,
     HANDOFF_CODE_USED,
@@ -135,6 +137,13 @@ _SPECIFIC: dict[tuple[str, str], tuple[ProblemType, ...]] = {
     ("PUT", "/v1/me/consents/{purpose}"): (NOT_FOUND,),
     ("POST", "/v1/agent/conversations/{conversation_id}/turns"): (NOT_FOUND, CONSENT_REQUIRED),
     ("POST", "/v1/service/conversations/{conversation_id}/turns"): (NOT_FOUND, CONSENT_REQUIRED),
+    ("POST", "/v1/privacy/erasures"): (NOT_FOUND,),
+    ("GET", "/v1/privacy/erasures/{request_id}"): (NOT_FOUND,),
+    ("GET", "/v1/privacy/erasures/{request_id}/certificate"): (NOT_FOUND, ERASURE_NOT_COMPLETED),
+    ("GET", "/v1/privacy/subjects/{subject_id}/hold"): (NOT_FOUND,),
+    ("PUT", "/v1/privacy/subjects/{subject_id}/hold"): (NOT_FOUND, INVALID_STATE),
+    ("DELETE", "/v1/privacy/subjects/{subject_id}/hold"): (NOT_FOUND,),
+    ("DELETE", "/v1/privacy/suppressions"): (NOT_FOUND,),
 }
 """Problems only one operation answers, by method and path."""
 
@@ -346,6 +355,7 @@ def _body_struct(name: str) -> type[msgspec.Struct] | None:
         device_schemas,
         activity_schemas,
         sync_schemas,
+        privacy_schemas,
     ):
         struct = getattr(module, name, None)
         if (

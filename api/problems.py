@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
-from litestar.params import HeaderParameter
+from litestar.params import HeaderParameter, QueryParameter
 from litestar.plugins.problem_details import ProblemDetailsException
 from litestar.types import (
     ExceptionHandlersMap,
@@ -39,6 +39,7 @@ from aggregates.errors import (
 from api.issuers import TokenExpired
 from api.request_context import request_urn
 from continuity.cursors import BadCursor
+from continuity.erasure_requests import NotCompleted
 from continuity.errors import (
     ConcurrencyConflict,
     EventIdReused,
@@ -254,6 +255,13 @@ IDENTIFIER_SUPPRESSED = _type(
     " registering it, are refused until a compliance officer lifts the suppression"
     " (`continuity suppression lift`).",
 )
+ERASURE_NOT_COMPLETED = _type(
+    "erasure-not-completed",
+    409,
+    "Erasure not completed",
+    "The erasure request has no certificate yet: it is received, executing, blocked by a legal"
+    " hold, or failed (`GET /v1/privacy/erasures/{id}` says which).",
+)
 HANDOFF_CODE_WRONG = _type(
     "handoff-code-wrong",
     422,
@@ -319,6 +327,8 @@ def _domain(exc: DomainError) -> ProblemDetailsException:
         return NOT_FOUND(str(exc), field=exc.field)
     if isinstance(exc, Suppressed):
         return IDENTIFIER_SUPPRESSED(str(exc), field=exc.field)
+    if isinstance(exc, NotCompleted):
+        return ERASURE_NOT_COMPLETED(str(exc), field=exc.field)
     if isinstance(exc, InvalidState):
         return INVALID_STATE(str(exc), field=exc.field)
     if isinstance(exc, InvalidValue):
@@ -342,8 +352,9 @@ def _field_of(key: object, message: str) -> object:
 
 
 def _header_names(request: Request[Any, Any, Any]) -> dict[str, str]:
-    """The route's header parameters by their Python names: Litestar reports a header's error
-    under the handler's argument (`purpose`), the client knows it as `X-Purpose`."""
+    """The route's header parameters (and query parameters named apart from their argument) by
+    their Python names: Litestar reports a header's error under the handler's argument
+    (`purpose`), the client knows it as `X-Purpose` (and `only` as `state`)."""
     try:
         parameters = request.route_handler.parsed_fn_signature.parameters
     except (AttributeError, KeyError):  # no route (a 404), or no handler
@@ -352,7 +363,7 @@ def _header_names(request: Request[Any, Any, Any]) -> dict[str, str]:
     for name, parameter in parameters.items():
         definition = parameter.kwarg_definition
         header = getattr(definition, "header", None)
-        if header is None and isinstance(definition, HeaderParameter):
+        if header is None and isinstance(definition, HeaderParameter | QueryParameter):
             header = definition.name
         if isinstance(header, str):
             names[name] = header
@@ -368,7 +379,7 @@ def _validation(
         if isinstance(item, dict):
             message = str(item.get("message") or "")
             key = item.get("key")
-            if item.get("source") == "header" and isinstance(key, str):
+            if item.get("source") in ("header", "query") and isinstance(key, str):
                 key = headers.get(key, key)
             errors.append(
                 {

@@ -223,7 +223,8 @@ def token(
 @click.argument("subject", type=click.UUID)
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def erase_subject(subject: UUID, yes: bool) -> None:
-    """Crypto-shred a data subject: destroy their keys; print the certificate (JSON)."""
+    """Crypto-shred a data subject: destroy their keys; print the certificate (JSON). Refused
+    while a legal hold stands on the subject (or a guest linked to them)."""
     from continuity.erasure import shred_subject
     from continuity.runtime import Runtime
 
@@ -231,6 +232,14 @@ def erase_subject(subject: UUID, yes: bool) -> None:
         click.confirm(f"Destroy every key of subject {subject}? This cannot be undone", abort=True)
 
     async def go(runtime: Runtime) -> bytes:
+        hold = await runtime.holds.blocking(subject)
+        if hold is not None:
+            raise click.ClickException(
+                f"subject {hold.subject_id} is under a legal hold placed at"
+                f" {hold.placed_at.isoformat(timespec='seconds')}: nothing was erased. A"
+                " compliance officer lifts it (DELETE /v1/privacy/subjects/{id}/hold), which"
+                " carries out the erasure requests it blocked."
+            )
         certificate = await shred_subject(
             runtime.store, runtime.vault, subject, journal_file=runtime.erasure_journal
         )

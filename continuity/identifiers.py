@@ -17,6 +17,7 @@ import msgspec
 
 from aggregates.errors import DomainError, InvalidState, InvalidValue
 from continuity.db import Queryable
+from continuity.errors import SubjectErased
 from privacy.cipher import SystemKey, keyed_hash
 from privacy.vault import KeyVault
 
@@ -86,8 +87,11 @@ class Identifiers:
         self.pool = pool
         self.vault = vault
 
-    async def _digests(self, kind: Kind, value: str) -> list[bytes]:
+    async def digests(self, kind: Kind, value: str) -> list[bytes]:
         """The identifier's hash under every version of the key, the current one first."""
+        return await self._digests(kind, value)
+
+    async def _digests(self, kind: Kind, value: str) -> list[bytes]:
         current = await self.vault.system_key(IDENTIFIER_KEY)
         keys = [current] + [
             await self.vault.system_key(IDENTIFIER_KEY, v)
@@ -127,9 +131,11 @@ class Identifiers:
     async def register(self, subject_id: UUID, kind: Kind, value: str) -> bool:
         """Register the identifier to the subject: True if it is new, False if it was theirs
         already; InvalidState if it is another subject's, Suppressed if it was an erased
-        subject's and the suppression stands."""
+        subject's and the suppression stands, SubjectErased if the subject is erased."""
         digests = await self._digests(kind, value)
         key_version = (await self.vault.system_key(IDENTIFIER_KEY)).version
+        if await self.vault.erased_among([subject_id], self.pool):
+            raise SubjectErased(subject_id)  # its identifiers went to the suppression list
         if await self.pool.fetchval(
             "SELECT EXISTS (SELECT FROM suppressed_identifiers"
             " WHERE digest = ANY($1::bytea[]) AND lifted_at IS NULL)",

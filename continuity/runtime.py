@@ -31,12 +31,14 @@ from continuity.conversations import ConversationService
 from continuity.db import close_pool, create_pool, migrate, migrations
 from continuity.devices import Devices
 from continuity.embedded import start_embedded
+from continuity.erasure_requests import ErasureRequests
 from continuity.errors import IntegrityViolation
 from continuity.form_catalog import load_forms
 from continuity.guests import Guests
 from continuity.handoff import HandoffCodes, Limits
 from continuity.identifiers import Identifiers
 from continuity.inbound import InboundService
+from continuity.legal_holds import LegalHolds
 from continuity.live import LiveFeed
 from continuity.mapper import EventMapper
 from continuity.merge import GuestMerge
@@ -148,6 +150,8 @@ class Runtime:
     devices: Devices
     handoff: HandoffCodes
     guests: Guests
+    holds: LegalHolds
+    erasures: ErasureRequests
     erasure_journal: Path | None = None
     """The file erasures are journaled to after they commit (`erasure_journal.journal_file`)."""
 
@@ -252,6 +256,7 @@ class Runtime:
             idle_limit=applications.idle_limit,
             clock=applications.clock,
         )
+        holds = LegalHolds(pool, vault)
         runtime = cls(
             settings=settings,
             pool=pool,
@@ -285,6 +290,8 @@ class Runtime:
             handoff=handoff,
             guests=Guests(pool, vault, devices, handoff, merge),
             erasure_journal=journal,
+            holds=holds,
+            erasures=ErasureRequests(store, vault, identifiers, holds, journal),
         )
         try:
             await erasure_journal.open_journal(pool, await vault.signer(JOURNAL_KEY), journal)

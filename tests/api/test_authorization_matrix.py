@@ -93,6 +93,10 @@ AGENT: frozenset[Role] = frozenset({"agent"})
 SERVICE: frozenset[Role] = frozenset({"service"})
 COMPLIANCE: frozenset[Role] = frozenset({"compliance"})
 CHOICE = {"given": True, "policy_version": "2026-01"}
+HOLD = "/v1/privacy/subjects/{subject_id:uuid}/hold"
+NOBODY = {"email": "matrix-nobody@example.org"}
+"""An identifier no customer has: an officer's erasure request for it is a 404, so no caller
+erases the first customer before their own requests."""
 PURPOSE = {"X-Purpose": "the authorization matrix"}
 TURN = {"medium": "web_chat", "text": "One more thing"}
 REGISTERED = frozenset({200, 409})
@@ -229,6 +233,21 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/v1/me/export"): Rule(CUSTOMER),
     ("GET", "/v1/privacy/audit"): Rule(COMPLIANCE),
     ("GET", "/.well-known/continuity-signing-key"): Rule(PUBLIC),
+    ("POST", "/v1/privacy/erasures"): Rule(COMPLIANCE, ok=frozenset({404}), body=NOBODY),
+    ("GET", "/v1/privacy/erasures"): Rule(COMPLIANCE),
+    ("GET", "/v1/privacy/erasures/{request_id:uuid}"): Rule(
+        COMPLIANCE, ok=frozenset({404}), params={"request_id": str(uuid4())}
+    ),
+    ("GET", "/v1/privacy/erasures/{request_id:uuid}/certificate"): Rule(
+        COMPLIANCE, ok=frozenset({404}), params={"request_id": str(uuid4())}
+    ),
+    ("GET", HOLD): Rule(COMPLIANCE, ok=frozenset({404}), params={"subject_id": str(uuid4())}),
+    ("PUT", HOLD): Rule(
+        COMPLIANCE, ok=frozenset({404}), params={"subject_id": str(uuid4())}, body={"reason": "x"}
+    ),
+    ("DELETE", HOLD): Rule(COMPLIANCE, ok=frozenset({404}), params={"subject_id": str(uuid4())}),
+    ("DELETE", "/v1/privacy/suppressions"): Rule(COMPLIANCE, ok=frozenset({404}), body=NOBODY),
+    ("POST", "/v1/me/erasure"): Rule(CUSTOMER, ok=frozenset({202})),
     ("GET", "/health"): Rule(PUBLIC),
     ("GET", "/ready"): Rule(PUBLIC),
     ("GET", "/metrics"): Rule(PUBLIC),

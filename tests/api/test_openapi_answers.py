@@ -120,6 +120,15 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     },
     ("get", "/v1/me/export"): {"200", "304", "400", "401", "403", "410", "500"},
     ("get", "/v1/privacy/audit"): {"200", "400", "401", "403", "410", "500"},
+    ("post", "/v1/privacy/erasures"): {*WRITE_WITH_BODY, "201"} - {"409"},
+    ("get", "/v1/privacy/erasures"): {"200", "400", "401", "403", "410", "500"},
+    ("get", "/v1/privacy/erasures/{request_id}"): READ_ONE,
+    ("get", "/v1/privacy/erasures/{request_id}/certificate"): {*READ_ONE, "409"},
+    ("get", "/v1/privacy/subjects/{subject_id}/hold"): READ_ONE,
+    ("put", "/v1/privacy/subjects/{subject_id}/hold"): WRITE_WITH_BODY,
+    ("delete", "/v1/privacy/subjects/{subject_id}/hold"): READ_ONE,
+    ("delete", "/v1/privacy/suppressions"): {*WRITE_WITH_BODY, "204"} - {"200", "409"},
+    ("post", "/v1/me/erasure"): {"202", "401", "403", "410", "500"},
 }
 
 
@@ -205,6 +214,8 @@ async def test_specific_problems_are_where_they_apply(openapi: dict[str, Any]) -
     assert "stale-version" in types("put", "/v1/me/consents/{purpose}", "412")
     assert "not-found" in types("get", "/v1/me/consents/{purpose}", "404")
     assert types("get", "/health", "429") == {"rate-limited"}
+    certificate = "/v1/privacy/erasures/{request_id}/certificate"
+    assert types("get", certificate, "409") == {"erasure-not-completed"}
     unauthorized = openapi["paths"]["/v1/me/cart"]["get"]["responses"]["401"]
     assert "WWW-Authenticate" in unauthorized["headers"]
     assert "Retry-After" in openapi["paths"]["/health"]["get"]["responses"]["429"]["headers"]

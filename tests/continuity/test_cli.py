@@ -15,6 +15,8 @@ from click.testing import CliRunner
 
 from api.auth import ContinuityToken
 from continuity.cli import main
+from continuity.runtime import Runtime
+from continuity.settings import Settings
 from privacy.master_key import MasterKey
 from tests.helpers import SECRET
 from tests.server import running_server
@@ -155,3 +157,33 @@ def test_the_server_process_serves_the_tour_and_erases_from_the_cli(
         assert runner.invoke(main, ["suppression", "lift"], env=cli_env).exit_code == 2
         gone = httpx.get(f"{base}/v1/me/session", headers=laptop)
         assert gone.status_code == 410
+
+
+def test_erase_subject_refuses_a_subject_under_a_legal_hold(cli_env: dict[str, str]) -> None:
+    """The CLI honours a compliance officer's hold: nothing is erased until it is lifted."""
+    settings = Settings.from_env(cli_env)
+    customer, officer = uuid4(), uuid4()
+
+    async def hold(place: bool) -> bool:
+        url = cli_env["CONTINUITY_DATABASE_URL"]
+        runtime = await Runtime.open(settings, url, build_stale=False)
+        try:
+            if place:
+                await runtime.vault.key_for_writing(customer)  # the customer has data
+                await runtime.holds.place(customer, officer, "litigation, case 118")
+            else:
+                await runtime.holds.lift(customer, officer)
+            erased = await runtime.vault.erased_among([customer])
+            return bool(erased)
+        finally:
+            await runtime.close()
+
+    assert asyncio.run(hold(place=True)) is False
+    refused = CliRunner().invoke(main, ["erase-subject", str(customer), "--yes"], env=cli_env)
+    assert refused.exit_code == 1
+    assert "legal hold" in refused.output
+    assert "litigation" not in refused.output  # the reason is for compliance officers
+    assert asyncio.run(hold(place=False)) is False  # still not erased
+    erased = CliRunner().invoke(main, ["erase-subject", str(customer), "--yes"], env=cli_env)
+    assert erased.exit_code == 0, erased.output
+    assert json.loads(erased.output)["certificate"]["subject_id"] == str(customer)
