@@ -175,7 +175,9 @@ class Runtime:
         )
         metrics = metrics or Metrics()
         store = EventStore(pool, schema, metrics.observe_append)
-        vault = KeyVault(pool, schema, keyring or resolve_keyring(settings))
+        vault = KeyVault(
+            pool, schema, keyring or resolve_keyring(settings), period=settings.key_period
+        )
         await vault.start()
         mapper = EventMapper(vault)
         sessions = SealedViews(SESSION, vault, store, mapper)
