@@ -97,6 +97,9 @@ def create_app(
             asyncio.create_task(
                 runtime.sweep_idle_applications(stop_following), name="continuity-expiry"
             ),
+            asyncio.create_task(
+                runtime.apply_retention(stop_following), name="continuity-retention"
+            ),
         ]
         freeze_start_up()
         follower = None

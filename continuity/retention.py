@@ -27,17 +27,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 from uuid import UUID, uuid4
 
 import msgspec
 
 from continuity.catalog import forget_sealed, sealed_tables
+from continuity.db import Conn
 from continuity.devices import ACK_TIMEOUT
 from continuity.erasure import shred_subject
 from continuity.processes import acknowledged, publish
 from continuity.settings import RetentionPolicy
 from continuity.store import EventStore
-from continuity.subject_views import SealedViews
 from privacy.vault import CONVERSATION, EXPIRED, GENERAL, KeyVault
 
 BATCH = 100
@@ -46,6 +47,12 @@ _LOCK = 0x72657465  # "rete": one retention run at a time
 
 Progress = Callable[[str, int, int], None]
 """Called with a policy's name, how many subjects it has handled and how many it will."""
+
+
+class Refolding(Protocol):
+    """A subject view (`continuity.subject_views.SealedViews`) folded afresh from the log."""
+
+    async def refold(self, conn: Conn, subject_id: UUID, key_version: int | None) -> bool: ...
 
 
 class PolicyOutcome(msgspec.Struct, frozen=True):
@@ -78,7 +85,7 @@ async def run_retention(
     vault: KeyVault,
     policies: Sequence[RetentionPolicy],
     *,
-    views: Sequence[SealedViews[msgspec.Struct]] = (),
+    views: Sequence[Refolding] = (),
     now: datetime | None = None,
     progress: Progress | None = None,
 ) -> RetentionReport:
@@ -144,7 +151,7 @@ async def _expire_transcripts(
     policy: RetentionPolicy,
     cutoff: datetime,
     run_id: UUID,
-    views: Sequence[SealedViews[msgspec.Struct]],
+    views: Sequence[Refolding],
     progress: Progress | None,
 ) -> tuple[PolicyOutcome, list[int]]:
     """Destroy the conversation keys whose period ended before `cutoff`."""
