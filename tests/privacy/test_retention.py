@@ -4,17 +4,27 @@ the destroyed keys; a run is idempotent and recorded without personal data."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from uuid import uuid4
+from pathlib import Path
+from uuid import UUID, uuid4
 
+import asyncpg
+import httpx
 import pytest
+from click.testing import CliRunner
 
+from continuity.cli import main
 from continuity.retention import run_retention
 from continuity.runtime import Runtime
 from continuity.settings import RetentionPolicy, Settings, SettingsError, retention_policies
+from privacy.master_key import MasterKey
 from privacy.vault import CONVERSATION, GENERAL
+from tests.api.test_timeline_api import MINE, until_listed
 from tests.conftest import AppFactory, client_of
-from tests.helpers import TokenFactory
+from tests.continuity.test_cli import drop_schema
+from tests.helpers import SECRET, TokenFactory
 
 pytestmark = pytest.mark.anyio
 
@@ -118,6 +128,52 @@ async def test_old_turns_expire_recent_ones_stay_and_every_process_drops_the_key
         assert [tuple(r) for r in runs] == [("conversations", 1, 1, 2), ("conversations", 0, 0, 0)]
 
 
+async def test_no_view_or_rebuild_keeps_an_expired_turn(
+    runtime: Runtime, client: httpx.AsyncClient, auth: TokenFactory
+) -> None:
+    """The timeline's rows sealed with the destroyed key go; the session is folded afresh; and
+    rebuilding every projection from the log afterwards passes over the expired turn (no
+    version gap), which the conversation queue still counts."""
+    me = auth(uuid4())
+    clock = Clock()
+    runtime.vault.clock = clock
+    clock.at = datetime.now(UTC) - timedelta(days=100)
+    opened = await client.post(
+        "/v1/me/conversations", json={"medium": "web_chat", "text": OLD_TEXT}, headers=me
+    )
+    assert opened.status_code == 201, opened.text
+    conversation = opened.json()["conversation_id"]
+    clock.at = datetime.now(UTC)
+    said = await client.post(
+        f"/v1/me/conversations/{conversation}/turns",
+        json={"medium": "web_chat", "text": RECENT_TEXT},
+        headers=me,
+    )
+    assert said.status_code == 200, said.text
+    assert OLD_TEXT in str(await until_listed(client, me, 3))
+
+    policy = RetentionPolicy("conversations", timedelta(days=60))
+    report = await run_retention(runtime.store, runtime.vault, [policy], views=[runtime.sessions])
+
+    assert [(o.events_unreadable, o.projection_rows_deleted) for o in report.policies] == [(1, 1)]
+    listed = await client.get(MINE, params={"limit": 100}, headers=me)
+    assert listed.status_code == 200, listed.text
+    assert len(listed.json()["items"]) == 2
+    assert OLD_TEXT not in listed.text
+    for projection in runtime.projections:
+        await runtime.rebuilder.rebuild(projection)
+    session = await client.get("/v1/me/session", headers=me)
+    assert session.status_code == 200, session.text
+    assert OLD_TEXT not in session.text
+    assert RECENT_TEXT in session.text
+    listed = await client.get(MINE, params={"limit": 100}, headers=me)
+    assert len(listed.json()["items"]) == 2
+    turns = await runtime.pool.fetchval(
+        "SELECT turns FROM conversation_queue WHERE conversation_id = $1", UUID(conversation)
+    )
+    assert turns == 2
+
+
 async def test_idle_guests_are_shredded_active_and_linked_ones_are_not(
     runtime: Runtime, auth: TokenFactory
 ) -> None:
@@ -204,3 +260,56 @@ def test_retention_policies_are_parsed_and_bad_ones_named() -> None:
             retention_policies(bad)
     with pytest.raises(SettingsError, match="CONTINUITY_RETENTION_INTERVAL"):
         Settings.from_env({"CONTINUITY_RETENTION_INTERVAL": "-1"})
+
+
+@pytest.fixture
+def cli_env(database_url: str, tmp_path: Path) -> Iterator[dict[str, str]]:
+    schema = f"test_cli_{uuid4().hex[:12]}"
+    yield {
+        "CONTINUITY_DATABASE_URL": database_url,
+        "CONTINUITY_DATABASE_SCHEMA": schema,
+        "CONTINUITY_MASTER_KEY": MasterKey.generate().to_text(),
+        "CONTINUITY_JWT_SECRET": SECRET,
+        "CONTINUITY_DATA_DIR": str(tmp_path / "data"),
+    }
+    drop_schema(database_url, schema)
+
+
+def test_the_cli_applies_the_policies_and_prints_what_it_made_unreadable(
+    cli_env: dict[str, str], database_url: str
+) -> None:
+    runner = CliRunner()
+    assert runner.invoke(main, ["migrate"], env=cli_env).exit_code == 0
+    idle = uuid4()
+
+    async def an_idle_guest() -> None:
+        conn = await asyncpg.connect(
+            database_url, server_settings={"search_path": cli_env["CONTINUITY_DATABASE_SCHEMA"]}
+        )
+        try:
+            await conn.execute(
+                "INSERT INTO guests (subject_id, created_at)"
+                " VALUES ($1, now() - interval '9 days')",
+                idle,
+            )
+        finally:
+            await conn.close()
+
+    asyncio.run(an_idle_guest())
+    unset = runner.invoke(main, ["retention", "run"], env=cli_env)
+    assert unset.exit_code == 2
+    assert "CONTINUITY_RETENTION" in unset.output
+
+    env = {**cli_env, "CONTINUITY_RETENTION": "guests=7d,conversations=730d"}
+    ran = runner.invoke(main, ["retention", "run"], env=env)
+
+    assert ran.exit_code == 0, ran.output
+    assert "guests (older than 7 days): 1 subjects, 0 keys destroyed" in ran.output
+    assert "conversations (older than 730 days): 0 subjects" in ran.output
+    assert str(idle) not in ran.output  # counts, never who
+    again = runner.invoke(main, ["retention", "run", "--policy", "guests=7d"], env=cli_env)
+    assert again.exit_code == 0, again.output
+    assert "guests (older than 7 days): 0 subjects" in again.output
+    bad = runner.invoke(main, ["retention", "run", "--policy", "carts=1d"], env=cli_env)
+    assert bad.exit_code == 2
+    assert "--policy" in bad.output
