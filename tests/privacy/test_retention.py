@@ -24,7 +24,7 @@ from privacy.vault import CONVERSATION, GENERAL
 from tests.api.test_timeline_api import MINE, until_listed
 from tests.conftest import AppFactory, client_of
 from tests.continuity.test_cli import drop_schema
-from tests.helpers import SECRET, TokenFactory
+from tests.helpers import MUG, SECRET, TokenFactory
 
 pytestmark = pytest.mark.anyio
 
@@ -172,6 +172,32 @@ async def test_no_view_or_rebuild_keeps_an_expired_turn(
         "SELECT turns FROM conversation_queue WHERE conversation_id = $1", UUID(conversation)
     )
     assert turns == 2
+
+
+async def test_a_request_retried_after_its_key_period_ended_is_answered_not_refused(
+    runtime: Runtime, client: httpx.AsyncClient, auth: TokenFactory
+) -> None:
+    """A retry's digest is checked with the key its first attempt was recorded under, even
+    when the period of that key has ended since (an offline queue replays days later)."""
+    customer = uuid4()
+    clock = Clock()
+    runtime.vault.clock = clock
+    clock.at = datetime.now(UTC) - timedelta(days=40)  # the default period is 30 days
+    headers = {**auth(customer), "Idempotency-Key": str(uuid4())}
+    first = await client.post("/v1/me/cart/items", json=MUG, headers=headers)
+    assert first.status_code == 200, first.text
+    clock.at = datetime.now(UTC)
+    await runtime.vault.key_for_writing(customer)  # the next period's key is the current one
+
+    again = await client.post("/v1/me/cart/items", json=MUG, headers=headers)
+
+    assert again.status_code == 200, again.text
+    assert again.json()["version"] == first.json()["version"]
+    assert again.json()["items"][0]["quantity"] == 1
+    versions = await runtime.pool.fetchval(
+        "SELECT count(*) FROM subject_keys WHERE subject_id = $1", customer
+    )
+    assert versions == 2
 
 
 async def test_idle_guests_are_shredded_active_and_linked_ones_are_not(
