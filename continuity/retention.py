@@ -180,12 +180,7 @@ async def _expire_transcripts(
                 keys += len(receipt.key_versions)
                 events += receipt.events_unreadable
                 rows += await forget_sealed(conn, tables, subject_id, receipt.key_versions)
-                general = await conn.fetchval(
-                    "SELECT max(key_version) FROM subject_keys"
-                    " WHERE subject_id = $1 AND key_class = $2",
-                    subject_id,
-                    GENERAL,
-                )
+                general = (await vault.newest_versions([subject_id], GENERAL, conn)).get(subject_id)
                 for view in views:
                     await view.refold(conn, subject_id, general)
                 sent.append(await publish(conn, store.schema, EXPIRED, subject_id))

@@ -7,7 +7,6 @@ rebuilt from their events in the log, and a gap in the log itself is an integrit
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
@@ -253,18 +252,15 @@ class SealedViews(Generic[S]):
         self, subjects: Iterable[UUID], newest: Mapping[UUID, int], conn: Queryable | None = None
     ) -> dict[UUID, SubjectKey]:
         """The key each subject's document is sealed with: the newest general key among its
-        events (`_note_keys`), or its current general key when they had none (turns only);
-        absent when the key is gone."""
+        events (`_note_keys`), or their newest general key when these events had none (turns
+        only: every append takes the general key too, for its digests); absent when the key
+        is gone. Read on `conn` if given; no key is created here."""
         subjects = list(subjects)
-        keys = await self.vault.keys_for_reading(
-            ((s, newest[s]) for s in subjects if s in newest), conn
-        )
-        found = {s: keys[(s, newest[s])] for s in subjects if (s, newest.get(s)) in keys}
-        for subject in subjects:
-            if subject not in newest:
-                with contextlib.suppress(SubjectErased):
-                    found[subject] = await self.vault.key_for_writing(subject)
-        return found
+        versions = {s: newest[s] for s in subjects if s in newest}
+        if other := [s for s in subjects if s not in newest]:
+            versions.update(await self.vault.newest_versions(other, GENERAL, conn))
+        keys = await self.vault.keys_for_reading(versions.items(), conn)
+        return {s: keys[(s, v)] for s, v in versions.items() if (s, v) in keys}
 
     async def refold(self, conn: Conn, subject_id: UUID, key_version: int | None) -> bool:
         """Fold the subject's stored document afresh from the log and seal it with their

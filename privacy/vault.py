@@ -427,6 +427,19 @@ class KeyVault:
         keys = await self.keys_for_reading((subject_id, row[0]) for row in versions)
         return sorted(keys.values(), key=lambda key: -key.version)
 
+    async def newest_versions(
+        self, subject_ids: Iterable[UUID], key_class: str, conn: Queryable | None = None
+    ) -> dict[UUID, int]:
+        """Each subject's newest key version of `key_class` (none for a subject without one);
+        nothing is created."""
+        rows = await (conn or self.pool).fetch(
+            "SELECT subject_id, max(key_version) FROM subject_keys"
+            " WHERE subject_id = ANY($1::uuid[]) AND key_class = $2 GROUP BY subject_id",
+            list(set(subject_ids)),
+            key_class,
+        )
+        return {row[0]: row[1] for row in rows}
+
     async def expired_among(
         self, wanted: Iterable[tuple[UUID, int]], conn: Queryable | None = None
     ) -> set[tuple[UUID, int]]:

@@ -242,6 +242,7 @@ async def test_a_key_from_before_periods_is_closed_not_misread_and_versions_are_
     row = await runtime.pool.fetchrow(
         "SELECT not_before, not_after FROM subject_keys WHERE subject_id = $1", subject
     )
+    assert row is not None
     assert tuple(row) == (clock.at, None)
     await runtime.pool.execute(  # a key written before 0020 has no period at all
         "UPDATE subject_keys SET not_before = NULL WHERE subject_id = $1", subject
