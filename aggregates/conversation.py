@@ -365,6 +365,14 @@ class Conversation(Aggregate):
         self.agent_id = None
         self.moved_to = to
 
+    def pass_expired(self, version: int, at: datetime) -> None:
+        """Count a turn whose content retention made unreadable (the key of its period is
+        destroyed): only turns are sealed so (`continuity.mapper.KEY_CLASSES`), and the state
+        counts them, never holds them, so the conversation loads as it was."""
+        self.turns += 1
+        self._version = version
+        self._modified_on = at
+
     def _check_not_resolved(self) -> None:
         if self.status == "moved":
             raise InvalidState("the conversation moved to the account that signed in")

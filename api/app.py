@@ -105,6 +105,9 @@ def create_app(
             asyncio.create_task(
                 runtime.erasures.keep_resuming(stop_following), name="continuity-erasures"
             ),
+            asyncio.create_task(
+                runtime.apply_retention(stop_following), name="continuity-retention"
+            ),
         ]
         freeze_start_up()
         follower = None

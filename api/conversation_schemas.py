@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from uuid import UUID
 
 import msgspec
+from eventsourcing.utils import get_topic
 
 from aggregates.conversation import (
     MAX_ATTACHMENTS,
@@ -195,6 +196,7 @@ _KINDS: dict[type, Kind] = {
     Conversation.TurnImported: "turn",
     Conversation.MovedTo: "moved",
 }
+_KINDS_BY_TOPIC = {get_topic(cls): kind for cls, kind in _KINDS.items()}
 
 
 class TranscriptEntry(msgspec.Struct, omit_defaults=True):
@@ -223,6 +225,9 @@ class TranscriptEntry(msgspec.Struct, omit_defaults=True):
     """Imported: the guest's conversation this one was moved from at sign-in."""
     moved_to: UUID | None = None
     """Moved: the signed-in customer's conversation this one went on as."""
+    expired: bool = False
+    """A turn past retention: the key of its period is destroyed, so only its kind, time and
+    channel remain."""
 
     @classmethod
     def of(cls, envelope: Envelope) -> TranscriptEntry:
@@ -230,12 +235,13 @@ class TranscriptEntry(msgspec.Struct, omit_defaults=True):
         meta = envelope.meta
         entry = cls(
             version=envelope.version,
-            kind=_KINDS[type(event)],
+            kind=_KINDS_BY_TOPIC[envelope.topic] if event is None else _KINDS[type(event)],
             at=envelope.recorded_at,
             channel=envelope.channel,
             actor_type=meta.actor_type if meta is not None else "system",
             device=meta.device if meta is not None else None,
             actor_id=meta.actor_id if meta is not None else None,
+            expired=envelope.expired,
         )
         if isinstance(event, Conversation.Opened):
             entry.medium = event.medium

@@ -163,6 +163,8 @@ async def event_stream(
             elif envelope.erased:
                 if subject_id is not None:
                     return  # the subject's data is gone: a reconnect is answered 410
+            elif envelope.expired:
+                continue  # past retention (a resume from long ago): nothing left to say
             else:
                 yield render(envelope)
     except StreamEnded:

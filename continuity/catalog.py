@@ -64,3 +64,39 @@ async def forget(conn: Conn, subject_id: UUID) -> int:
             )
             deleted += int(status.split()[-1])
     return deleted
+
+
+async def sealed_tables(conn: Queryable) -> list[tuple[str, str]]:
+    """(table, subject column) of every projection table in the catalog, and of a rebuild's
+    side table under way, whose rows record the key that sealed them (`key_version`)."""
+    found: list[tuple[str, str]] = []
+    for row in await conn.fetch(
+        "SELECT t.name, t.subject_column FROM projections p,"
+        " unnest(p.tables, p.subject_columns) AS t(name, subject_column)"
+        " WHERE t.subject_column IS NOT NULL ORDER BY t.name"
+    ):
+        for physical in (row["name"], side(row["name"])):
+            if await conn.fetchval(
+                "SELECT EXISTS (SELECT FROM information_schema.columns"
+                " WHERE table_schema = current_schema() AND table_name = $1"
+                " AND column_name = 'key_version')",
+                physical,
+            ):
+                found.append((physical, row["subject_column"]))
+    return found
+
+
+async def forget_sealed(
+    conn: Conn, tables: list[tuple[str, str]], subject_id: UUID, key_versions: list[int]
+) -> int:
+    """Delete the subject's rows sealed with one of `key_versions` (destroyed by retention)
+    from `tables` (`sealed_tables`); returns how many rows went."""
+    deleted = 0
+    for table, column in tables:
+        status = await conn.execute(
+            f'DELETE FROM "{table}" WHERE "{column}" = $1 AND key_version = ANY($2::int[])',
+            subject_id,
+            key_versions,
+        )
+        deleted += int(status.split()[-1])
+    return deleted

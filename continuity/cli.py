@@ -250,6 +250,76 @@ def erase_subject(subject: UUID, yes: bool) -> None:
 
 
 @main.group()
+def retention() -> None:
+    """Retention by age (CONTINUITY_RETENTION): make old data unreadable by destroying keys."""
+
+
+@retention.command("run")
+@click.option(
+    "--policy",
+    "policies",
+    default=None,
+    help="Policies to apply instead of CONTINUITY_RETENTION, such as conversations=730d.",
+)
+def retention_run(policies: str | None) -> None:
+    """Apply the retention policies now; print what was made unreadable (no personal data)."""
+    from continuity.retention import RetentionBusy, RetentionReport, run_retention
+    from continuity.runtime import Runtime
+    from continuity.settings import retention_policies
+
+    settings = _settings()
+    try:
+        chosen = retention_policies(policies) if policies is not None else settings.retention
+    except SettingsError as exc:
+        raise click.UsageError(str(exc).replace("CONTINUITY_RETENTION", "--policy")) from None
+    if not chosen:
+        raise click.UsageError("no retention policy: set CONTINUITY_RETENTION or pass --policy")
+
+    async def go(runtime: Runtime) -> RetentionReport:
+        bars: dict[str, Any] = {}
+
+        def progress(policy: str, done: int, total: int) -> None:
+            bar = bars.get(policy)
+            if bar is None:
+                bar = bars[policy] = click.progressbar(
+                    length=max(total, 1), label=f"{policy}: {total:,} subjects", file=sys.stderr
+                )
+                bar.__enter__()
+            bar.update(done - bar.pos)
+            if done >= total:
+                bar.render_finish()
+
+        try:
+            return await run_retention(
+                runtime.store,
+                runtime.vault,
+                chosen,
+                views=[runtime.sessions],
+                progress=progress,
+                journal_file=runtime.erasure_journal,
+            )
+        finally:
+            for bar in bars.values():
+                bar.__exit__(None, None, None)
+
+    try:
+        report = _with_runtime(settings, go)
+    except RetentionBusy as exc:
+        raise click.ClickException(str(exc)) from None
+    for outcome in report.policies:
+        click.echo(
+            f"{outcome.policy} (older than {outcome.max_age_days:g} days):"
+            f" {outcome.subjects:,} subjects, {outcome.keys_destroyed:,} keys destroyed,"
+            f" {outcome.events_unreadable:,} events now unreadable,"
+            f" {outcome.projection_rows_deleted:,} projection rows deleted"
+        )
+    click.echo(
+        f"run {report.run_id}: {len(report.processes_acknowledged)} processes dropped the keys"
+        + (f", {len(report.processes_missing)} did not answer" if report.processes_missing else "")
+    )
+
+
+@main.group()
 def suppression() -> None:
     """The suppression list: erased customers' identifiers, refused until lifted."""
 

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from uuid import UUID
 
 import msgspec
+from eventsourcing.utils import get_topic
 
 from aggregates.conversation import Conversation, Status
 from continuity import cursors
@@ -66,6 +67,10 @@ _STATUS: dict[type, Status] = {
 }
 
 
+_TURNS = frozenset(get_topic(cls) for cls in (Conversation.TurnAdded, Conversation.TurnImported))
+"""The topics of turns, which retention may expire (counted still, by topic)."""
+
+
 @dataclass
 class _Change:
     version: int
@@ -77,7 +82,9 @@ class _Change:
     def apply(self, envelope: Envelope) -> None:
         self.version, self.last_activity = envelope.version, envelope.recorded_at
         event = envelope.event
-        if isinstance(event, Conversation.TurnAdded | Conversation.TurnImported):
+        if isinstance(event, Conversation.TurnAdded | Conversation.TurnImported) or (
+            envelope.expired and envelope.topic in _TURNS
+        ):
             self.turns += 1
         status = _STATUS.get(type(event))
         if status is not None:

@@ -217,7 +217,7 @@ class ConversationService:
     ) -> tuple[Conversation, list[Envelope]]:
         """The conversation and its newest `limit` events before version `before` (all of
         them, oldest first, if there are no more): the transcript with its handoffs, each with
-        who wrote it, where and when."""
+        who wrote it, where and when. Turns retention expired are placeholders (`expired`)."""
         conversation = await self.get(conversation_id, subject_id)
         size = min(max(limit, 1), MAX_TRANSCRIPT_PAGE)
         records = await self.repository.store.select_events(
@@ -228,7 +228,7 @@ class ConversationService:
         )
         envelopes = await self.repository.mapper.to_envelopes(list(reversed(records)))
         for envelope in envelopes:
-            if envelope.event is None:
+            if envelope.erased:  # an expired turn stays, as a placeholder
                 raise SubjectErased(envelope.subject_id)
         return conversation, envelopes
 

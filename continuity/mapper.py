@@ -30,12 +30,13 @@ import msgspec
 from eventsourcing.domain import DomainEvent
 from eventsourcing.utils import get_topic, resolve_topic
 
+from aggregates.conversation import Conversation
 from aggregates.metadata import EventMeta
 from continuity.db import Queryable
 from continuity.errors import IntegrityViolation
 from continuity.store import NewEvent, RecordedEvent
 from privacy.cipher import DecryptionFailed, SubjectKey, event_aad, keyed_digest, seal, unseal
-from privacy.vault import KeyVault
+from privacy.vault import CONVERSATION, GENERAL, KeyVault
 from projections.envelope import Envelope
 
 _FROM_COLUMNS = ("originator_id", "originator_version", "timestamp")
@@ -188,6 +189,20 @@ def _codec_for_topic(topic: str) -> _Codec:
     return _codec_for_class(cls)
 
 
+KEY_CLASSES: dict[type[DomainEvent], str] = {
+    Conversation.TurnAdded: CONVERSATION,
+    Conversation.TurnImported: CONVERSATION,
+}
+"""The events sealed with a key of their own class rather than the subject's `GENERAL` one:
+what retention may expire by age without breaking the aggregate they belong to (a
+conversation's turns: its state counts them, never holds them)."""
+
+
+def key_class(event: DomainEvent) -> str:
+    """The class of the subject's key that seals `event`."""
+    return KEY_CLASSES.get(type(event), GENERAL)
+
+
 class EventMapper:
     """Turns domain events into sealed rows, and rows into envelopes for the domain and folds."""
 
@@ -204,14 +219,18 @@ class EventMapper:
     ) -> list[NewEvent]:
         """Seal `events`. With `request` (a fingerprint of the command that produced them) each
         row's digest identifies the request, so a retry matches even if the state moved on."""
-        key = await self.vault.key_for_writing(subject_id)
+        keys = {GENERAL: await self.vault.key_for_writing(subject_id)}
+        for event in events:
+            cls = key_class(event)
+            if cls not in keys:
+                keys[cls] = await self.vault.key_for_writing(subject_id, cls)
         return [
             self.seal_event(
-                key,
+                keys[key_class(event)],
                 meta,
                 event,
                 event_id,
-                None if request is None else request_digest(key, request, index),
+                None if request is None else request_digest(keys[GENERAL], request, index),
             )
             for index, (event, event_id) in enumerate(zip(events, event_ids, strict=True))
         ]
@@ -260,25 +279,35 @@ class EventMapper:
     async def to_envelopes(
         self, records: Sequence[RecordedEvent], conn: Queryable | None = None
     ) -> list[Envelope]:
-        """Decrypt `records`. Rows of erased subjects become placeholders; a row whose tag does
-        not verify, or whose key is missing without an erasure, raises IntegrityViolation.
-        Keys not cached are read on `conn` if given."""
+        """Decrypt `records`. Rows of erased subjects, and rows whose key retention destroyed
+        (`expired` placeholders), become placeholders; a row whose tag does not verify, or
+        whose key is missing without either, raises IntegrityViolation. Keys not cached are
+        read on `conn` if given."""
         if not records:
             return []
         keys = await self.vault.keys_for_reading(
             ((r.subject_id, r.key_version) for r in records), conn
         )
-        keyless = {r.subject_id for r in records if (r.subject_id, r.key_version) not in keys}
-        erased = await self.vault.erased_among(keyless, conn) if keyless else set()
+        keyless = {
+            (r.subject_id, r.key_version)
+            for r in records
+            if (r.subject_id, r.key_version) not in keys
+        }
+        erased = await self.vault.erased_among((s for s, _ in keyless), conn) if keyless else set()
+        left = {pair for pair in keyless if pair[0] not in erased}
+        expired = await self.vault.expired_among(left, conn) if left else set()
         envelopes = []
         for record in records:
             key = keys.get((record.subject_id, record.key_version))
             if key is None:
-                if record.subject_id not in erased:
+                if record.subject_id in erased:
+                    envelopes.append(_placeholder(record))
+                elif (record.subject_id, record.key_version) in expired:
+                    envelopes.append(_placeholder(record, expired=True))
+                else:
                     raise IntegrityViolation(
                         f"the event at position {record.position}: its subject's key is missing"
                     )
-                envelopes.append(_placeholder(record))
             else:
                 envelopes.append(_open(key, record))
         return envelopes
@@ -326,8 +355,8 @@ def _open(key: SubjectKey, record: RecordedEvent) -> Envelope:
     return envelope(record, record.position, event, meta)
 
 
-def _placeholder(record: RecordedEvent) -> Envelope:
-    return envelope(record, record.position, None, None)
+def _placeholder(record: RecordedEvent, *, expired: bool = False) -> Envelope:
+    return envelope(record, record.position, None, None, expired=expired)
 
 
 def envelope(
@@ -335,6 +364,8 @@ def envelope(
     position: int,
     event: DomainEvent | None,
     meta: EventMeta | None,
+    *,
+    expired: bool = False,
 ) -> Envelope:
     """What a fold receives: a row read back, or one just appended at `position`."""
     return Envelope(
@@ -348,4 +379,5 @@ def envelope(
         key_version=row.key_version,
         event=event,
         meta=meta,
+        expired=expired,
     )

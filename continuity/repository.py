@@ -24,6 +24,7 @@ from continuity.mapper import EventMapper, request_digest
 from continuity.registry import Projected, Reads, Registry
 from continuity.store import EventStore, NewEvent
 from privacy.cipher import DecryptionFailed
+from privacy.vault import GENERAL
 from projections.envelope import Envelope
 
 A = TypeVar("A", bound=Aggregate)
@@ -166,7 +167,7 @@ class Repository:
         records = await self.store.select_streams(ids, based)
         envelopes = await self.mapper.to_envelopes(records)
         for envelope in envelopes:
-            if envelope.event is None:
+            if envelope.erased:
                 raise SubjectErased(envelope.subject_id)
             current = aggregates.get(envelope.stream_id)
             follows = current.version if current is not None else 0
@@ -175,6 +176,9 @@ class Repository:
                     f"stream {envelope.stream_id}: version {envelope.version} does not follow"
                     f" version {follows}"
                 )
+            if envelope.event is None:  # expired by retention
+                _pass_expired(current, envelope)
+                continue
             mutated = cast(Aggregate.Event, envelope.event).mutate(current)
             if not isinstance(mutated, cls):
                 raise TypeError(f"stream {envelope.stream_id} is not a {cls.__name__}")
@@ -264,13 +268,21 @@ class Repository:
         if not labelled:
             return Saved([])
         pending = [(event, subject_id, meta) for event, subject_id, meta, *_ in labelled]
-        keys = {
-            subject_id: await self.mapper.vault.key_for_writing(subject_id)
+        vault = self.mapper.vault
+        keys = {  # the digests and snapshots take the general key; each event its class's
+            subject_id: await vault.key_for_writing(subject_id)
             for subject_id in dict.fromkeys(subject for _, subject, _ in pending)
+        }
+        classed = {
+            (subject_id, cls): await vault.key_for_writing(subject_id, cls)
+            for subject_id, cls in dict.fromkeys(
+                (subject, mapping.key_class(event)) for event, subject, _ in pending
+            )
+            if cls != GENERAL
         }
         rows = [
             EventMapper.seal_event(
-                keys[subject_id],
+                classed.get((subject_id, mapping.key_class(event)), keys[subject_id]),
                 meta,
                 event,
                 event_id,
@@ -347,6 +359,18 @@ class Repository:
             rows, expected, project=in_transaction
         )
         return Saved(positions, {} if replayed else projected, [row.event_id for row in rows])
+
+
+def _pass_expired(aggregate: Aggregate | None, envelope: Envelope) -> None:
+    """Step `aggregate` over an event whose period's key retention destroyed: only an
+    aggregate that says how (`pass_expired`) can, and only after its first event."""
+    step = getattr(aggregate, "pass_expired", None)
+    if step is None:
+        raise IntegrityViolation(
+            f"stream {envelope.stream_id}: version {envelope.version} expired, and"
+            f" {type(aggregate).__name__} cannot be loaded without it"
+        )
+    step(envelope.version, envelope.recorded_at)
 
 
 _Labelled = tuple[DomainEvent, UUID, EventMeta, UUID, bytes, int]

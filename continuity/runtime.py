@@ -48,6 +48,7 @@ from continuity.projection import Projection
 from continuity.rebuild import Rebuilder
 from continuity.registry import Registry
 from continuity.repository import Repository
+from continuity.retention import RetentionBusy, run_retention
 from continuity.runner import ProjectionRunner
 from continuity.settings import MIN_JWT_SECRET, Settings, SettingsError
 from continuity.store import EventStore
@@ -189,7 +190,9 @@ class Runtime:
         )
         metrics = metrics or Metrics()
         store = EventStore(pool, schema, metrics.observe_append)
-        vault = KeyVault(pool, schema, keyring or resolve_keyring(settings))
+        vault = KeyVault(
+            pool, schema, keyring or resolve_keyring(settings), period=settings.key_period
+        )
         await vault.start()
         mapper = EventMapper(vault)
         sessions = SealedViews(SESSION, vault, store, mapper)
@@ -338,6 +341,39 @@ class Runtime:
                 log.warning("the idle applications' sweep failed (%s)", type(exc).__name__)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), SWEEP_INTERVAL)
+
+    async def apply_retention(self, stop: asyncio.Event) -> None:
+        """Run the retention policies every `retention_interval` seconds until `stop` is set
+        (when configured; one process at a time runs, the others skip that turn)."""
+        interval = self.settings.retention_interval
+        if interval is None or not self.settings.retention:
+            return
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval)
+            if stop.is_set():
+                return
+            try:
+                report = await run_retention(
+                    self.store,
+                    self.vault,
+                    self.settings.retention,
+                    views=[self.sessions],
+                    journal_file=self.erasure_journal,
+                )
+            except RetentionBusy:
+                continue
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("the retention run failed (%s)", type(exc).__name__)
+                continue
+            for outcome in report.policies:
+                if outcome.keys_destroyed:
+                    log.info(
+                        "retention %s: %d keys destroyed, %d events now unreadable",
+                        outcome.policy,
+                        outcome.keys_destroyed,
+                        outcome.events_unreadable,
+                    )
 
     async def database_reachable(self) -> bool:
         try:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qs, urlsplit
@@ -28,6 +30,19 @@ WORKERS_BY_DEFAULT = 4
 MAX_WORKERS = 64
 
 LogFormat = Literal["text", "json"]
+PolicyName = Literal["conversations", "guests"]
+POLICIES: tuple[PolicyName, ...] = ("conversations", "guests")
+"""What retention by age can expire: conversation transcripts' turns (by the periods of their
+keys), and idle guests (crypto-shredded whole)."""
+_AGE = re.compile(r"(\d+)([dh]?)")
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    """Data of kind `name` older than `max_age` is made unreadable by `continuity retention`."""
+
+    name: PolicyName
+    max_age: timedelta
 
 
 class SettingsError(ValueError):
@@ -77,6 +92,14 @@ class Settings:
     erasure_journal: Path | None = None
     """The file the erasure journal is copied to (`continuity.erasure_journal.journal_file`
     says where it goes when unset): keep it apart from the database's backups."""
+    key_period_days: int = 30
+    """Days a subject's data key is written with before the next one is created (0: keys do
+    not roll over); what retention by age destroys a period at a time."""
+    retention: tuple[RetentionPolicy, ...] = ()
+    """Retention by age (`CONTINUITY_RETENTION`): nothing expires unless configured."""
+    retention_interval: float | None = None
+    """Seconds between two retention runs inside the server (None: only `continuity
+    retention run` applies the policies)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -174,7 +197,48 @@ class Settings:
             handoff_minutes=integer("HANDOFF_MINUTES", cls.handoff_minutes, 1, 60),
             redeem_failures=integer("REDEEM_FAILURES", cls.redeem_failures, 1, 1000),
             erasure_journal=_path(text("ERASURE_JOURNAL")),
+            key_period_days=integer("KEY_PERIOD_DAYS", cls.key_period_days, 0, 3650),
+            retention=retention_policies(text("RETENTION")),
+            retention_interval=(
+                seconds("RETENTION_INTERVAL", 3600, 7 * 24 * 3600)
+                if text("RETENTION_INTERVAL") is not None
+                else None
+            ),
         )
+
+    @property
+    def key_period(self) -> timedelta | None:
+        return timedelta(days=self.key_period_days) if self.key_period_days else None
+
+
+def retention_policies(raw: str | None) -> tuple[RetentionPolicy, ...]:
+    """`conversations=730d,guests=30d`: each policy once, its age in days (`d`, or a bare
+    number) or hours (`h`), more than zero."""
+    if raw is None:
+        return ()
+    found: dict[PolicyName, RetentionPolicy] = {}
+    for part in raw.split(","):
+        name, sep, age = (piece.strip() for piece in part.partition("="))
+        if not sep or name not in POLICIES:
+            raise SettingsError(
+                f"CONTINUITY_RETENTION: {part.strip()!r} is not one of"
+                f" {', '.join(f'{p}=AGE' for p in POLICIES)}"
+            )
+        match = _AGE.fullmatch(age)
+        if match is None or int(match.group(1)) == 0:
+            raise SettingsError(
+                f"CONTINUITY_RETENTION: the age of {name} is a number of days such as 730d,"
+                f" or hours such as 48h, more than zero; got {age!r}"
+            )
+        if name in found:
+            raise SettingsError(f"CONTINUITY_RETENTION: {name} is given twice")
+        count = int(match.group(1))
+        if count > 100 * 366 * (24 if match.group(2) == "h" else 1):
+            raise SettingsError(f"CONTINUITY_RETENTION: the age of {name} is at most 100 years")
+        max_age = timedelta(hours=count) if match.group(2) == "h" else timedelta(days=count)
+        policy: PolicyName = "conversations" if name == "conversations" else "guests"
+        found[policy] = RetentionPolicy(policy, max_age)
+    return tuple(found.values())
 
 
 def _path(value: str | None) -> Path | None:

@@ -8,7 +8,7 @@ rebuilt from their events in the log, and a gap in the log itself is an integrit
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 from uuid import UUID
 
@@ -17,11 +17,11 @@ import msgspec
 from continuity.db import Conn, Queryable
 from continuity.errors import IntegrityViolation, SubjectErased
 from continuity.group_commit import ViewWrite
-from continuity.mapper import EventMapper
+from continuity.mapper import EventMapper, key_class
 from continuity.projection import Mode, Placement
 from continuity.store import EventStore
 from privacy.cipher import DecryptionFailed, SubjectKey, row_aad, seal, unseal
-from privacy.vault import KeyVault
+from privacy.vault import GENERAL, KeyVault
 from projections.envelope import Envelope, VersionGap
 from projections.tables import Table
 from projections.view import Folded, SubjectView
@@ -123,7 +123,7 @@ class SealedViews(Generic[S]):
         gone += await self._write(conn, table, documents, newest)
         if gone:
             await self._forget_unreadable(conn, table, gone)
-        return {subject: documents[subject].state for subject in newest if subject not in gone}
+        return {subject: documents[subject].state for subject in batches if subject not in gone}
 
     @property
     def select_row(self) -> str:
@@ -171,10 +171,10 @@ class SealedViews(Generic[S]):
                 return None
             _note_keys(newest, subject, batch)
             documents[subject] = (self.view.fold(folded, batch), before.revision)
-        keys = await self.vault.keys_for_reading((s, newest[s]) for s in documents)
+        keys = await self._sealing_keys(documents, newest)
         writes: list[ViewWrite] = []
         for subject, (folded, revision) in documents.items():
-            key = keys.get((subject, newest[subject]))
+            key = keys.get(subject)
             if key is None:
                 return None
             body = self._seal(key, subject, folded)
@@ -228,13 +228,11 @@ class SealedViews(Generic[S]):
     ) -> list[UUID]:
         """Seal and upsert `documents`, each with its subject's key at `newest`; returns the
         subjects whose key is gone (nothing is written for them)."""
-        keys = await self.vault.keys_for_reading(
-            ((subject, newest[subject]) for subject in documents), conn
-        )
+        keys = await self._sealing_keys(documents, newest, conn)
         sealed: list[tuple[UUID, int, int, bytes]] = []
         gone: list[UUID] = []
         for subject, folded in documents.items():
-            key = keys.get((subject, newest[subject]))
+            key = keys.get(subject)
             if key is None:
                 gone.append(subject)
                 continue
@@ -249,6 +247,36 @@ class SealedViews(Generic[S]):
                 *map(list, zip(*sealed, strict=True)),
             )
         return gone
+
+    async def _sealing_keys(
+        self, subjects: Iterable[UUID], newest: Mapping[UUID, int], conn: Queryable | None = None
+    ) -> dict[UUID, SubjectKey]:
+        """The key each subject's document is sealed with: the newest general key among its
+        events (`_note_keys`), or their newest general key when these events had none (turns
+        only: every append takes the general key too, for its digests); absent when the key
+        is gone. Read on `conn` if given; no key is created here."""
+        subjects = list(subjects)
+        versions = {s: newest[s] for s in subjects if s in newest}
+        if other := [s for s in subjects if s not in newest]:
+            versions.update(await self.vault.newest_versions(other, GENERAL, conn))
+        keys = await self.vault.keys_for_reading(versions.items(), conn)
+        return {s: keys[(s, v)] for s, v in versions.items() if (s, v) in keys}
+
+    async def refold(self, conn: Conn, subject_id: UUID, key_version: int | None) -> bool:
+        """Fold the subject's stored document afresh from the log and seal it with their
+        general key `key_version`, inside the caller's transaction (retention: what the
+        expired events said leaves the view). False if they have no row."""
+        table = self.view.table
+        if not await conn.fetchval(
+            f"SELECT EXISTS (SELECT FROM {table} WHERE subject_id = $1 FOR UPDATE)", subject_id
+        ):
+            return False
+        folded = await self._refold(conn, subject_id)
+        newest = {} if key_version is None else {subject_id: key_version}
+        gone = await self._write(conn, table, {subject_id: folded}, newest)
+        if gone:
+            await self._forget_unreadable(conn, table, gone)
+        return True
 
     async def _forget_unreadable(self, conn: Conn, table: str, subjects: list[UUID]) -> None:
         """Subjects whose key went while their events were in flight: erased ones lose their
@@ -336,7 +364,12 @@ def _by_subject(envelopes: list[Envelope]) -> dict[UUID, list[Envelope]]:
 
 
 def _note_keys(newest: dict[UUID, int], subject: UUID, batch: list[Envelope]) -> None:
-    """Remember the newest key version `subject`'s events were sealed with."""
-    version = max(envelope.key_version for envelope in batch)
-    if version > newest.get(subject, 0):
-        newest[subject] = version
+    """Remember the newest general key version `subject`'s events were sealed with (a key of
+    another class, such as a transcript's, may expire by age: never the view's)."""
+    versions = [
+        envelope.key_version
+        for envelope in batch
+        if envelope.event is not None and key_class(envelope.event) == GENERAL
+    ]
+    if versions and max(versions) > newest.get(subject, 0):
+        newest[subject] = max(versions)

@@ -1,10 +1,12 @@
 """The key vault: per-subject AES-256 data keys, stored only wrapped by the master key (KEK),
 and the system keys that no erasure touches (`privacy.system_keys`).
 
-`key_version` names one of a subject's keys. Today a subject has one; with retention by age it
-will name a period (one key per period, so expiring a period destroys one key). Nothing here
-assumes a number: the key for writing is the subject's highest version, and readers ask for the
-version each row records.
+`key_version` names one of a subject's keys: one increasing number per subject. Each key has a
+class (`GENERAL`, or `CONVERSATION` for transcript turns) and, once keys roll over (`period`), a
+period it is written in: the key for writing is the class's newest, and a new one is created
+when the clock passes its period's end (migration 0020). Readers ask for the version each row
+records, whatever its class or period. Retention (`expire`) destroys the keys of periods past a
+policy's age, so what they sealed reads as placeholders while the log keeps every row.
 
 Unwrapped keys live in an LRU cache. Erasure deletes the wrapped keys, writes a tombstone, and
 tells every process (NOTIFY on `<schema>_keys`) to drop the key. Three rules keep an erased
@@ -29,9 +31,9 @@ import contextlib
 import logging
 import secrets
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import asyncpg
@@ -46,18 +48,40 @@ from privacy.system_keys import SystemKeys
 
 Queryable = asyncpg.Pool | asyncpg.Connection | PoolConnectionProxy
 
-# "keys": the per-subject lock class, taken exclusively by key creation (subject_keys_current,
-# migration 0010) and shred, shared by appends.
+# "keys": the per-subject lock class, taken exclusively by key creation (subject_keys_for_writing,
+# migration 0020), shred and expire, shared by appends.
 _KEY_LOCK = 0x6B657973
 
 logger = logging.getLogger(__name__)
 
 ERASED = "erased"
 """The kind of broadcast that says a subject's keys are destroyed."""
+EXPIRED = "expired"
+"""The kind of broadcast that says some of a subject's keys were destroyed by retention: the
+subject's cached keys are dropped (those still there are fetched again)."""
+
+GENERAL = "general"
+"""The class of key that seals a subject's data unless another class says otherwise."""
+CONVERSATION = "conversation"
+"""The class of key that seals conversation transcripts' turns, which retention may expire
+while the conversation itself (its status, who has it) stays readable."""
 
 
 def _wrap_context(subject_id: UUID, version: int) -> bytes:
     return b"continuity-dek-v1" + subject_id.bytes + version.to_bytes(4, "big")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class ExpiryReceipt:
+    """What `expire` destroyed of one subject's keys."""
+
+    subject_id: UUID
+    key_versions: list[int]
+    events_unreadable: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +107,8 @@ class KeyVault:
     that read them before the erasure cannot cache them, by the epoch). `retry_delay` starts
     the LISTEN reconnect back-off, doubling up to `retry_max_delay`; every `liveness_interval`
     seconds a probe that takes more than `probe_timeout` counts the LISTEN connection as lost.
+    `period` is how long a key is written with before the next one is created (None: keys do
+    not roll over); `clock` says when now is (tests move it).
     """
 
     def __init__(
@@ -97,6 +123,8 @@ class KeyVault:
         retry_max_delay: float = 30.0,
         liveness_interval: float = 10.0,
         probe_timeout: float = 5.0,
+        period: timedelta | None = None,
+        clock: Callable[[], datetime] = _now,
     ) -> None:
         self.pool = pool
         self.wrapper = wrapper
@@ -107,8 +135,11 @@ class KeyVault:
         self.retry_max_delay = retry_max_delay
         self.liveness_interval = liveness_interval
         self.probe_timeout = probe_timeout
+        self.period = period
+        self.clock = clock
         self._cache: OrderedDict[UUID, dict[int, SubjectKey]] = OrderedDict()
-        self._current: dict[UUID, int] = {}
+        self._current: dict[UUID, dict[str, tuple[int, datetime | None]]] = {}
+        """Per subject and class: the version for writing and the end of its period."""
         self._erased: OrderedDict[UUID, None] = OrderedDict()
         self._epoch = 0
         self._listening = False
@@ -251,9 +282,12 @@ class KeyVault:
     def on_broadcast(self, kind: str, target: UUID) -> None:
         """A broadcast every process applies and acknowledges (`continuity.processes`): for
         `ERASED`, the subject's keys leave this process, so an erasure that waits for every
-        live process's acknowledgement knows no process holds them any more."""
+        live process's acknowledgement knows no process holds them any more; for `EXPIRED`,
+        likewise for the keys retention destroyed (the subject's others are fetched again)."""
         if kind == ERASED:
             self._learn_erased(target)
+        elif kind == EXPIRED:
+            self.evict(target)
 
     def drop_cache(self) -> None:
         """Forget every cached key: broadcasts may have been missed."""
@@ -277,7 +311,13 @@ class KeyVault:
             self._cache.move_to_end(subject_id)
         return key
 
-    def _remember(self, key: SubjectKey, epoch: int, *, current: bool = False) -> None:
+    def _remember(
+        self,
+        key: SubjectKey,
+        epoch: int,
+        *,
+        current: tuple[str, datetime | None] | None = None,
+    ) -> None:
         """Cache `key`, fetched in `epoch`, unless an eviction or a clear came in between (the
         key may have been read before an erasure committed) or nobody is listening."""
         subject_id = key.subject_id
@@ -288,8 +328,9 @@ class KeyVault:
             keys = self._cache[subject_id] = {}
         self._cache.move_to_end(subject_id)
         keys[key.version] = key
-        if current:
-            self._current[subject_id] = key.version
+        if current is not None:
+            key_class, not_after = current
+            self._current.setdefault(subject_id, {})[key_class] = (key.version, not_after)
         while len(self._cache) > self.cache_size:
             old, _ = self._cache.popitem(last=False)
             self._current.pop(old, None)
@@ -298,34 +339,56 @@ class KeyVault:
         raw = self.wrapper.unwrap(kek_id, wrapped, _wrap_context(subject_id, version))
         return SubjectKey.from_bytes(subject_id, version, raw)
 
-    async def key_for_writing(self, subject_id: UUID) -> SubjectKey:
-        """The subject's current key, created on first write; SubjectErased after erasure."""
+    def _usable(self, not_after: datetime | None, now: datetime) -> bool:
+        """Whether a key whose period ends at `not_after` is the one to write with at `now`
+        (the rule `subject_keys_for_writing` applies, migration 0020)."""
+        if self.period is None:
+            return not_after is None
+        return not_after is not None and now < not_after
+
+    async def key_for_writing(self, subject_id: UUID, key_class: str = GENERAL) -> SubjectKey:
+        """The subject's current key of `key_class`, created on first write and once its period
+        has ended; SubjectErased after erasure."""
         if subject_id in self._erased:
             raise SubjectErased(subject_id)
-        version = self._current.get(subject_id)
-        cached = None if version is None else self._cached(subject_id, version)
-        if cached is not None:
-            return cached
+        now = self.clock()
+        current = self._current.get(subject_id, {}).get(key_class)
+        if current is not None and self._usable(current[1], now):
+            cached = self._cached(subject_id, current[0])
+            if cached is not None:
+                return cached
         epoch = self._epoch
-        data_key = secrets.token_bytes(KEY_BYTES)  # used only if the subject has no key yet
-        kek_id, wrapped = self.wrapper.wrap(data_key, _wrap_context(subject_id, 1))
-        try:
-            row = await self.pool.fetchrow(
-                "SELECT key_version, kek_id, wrapped_key FROM subject_keys_current($1, $2, $3)",
-                subject_id,
-                kek_id,
-                wrapped,
-            )
-        except asyncpg.PostgresError as exc:
-            if exc.sqlstate != "CY410":
-                raise
-            self._learn_erased(subject_id)
-            raise SubjectErased(subject_id) from None
-        assert row is not None
+        version = 1 if current is None else current[0] + 1  # the next version, most likely
+        for _ in range(5):  # each turn but the first follows a version another process took
+            data_key = secrets.token_bytes(KEY_BYTES)  # used only if a key is created
+            kek_id, wrapped = self.wrapper.wrap(data_key, _wrap_context(subject_id, version))
+            try:
+                row = await self.pool.fetchrow(
+                    "SELECT key_version, kek_id, wrapped_key, not_after"
+                    " FROM subject_keys_for_writing($1, $2, $3, $4, $5, $6, $7)",
+                    subject_id,
+                    key_class,
+                    now,
+                    self.period,
+                    version,
+                    kek_id,
+                    wrapped,
+                )
+            except asyncpg.PostgresError as exc:
+                if exc.sqlstate != "CY410":
+                    raise
+                self._learn_erased(subject_id)
+                raise SubjectErased(subject_id) from None
+            assert row is not None
+            if row["wrapped_key"] is not None:
+                break
+            version = row["key_version"]  # a key is due at another version: wrap for it
+        else:
+            raise RuntimeError(f"no key for writing for subject {subject_id}: too much contention")
         if subject_id in self._erased:  # heard of the erasure while fetching
             raise SubjectErased(subject_id)
         key = self._unwrap(subject_id, row["key_version"], row["kek_id"], row["wrapped_key"])
-        self._remember(key, epoch, current=True)
+        self._remember(key, epoch, current=(key_class, row["not_after"]))
         return key
 
     async def keys_for_reading(
@@ -360,6 +423,81 @@ class KeyVault:
                 found[(key.subject_id, key.version)] = key
                 self._remember(key, epoch)
         return found
+
+    async def keys_of(self, subject_id: UUID, key_class: str = GENERAL) -> list[SubjectKey]:
+        """Every key of `key_class` the subject still has, newest first."""
+        versions = await self.pool.fetch(
+            "SELECT key_version FROM subject_keys WHERE subject_id = $1 AND key_class = $2",
+            subject_id,
+            key_class,
+        )
+        keys = await self.keys_for_reading((subject_id, row[0]) for row in versions)
+        return sorted(keys.values(), key=lambda key: -key.version)
+
+    async def newest_versions(
+        self, subject_ids: Iterable[UUID], key_class: str, conn: Queryable | None = None
+    ) -> dict[UUID, int]:
+        """Each subject's newest key version of `key_class` (none for a subject without one);
+        nothing is created."""
+        rows = await (conn or self.pool).fetch(
+            "SELECT subject_id, max(key_version) FROM subject_keys"
+            " WHERE subject_id = ANY($1::uuid[]) AND key_class = $2 GROUP BY subject_id",
+            list(set(subject_ids)),
+            key_class,
+        )
+        return {row[0]: row[1] for row in rows}
+
+    async def expired_among(
+        self, wanted: Iterable[tuple[UUID, int]], conn: Queryable | None = None
+    ) -> set[tuple[UUID, int]]:
+        """Which of `wanted` (subject, key version) retention destroyed."""
+        pairs = list(set(wanted))
+        rows = await (conn or self.pool).fetch(
+            "SELECT x.subject_id, x.key_version FROM expired_subject_keys x"
+            " JOIN unnest($1::uuid[], $2::int[]) AS w(s, v)"
+            " ON x.subject_id = w.s AND x.key_version = w.v",
+            [p[0] for p in pairs],
+            [p[1] for p in pairs],
+        )
+        return {(row[0], row[1]) for row in rows}
+
+    async def expire(
+        self,
+        conn: asyncpg.Connection | PoolConnectionProxy,
+        subject_id: UUID,
+        versions: Iterable[int],
+        run_id: UUID,
+    ) -> ExpiryReceipt:
+        """Destroy the subject's keys of `versions` (periods past retention), inside the
+        caller's transaction, leaving a tombstone for each, under the lock an erasure takes.
+        The caller broadcasts `EXPIRED` so every process drops them from its cache; this one
+        drops them now (a rolled-back expiry only costs a fetch)."""
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock($1, hashtext($2::uuid::text))", _KEY_LOCK, subject_id
+        )
+        rows = await conn.fetch(
+            "WITH gone AS (DELETE FROM subject_keys WHERE subject_id = $1"
+            " AND key_version = ANY($2::int[])"
+            " RETURNING subject_id, key_version, key_class, not_before, created_at, not_after)"
+            " INSERT INTO expired_subject_keys (subject_id, key_version, key_class, not_before,"
+            " not_after, run_id) SELECT subject_id, key_version, key_class,"
+            " coalesce(not_before, created_at), not_after, $3 FROM gone"
+            " RETURNING key_version",
+            subject_id,
+            sorted(set(versions)),
+            run_id,
+        )
+        destroyed = sorted(row[0] for row in rows)
+        events = 0
+        if destroyed:
+            events = await conn.fetchval(
+                "SELECT count(*) FROM events WHERE subject_id = $1"
+                " AND key_version = ANY($2::int[])",
+                subject_id,
+                destroyed,
+            )
+        self.evict(subject_id)
+        return ExpiryReceipt(subject_id, destroyed, events)
 
     async def erased_among(
         self, subject_ids: Iterable[UUID], conn: Queryable | None = None

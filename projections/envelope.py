@@ -12,8 +12,11 @@ from aggregates.metadata import EventMeta
 
 
 class Envelope(msgspec.Struct, frozen=True, gc=False):
-    """`event` and `meta` are None when the subject has been erased: only the non-personal
-    facts (topic, channel, time, position) survive, and projections skip such events.
+    """`event` and `meta` are None when the subject has been erased, or when retention
+    destroyed the key of the period the event was written in (`expired`): only the
+    non-personal facts (topic, channel, time, position) survive, and projections skip such
+    events (an expired one still counts as its stream's version, since what follows it in the
+    stream is readable).
     A rebuild makes one per event: a struct the garbage collector does not track is the
     cheapest to make (an envelope refers to its event, never the other way round)."""
 
@@ -27,10 +30,13 @@ class Envelope(msgspec.Struct, frozen=True, gc=False):
     key_version: int
     event: DomainEvent | None
     meta: EventMeta | None
+    expired: bool = False
 
     @property
     def erased(self) -> bool:
-        return self.event is None
+        """The subject is erased: nothing of theirs is folded. (An expired placeholder is not
+        erased: folds receive it, to count its version and skip its content.)"""
+        return self.event is None and not self.expired
 
 
 class VersionGap(Exception):

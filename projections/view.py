@@ -60,7 +60,7 @@ class SubjectView(Generic[S]):
         never folded onto (it may be a stale copy, or a write may be lost)."""
         streams = dict(folded.streams)
         for envelope in envelopes:
-            if envelope.event is None:
+            if envelope.event is None and not envelope.expired:
                 continue
             stream = envelope.stream_id
             if envelope.version != streams.get(stream, 0) + 1:
@@ -70,12 +70,13 @@ class SubjectView(Generic[S]):
 
     def fold(self, folded: Folded[S], envelopes: Iterable[Envelope]) -> Folded[S]:
         """Fold `envelopes` of one subject: a repeat of a folded version is skipped, a skipped
-        version raises VersionGap, an erased placeholder changes nothing."""
+        version raises VersionGap, an erased placeholder changes nothing, and an expired one
+        (its period's key destroyed by retention) counts as its stream's version, unfolded."""
         state = folded.state
         streams = dict(folded.streams)
         position = folded.position
         for envelope in envelopes:
-            if envelope.event is None:
+            if envelope.event is None and not envelope.expired:
                 continue
             stream = envelope.stream_id
             last = streams.get(stream, 0)
@@ -83,7 +84,8 @@ class SubjectView(Generic[S]):
                 continue
             if envelope.version != last + 1:
                 raise VersionGap(envelope.stream_id, last, envelope.version)
-            state = self.apply(state, envelope)
+            if envelope.event is not None:
+                state = self.apply(state, envelope)
             streams[stream] = envelope.version
             position = max(position, envelope.position)
         return Folded(state, streams, position)
