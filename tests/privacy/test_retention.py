@@ -231,6 +231,30 @@ async def test_idle_guests_are_shredded_active_and_linked_ones_are_not(
     assert [o.subjects for o in again.policies] == [0]
 
 
+async def test_a_legal_hold_suspends_retention_until_it_is_lifted(runtime: Runtime) -> None:
+    """A held subject's data is evidence: retention leaves it as an erasure request would."""
+    held = (await runtime.guests.start("phone", "app")).subject_id
+    long_ago = datetime.now(UTC) - timedelta(days=40)
+    await runtime.pool.execute(
+        "UPDATE guests SET created_at = $1 WHERE subject_id = $2", long_ago, held
+    )
+    await runtime.pool.execute(
+        "UPDATE devices SET last_seen = $1, first_seen = $1 WHERE subject_id = $2", long_ago, held
+    )
+    policy = RetentionPolicy("guests", timedelta(days=30))
+    officer = uuid4()
+    await runtime.holds.place(held, officer, "litigation: keep everything")
+
+    report = await run_retention(runtime.store, runtime.vault, [policy])
+    assert [o.subjects for o in report.policies] == [0]
+    assert not await runtime.vault.erased_among([held])
+
+    await runtime.holds.lift(held, officer)
+    report = await run_retention(runtime.store, runtime.vault, [policy])
+    assert [o.subjects for o in report.policies] == [1]
+    assert await runtime.vault.erased_among([held]) == {held}
+
+
 async def test_a_key_from_before_periods_is_closed_not_misread_and_versions_are_not_reused(
     runtime: Runtime,
 ) -> None:
