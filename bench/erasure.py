@@ -6,7 +6,8 @@ Each round seeds three subjects, with 10, 1,000 and `--large` events (conversati
 appends of 500, with the timeline caught up so every projection holds their rows), then erases
 each as `continuity erase-subject` does, timing its two halves: `shred_keys` (keys destroyed and
 tombstoned, devices and codes gone, identifiers suppressed, every live process's acknowledgement
-awaited: from then on the data is unreadable everywhere) and the whole with `purge` (events
+awaited, the erasure journal's entry written and its file appended and fsync'd: from then on
+the data is unreadable everywhere) and the whole with `purge` (events
 counted, every projection's rows deleted). The goal for the first is flat (the largest within
 1.2x of the smallest) and under a second; the purge deletes a row per timeline entry, so the
 whole grows with the history, and is reported beside it.
@@ -75,7 +76,9 @@ async def erase_ms(runtime: Runtime, subject: UUID) -> tuple[float, float]:
     destroyed, every live process acknowledged), and until the erasure is over (`purge`:
     events counted, projection rows deleted), in ms."""
     started = time.perf_counter()
-    shredded = await shred_keys(runtime.store, runtime.vault, subject)
+    shredded = await shred_keys(
+        runtime.store, runtime.vault, subject, journal_file=runtime.erasure_journal
+    )
     unreadable = (time.perf_counter() - started) * 1000
     certificate = await purge(runtime.store, runtime.vault, shredded)
     whole = (time.perf_counter() - started) * 1000
@@ -118,6 +121,8 @@ async def run(args: argparse.Namespace, progress: Callable[[str], None]) -> Scen
                 whole[size].append(done)
             raw.append(await raw_shred_ms(runtime))
         postgres = await server_version(url)
+        if runtime.erasure_journal is not None:  # the schema goes at the end: its journal too
+            runtime.erasure_journal.unlink(missing_ok=True)
     small = taken[SMALL]
     return ScenarioResult(
         slug="erasure",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import timedelta
+from pathlib import Path
 from uuid import UUID, uuid4
 
 import asyncpg
@@ -92,11 +93,19 @@ ClientFactory = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
 
 
 @pytest.fixture
-def started(database_url: str, schema: str, keyring: Keyring) -> AppFactory:
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The data directory of a test's app: the erasure journal's file goes there, not into
+    the checkout's `.continuity/`."""
+    return tmp_path_factory.mktemp("continuity-data")
+
+
+@pytest.fixture
+def started(database_url: str, schema: str, keyring: Keyring, data_dir: Path) -> AppFactory:
     """The real app with some settings changed (CORS, rate limits, proxies...)."""
 
     @asynccontextmanager
     async def start(**changes: object) -> AsyncIterator[Litestar]:
+        changes.setdefault("data_dir", data_dir)
         settings = Settings(database_schema=schema, jwt_secret=SECRET, **changes)  # type: ignore[arg-type]
         app = create_app(settings, database_url=database_url, keyring=keyring)
         async with app.lifespan():
@@ -124,8 +133,10 @@ def client_of(app: Litestar, peer: str = "127.0.0.1") -> httpx.AsyncClient:
 
 
 @pytest.fixture
-async def app(database_url: str, schema: str, keyring: Keyring) -> AsyncIterator[Litestar]:
-    settings = Settings(database_schema=schema, jwt_secret=SECRET)
+async def app(
+    database_url: str, schema: str, keyring: Keyring, data_dir: Path
+) -> AsyncIterator[Litestar]:
+    settings = Settings(database_schema=schema, jwt_secret=SECRET, data_dir=data_dir)
     app = create_app(settings, database_url=database_url, keyring=keyring)
     async with app.lifespan():
         yield app
