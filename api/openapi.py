@@ -35,6 +35,7 @@ from aggregates.forms import MAX_FIELDS
 from api import (
     activity_schemas,
     application_schemas,
+    consent_schemas,
     conversation_schemas,
     device_schemas,
     schemas,
@@ -131,6 +132,7 @@ _SPECIFIC: dict[tuple[str, str], tuple[ProblemType, ...]] = {
     ("POST", "/v1/me/link"): (INVALID_STATE,),
     ("POST", "/v1/me/activity"): (CONSENT_REQUIRED,),
     ("GET", "/v1/me/consents/{purpose}"): (NOT_FOUND,),
+    ("GET", "/v1/privacy/subjects/{subject_id}/consents"): (NOT_FOUND,),
     ("PUT", "/v1/me/consents/{purpose}"): (NOT_FOUND,),
     ("POST", "/v1/agent/conversations/{conversation_id}/turns"): (NOT_FOUND, CONSENT_REQUIRED),
     ("POST", "/v1/service/conversations/{conversation_id}/turns"): (NOT_FOUND, CONSENT_REQUIRED),
@@ -345,6 +347,7 @@ def _body_struct(name: str) -> type[msgspec.Struct] | None:
         device_schemas,
         activity_schemas,
         sync_schemas,
+        consent_schemas,
     ):
         struct = getattr(module, name, None)
         if (
