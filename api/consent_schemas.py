@@ -35,9 +35,10 @@ class ConsentBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 class ConsentsBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """Several purposes at once (`consents`: purpose to given), recorded as one request."""
+    """Several purposes at once (`consents`: purpose to given, at least one), recorded as one
+    request."""
 
-    consents: Annotated[dict[str, bool], msgspec.Meta(min_length=1, max_length=len(PURPOSES))]
+    consents: dict[str, bool]
     policy_version: PolicyVersion
     source: CustomerSource = "device"
 

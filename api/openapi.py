@@ -35,6 +35,7 @@ from aggregates.forms import MAX_FIELDS
 from api import (
     activity_schemas,
     application_schemas,
+    consent_schemas,
     conversation_schemas,
     device_schemas,
     privacy_schemas,
@@ -134,6 +135,7 @@ _SPECIFIC: dict[tuple[str, str], tuple[ProblemType, ...]] = {
     ("POST", "/v1/me/activity"): (CONSENT_REQUIRED,),
     ("GET", "/v1/privacy/subjects/{subject_id}/export"): (NOT_FOUND,),
     ("GET", "/v1/me/consents/{purpose}"): (NOT_FOUND,),
+    ("GET", "/v1/privacy/subjects/{subject_id}/consents"): (NOT_FOUND,),
     ("PUT", "/v1/me/consents/{purpose}"): (NOT_FOUND,),
     ("POST", "/v1/agent/conversations/{conversation_id}/turns"): (NOT_FOUND, CONSENT_REQUIRED),
     ("POST", "/v1/service/conversations/{conversation_id}/turns"): (NOT_FOUND, CONSENT_REQUIRED),
@@ -356,6 +358,7 @@ def _body_struct(name: str) -> type[msgspec.Struct] | None:
         activity_schemas,
         sync_schemas,
         privacy_schemas,
+        consent_schemas,
     ):
         struct = getattr(module, name, None)
         if (

@@ -17,6 +17,7 @@ from uuid import UUID, uuid4
 import msgspec
 
 from aggregates.consent import DEFAULTS, PURPOSES, SALE_SHARE, Consent, ConsentState
+from aggregates.errors import InvalidValue
 from aggregates.metadata import EventMeta
 from continuity.commands import Commands, Loaded, SessionLoad, is_retry
 from continuity.consent_proofs import ConsentProofs, Proof
@@ -263,5 +264,8 @@ def one(purpose: str, given: bool, policy_version: str | None, source: str) -> R
 
 
 def several(given: dict[str, bool], policy_version: str | None, source: str) -> Record:
+    """InvalidValue naming `consents` if `given` names no purpose."""
+    if not given:
+        raise InvalidValue("name at least one purpose", "consents")
     listed, fields = choices(given, policy_version)
     return Record(listed, source, fields)

@@ -110,6 +110,11 @@ async def test_several_purposes_at_once_all_or_none(
     )
     assert unknown.status_code == 422, unknown.text
     assert unknown.json()["field"] == "consents.telepathy"
+    empty = await client.put(
+        "/v1/me/consents", json={"consents": {}, "policy_version": POLICY}, headers=phone
+    )
+    assert empty.status_code == 422, empty.text
+    assert empty.json()["field"] == "consents"
     after = await client.get("/v1/me/consents", headers=phone)
     assert after.headers["etag"] == '"3"', "a refused request records nothing"
     assert by_purpose(after.json())["marketing"]["given"] is False

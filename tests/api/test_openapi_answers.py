@@ -93,7 +93,7 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("get", "/v1/me/consents/{purpose}"): {"200", "304", "400", "401", "403", "404", "410", "500"},
     ("put", "/v1/me/consents/{purpose}"): WRITE_WITH_BODY | {"412"},
     ("get", "/v1/privacy/subjects/{subject_id}/consents"): {
-        *("200", "400", "401", "403", "410", "500"),
+        *("200", "400", "401", "403", "404", "410", "500"),
     },
     ("get", "/v1/analytics/daily"): {"200", "400", "401", "403", "410", "500"},
     ("get", "/v1/me/session/events"): {"200", "400", "401", "403", "410", "500"},

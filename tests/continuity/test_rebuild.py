@@ -209,5 +209,5 @@ async def test_the_projections_commands(
         database_url, schema, "projections", "rebuild", "nope", keyring=keyring
     )
     assert code == 2
-    known = "application_queue, conversation_queue, session, timeline"
+    known = "analytics, application_queue, conversation_queue, session, timeline"
     assert f"no projection named 'nope' (known: {known})" in output
