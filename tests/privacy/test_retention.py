@@ -5,9 +5,7 @@ the destroyed keys; a run is idempotent and recorded without personal data."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from uuid import UUID, uuid4
 
 import asyncpg
@@ -19,12 +17,11 @@ from continuity.cli import main
 from continuity.retention import run_retention
 from continuity.runtime import Runtime
 from continuity.settings import RetentionPolicy, Settings, SettingsError, retention_policies
-from privacy.master_key import MasterKey
 from privacy.vault import CONVERSATION, GENERAL
 from tests.api.test_timeline_api import MINE, until_listed
 from tests.conftest import AppFactory, client_of
-from tests.continuity.test_cli import drop_schema
-from tests.helpers import MUG, SECRET, TokenFactory
+from tests.continuity import test_cli
+from tests.helpers import MUG, TokenFactory
 
 pytestmark = pytest.mark.anyio
 
@@ -313,17 +310,8 @@ def test_retention_policies_are_parsed_and_bad_ones_named() -> None:
         Settings.from_env({"CONTINUITY_RETENTION_INTERVAL": "-1"})
 
 
-@pytest.fixture
-def cli_env(database_url: str, tmp_path: Path) -> Iterator[dict[str, str]]:
-    schema = f"test_cli_{uuid4().hex[:12]}"
-    yield {
-        "CONTINUITY_DATABASE_URL": database_url,
-        "CONTINUITY_DATABASE_SCHEMA": schema,
-        "CONTINUITY_MASTER_KEY": MasterKey.generate().to_text(),
-        "CONTINUITY_JWT_SECRET": SECRET,
-        "CONTINUITY_DATA_DIR": str(tmp_path / "data"),
-    }
-    drop_schema(database_url, schema)
+cli_env = test_cli.cli_env
+"""The CLI tests' environment: a fresh schema, a master key, dropped afterwards."""
 
 
 def test_the_cli_applies_the_policies_and_prints_what_it_made_unreadable(
