@@ -22,7 +22,7 @@ from api.draining import on_stop_signal
 from api.etags import NotModified, not_modified
 from api.limits import MAX_BODY_BYTES
 from api.log_config import ContinuityLogging
-from api.openapi import document_answers
+from api.openapi import document_lazily
 from api.problems import exception_handlers, refuse_preflight
 from api.rate_limits import rate_limit_config
 from api.request_context import RequestContext
@@ -185,7 +185,7 @@ def create_app(
         ),
     )
     complete_allow(app)
-    document_answers(app.openapi_schema)
+    document_lazily(app)
     cors = cors_config(settings.cors_origins)
     inner = Cors(app.asgi_handler, cors, refuse_preflight) if cors else app.asgi_handler
     app.asgi_handler = RequestContext(inner, measured)
