@@ -52,6 +52,7 @@ from api.problems import (
     CHANNEL_NOT_ALLOWED,
     CONFLICT,
     CONSENT_REQUIRED,
+    DATABASE_UNAVAILABLE,
     DOMAIN_RULE,
     ERASURE_NOT_COMPLETED,
     FORBIDDEN,
@@ -255,7 +256,7 @@ def problem_response(status: int, types: Iterable[ProblemType]) -> OpenAPIRespon
         headers["WWW-Authenticate"] = _WWW_AUTHENTICATE
     if status == 412:
         headers["ETag"] = _ETAG
-    if status == 429:
+    if status in (429, 503):
         headers["Retry-After"] = _RETRY_AFTER
     schema = Schema(
         all_of=[
@@ -302,6 +303,8 @@ def _problems(method: str, path: str, operation: Operation) -> Iterator[ProblemT
         yield from (INVALID_STATE, CONFLICT, INVALID_VALUE, DOMAIN_RULE, IDEMPOTENCY_KEY_REUSED)
     yield from _SPECIFIC.get((method, path), ())
     yield from (INTERNAL, INTEGRITY)
+    if (method, path) not in _STATUS_DOWN:
+        yield DATABASE_UNAVAILABLE
 
 
 def _formats(operation: Operation) -> None:

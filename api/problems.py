@@ -39,6 +39,7 @@ from aggregates.errors import (
 from api.issuers import TokenExpired
 from api.request_context import request_urn
 from continuity.cursors import BadCursor
+from continuity.db import unavailable
 from continuity.erasure_requests import NotCompleted
 from continuity.errors import (
     ConcurrencyConflict,
@@ -299,6 +300,19 @@ INTEGRITY = _type(
     "A stored event or view did not authenticate or decode; operators are alerted by the log.",
 )
 
+DATABASE_UNAVAILABLE = _type(
+    "database-unavailable",
+    503,
+    "The database is unavailable",
+    "The database could not be reached, or did not answer within the configured timeouts"
+    " (`CONTINUITY_POOL_TIMEOUT`, `CONTINUITY_STATEMENT_TIMEOUT`). Retry after `Retry-After`"
+    " seconds; an action sent again with the same `Idempotency-Key` is recorded exactly once,"
+    " whether or not the first attempt was.",
+)
+RETRY_AFTER_UNAVAILABLE = 2
+"""Seconds a client is asked to wait after a 503: a database restart is usually back by then,
+and a crowd of clients retrying sooner would only add to the load of one coming back."""
+
 _BY_STATUS: dict[int, ProblemType] = {
     400: INVALID_REQUEST,
     401: INVALID_TOKEN,
@@ -478,6 +492,11 @@ def to_problem(request: Request[Any, Any, Any], exc: Exception) -> ProblemDetail
         return TOO_MANY_WRONG_CODES(str(exc), headers={"Retry-After": str(exc.retry_after)})
     if isinstance(exc, IntegrityViolation):
         return INTEGRITY("the error was logged for the operators")
+    if unavailable(exc):
+        return DATABASE_UNAVAILABLE(
+            "the database did not answer; retry this request",
+            headers={"Retry-After": str(RETRY_AFTER_UNAVAILABLE)},
+        )
     return INTERNAL("the error was logged")
 
 
@@ -494,7 +513,9 @@ def handle(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     problem = to_problem(request, exc)
     kind = problem.type_.removeprefix(PROBLEM_BASE) if problem.type_ else "about:blank"
     args = (request.method, _route(request), problem.status_code, kind)
-    if problem.status_code >= 500:
+    if problem.status_code == DATABASE_UNAVAILABLE.status:
+        log.warning("%s %s answered %s %s (%s)", *args, type(exc).__name__)  # one per request
+    elif problem.status_code >= 500:
         log.error("%s %s answered %s %s", *args, exc_info=exc)
     else:
         log.info("%s %s answered %s %s", *args)

@@ -108,6 +108,7 @@ def _uvicorn_options(settings: Settings) -> dict[str, Any]:
         "log_config": None,
         "log_level": settings.log_level.lower(),
         "access_log": False,
+        "timeout_graceful_shutdown": settings.shutdown_grace,
     }
 
 

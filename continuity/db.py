@@ -8,7 +8,7 @@ from importlib import resources
 from typing import Any
 
 import asyncpg
-from asyncpg.pool import PoolConnectionProxy
+from asyncpg.pool import PoolAcquireContext, PoolConnectionProxy
 
 Conn = asyncpg.Connection | PoolConnectionProxy
 """A connection, pooled or not: what runs SQL inside a caller's transaction."""
@@ -27,6 +27,22 @@ def check_schema_name(schema: str) -> str:
     return schema
 
 
+class BoundedPool(asyncpg.Pool):
+    """A pool whose checkouts (`acquire`, and `fetch` and the like, which acquire) wait at most
+    `acquire_timeout` seconds unless the caller names a timeout: with the database down, slow
+    or every connection busy, a request fails fast (`TimeoutError`, answered 503) rather than
+    queue without end. Making a new connection is part of the wait."""
+
+    __slots__ = ("acquire_timeout",)
+
+    def __init__(self, *args: Any, acquire_timeout: float | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.acquire_timeout = acquire_timeout
+
+    def acquire(self, *, timeout: float | None = None) -> PoolAcquireContext:
+        return super().acquire(timeout=self.acquire_timeout if timeout is None else timeout)
+
+
 async def create_pool(
     dsn: str,
     schema: str,
@@ -34,6 +50,8 @@ async def create_pool(
     min_size: int = 2,
     max_size: int = 20,
     settings: dict[str, str] | None = None,
+    acquire_timeout: float | None = None,
+    statement_timeout: float | None = None,
     **kwargs: Any,
 ) -> asyncpg.Pool:
     """A pool whose connections all see `schema` first.
@@ -42,20 +60,31 @@ async def create_pool(
     on release is skipped (see `_keep_session`). Idle connections are kept rather than closed
     after a while: asyncpg's idle timer is armed and cancelled on every release and checkout,
     about a tenth of a pooled query's cost in the client (the pool stays at most `max_size`).
+    With `acquire_timeout`, a checkout (and the connecting it may need) waits at most that many
+    seconds (`BoundedPool`); with `statement_timeout`, PostgreSQL cancels any statement of the
+    pool's that runs longer, a lock wait included (`QueryCanceledError`).
     """
     check_schema_name(schema)
-    pool = await asyncpg.create_pool(
+    server_settings = {"search_path": schema, "application_name": "continuity", **(settings or {})}
+    if statement_timeout is not None:
+        server_settings["statement_timeout"] = f"{round(statement_timeout * 1000)}ms"
+    if acquire_timeout is not None:
+        kwargs.setdefault("timeout", acquire_timeout)  # asyncpg's connect timeout
+    pool = BoundedPool(
         dsn,
+        acquire_timeout=acquire_timeout,
         min_size=min_size,
         max_size=max_size,
-        server_settings={
-            "search_path": schema,
-            "application_name": "continuity",
-            **(settings or {}),
-        },
+        max_queries=50_000,
+        max_inactive_connection_lifetime=0.0,
+        server_settings=server_settings,
         reset=_keep_session,
-        **{"max_inactive_connection_lifetime": 0.0, **kwargs},
+        loop=None,
+        connection_class=asyncpg.Connection,
+        record_class=asyncpg.Record,
+        **kwargs,
     )
+    await pool
     return pool
 
 
@@ -110,3 +139,31 @@ async def migrate(conn: asyncpg.Connection, schema: str) -> list[str]:
             )
             applied.append(name)
     return applied
+
+
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,  # refused, reset, unreachable: no server to talk to
+    TimeoutError,  # no pooled connection, or no connection made, within the pool's timeout
+    asyncpg.PostgresConnectionError,  # class 08: the connection failed or was lost mid-query
+    asyncpg.exceptions.OperatorInterventionError,  # class 57: statement timeout, shutting down
+)
+
+
+def unavailable(exc: BaseException) -> bool:
+    """Whether `exc` (or what caused it) says the database could not be reached or did not
+    answer in time, rather than that a request or the code was wrong: the request may be
+    retried as it is (with its `Idempotency-Key`, an action is then recorded exactly once)."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, _UNAVAILABLE):
+            return True
+        if isinstance(cause, asyncpg.InterfaceError) and str(cause) in _CLOSED:
+            return True
+        cause = cause.__cause__
+    return False
+
+
+_CLOSED = {"connection is closed", "pool is closing"}
+"""asyncpg's InterfaceErrors for a connection or pool that went away (its others are bugs)."""

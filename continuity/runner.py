@@ -3,8 +3,10 @@
 Each page of events is handled and the projection's tracking position moved in one
 transaction, so a crash neither loses nor doubles work: the next runner starts from the last
 committed position. Only one runner applies a projection at a time, across processes: it holds
-the projection's lease, a session advisory lock on a connection of its own. When its process
-dies, the connection and the lease go with it, and a waiting runner takes over.
+the projection's lease, a session advisory lock on a connection of its own (opened by `connect`,
+outside the pool, so that standing runners never starve requests of pooled connections; taken
+from the pool when no `connect` is given). When its process dies, the connection and the lease
+go with it, and a waiting runner takes over.
 
 Each page's transaction first locks the projection's tracking row and checks it is where the
 runner left it: a rebuild that switched in tables built further moves it, and the runner then
@@ -15,10 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
+from continuity.db import Conn
 from continuity.mapper import EventMapper
 from continuity.projection import Projection, live
 from continuity.store import EventStore
@@ -35,12 +39,14 @@ class ProjectionRunner:
         *,
         page_size: int = 500,
         poll_interval: float = 1.0,
+        connect: Callable[[], Awaitable[asyncpg.Connection]] | None = None,
     ) -> None:
         self.store = store
         self.mapper = mapper
         self.projection = projection
         self.page_size = page_size
         self.poll_interval = poll_interval
+        self.connect = connect
         self.position = 0
         self.leased = asyncio.Event()
         self._wake = asyncio.Event()
@@ -48,7 +54,7 @@ class ProjectionRunner:
     async def run(self, stop: asyncio.Event) -> None:
         """Take the lease (waiting while another runner holds it), then follow the log until
         `stop` is set."""
-        lease = await self.store.pool.acquire()
+        lease: Conn = await (self.connect() if self.connect else self.store.pool.acquire())
         try:
             await lease.add_listener(self.store.channel, self._on_notify)
             if not await self._take_lease(lease, stop):
@@ -94,7 +100,7 @@ class ProjectionRunner:
         )
         return await self.store.max_tracking_id(self.projection.name) or 0
 
-    async def _take_lease(self, lease: PoolConnectionProxy, stop: asyncio.Event) -> bool:
+    async def _take_lease(self, lease: Conn, stop: asyncio.Event) -> bool:
         key = f"{self.store.schema}.{self.projection.name}"
         while not stop.is_set():
             if await lease.fetchval(
@@ -105,9 +111,15 @@ class ProjectionRunner:
                 await asyncio.wait_for(stop.wait(), self.poll_interval)
         return False
 
-    async def _give_back(self, lease: PoolConnectionProxy) -> None:
-        """Release the lease before the connection goes back to the pool; a connection that
-        cannot confirm it is closed instead, which releases it too."""
+    async def _give_back(self, lease: Conn) -> None:
+        """Release the lease: a connection of its own is closed (which releases it); a pooled
+        one is unlocked before it goes back, or closed if it cannot confirm that."""
+        if not isinstance(lease, PoolConnectionProxy):
+            try:
+                await asyncio.wait_for(lease.close(), 5)
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                lease.terminate()
+            return
         try:
             await lease.remove_listener(self.store.channel, self._on_notify)
             await lease.execute("SELECT pg_advisory_unlock_all()")

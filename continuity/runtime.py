@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -154,6 +155,8 @@ class Runtime:
     holds: LegalHolds
     erasures: ErasureRequests
     erasure_journal: Path | None = None
+    connect_lease: Callable[[], Awaitable[asyncpg.Connection]] | None = None
+    """Opens an async projection runner's lease connection, outside the pool."""
     """The file erasures are journaled to after they commit (`erasure_journal.journal_file`)."""
 
     @classmethod
@@ -187,6 +190,8 @@ class Runtime:
             schema,
             min_size=settings.pool_min_size,
             max_size=settings.pool_max_size,
+            acquire_timeout=settings.pool_timeout,
+            statement_timeout=settings.statement_timeout,
         )
         metrics = metrics or Metrics()
         store = EventStore(pool, schema, metrics.observe_append)
@@ -293,6 +298,11 @@ class Runtime:
             handoff=handoff,
             guests=Guests(pool, vault, devices, handoff, merge),
             erasure_journal=journal,
+            connect_lease=lambda: asyncpg.connect(
+                database_url,
+                server_settings={"search_path": schema, "application_name": "continuity-runner"},
+                timeout=settings.pool_timeout,
+            ),
             holds=holds,
             erasures=ErasureRequests(store, vault, identifiers, holds, journal),
         )
@@ -314,7 +324,9 @@ class Runtime:
         async def keep_running(projection: Projection) -> None:
             while not stop.is_set():
                 try:
-                    await ProjectionRunner(self.store, self.mapper, projection).run(stop)
+                    await ProjectionRunner(
+                        self.store, self.mapper, projection, connect=self.connect_lease
+                    ).run(stop)
                 except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                     log.warning(
                         "projection %s: its runner stopped (%s); starting again",

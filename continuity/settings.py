@@ -65,6 +65,14 @@ class Settings:
     port: int = 8000
     pool_min_size: int = 2
     pool_max_size: int = 20
+    pool_timeout: float = 5.0
+    """Seconds a request waits for a pooled connection (making one included) before it is
+    answered 503 `database-unavailable`."""
+    statement_timeout: float = 10.0
+    """Seconds PostgreSQL lets one statement of the server's run (lock waits included) before
+    cancelling it; the request is answered 503 `database-unavailable`."""
+    shutdown_grace: float = 10.0
+    """Seconds a stopping server (SIGTERM) gives requests in flight to finish."""
     token_ttl_seconds: int = 30 * 24 * 3600
     log_level: str = "INFO"
     currency: str = DEFAULT_CURRENCY
@@ -178,6 +186,9 @@ class Settings:
             port=integer("PORT", cls.port, 1, 65535),
             pool_min_size=pool_min,
             pool_max_size=pool_max,
+            pool_timeout=seconds("POOL_TIMEOUT", cls.pool_timeout, 600),
+            statement_timeout=seconds("STATEMENT_TIMEOUT", cls.statement_timeout, 24 * 3600),
+            shutdown_grace=seconds("SHUTDOWN_GRACE", cls.shutdown_grace, 3600),
             token_ttl_seconds=integer("TOKEN_TTL_SECONDS", cls.token_ttl_seconds, 60, 10**8),
             log_level=level,
             currency=currency,

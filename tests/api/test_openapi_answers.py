@@ -14,8 +14,21 @@ from api.problems import PROBLEM_TYPES
 PROBLEM = "application/problem+json"
 APPLICATION = "/v1/me/applications/{application_id}"
 
-WRITE_WITH_BODY = {"200", "400", "401", "403", "404", "409", "410", "413", "415", "422", "500"}
-READ_ONE = {"200", "400", "401", "403", "404", "410", "500"}
+WRITE_WITH_BODY = {
+    "200",
+    "400",
+    "401",
+    "403",
+    "404",
+    "409",
+    "410",
+    "413",
+    "415",
+    "422",
+    "500",
+    "503",
+}
+READ_ONE = {"200", "400", "401", "403", "404", "410", "500", "503"}
 CONVERSATION_READS = [
     ("get", f"{prefix}/conversations/{{conversation_id}}")
     for prefix in ("/v1/me", "/v1/agent", "/v1/service")
@@ -32,103 +45,150 @@ CONVERSATION_WRITES = [
 REGISTRATIONS = ["/v1/me/identifiers", "/v1/service/inbound"]
 
 EXPECTED: dict[tuple[str, str], set[str]] = {
-    ("get", "/v1/me/session"): {"200", "304", "400", "401", "403", "410", "500"},
-    ("get", "/v1/me/cart"): {"200", "304", "400", "401", "403", "404", "410", "500"},
+    ("get", "/v1/me/session"): {"200", "304", "400", "401", "403", "410", "500", "503"},
+    ("get", "/v1/me/cart"): {"200", "304", "400", "401", "403", "404", "410", "500", "503"},
     ("post", "/v1/me/sync"): {
-        *("200", "400", "401", "403", "409", "410", "413", "415", "422", "500"),
+        *("200", "400", "401", "403", "409", "410", "413", "415", "422", "500", "503"),
     },
     ("post", "/v1/me/cart/items"): {
-        *("200", "400", "401", "403", "409", "410", "412", "413", "415", "422", "500"),
+        *("200", "400", "401", "403", "409", "410", "412", "413", "415", "422", "500", "503"),
     },
     ("patch", "/v1/me/cart/items/{sku}"): {
-        *("200", "400", "401", "403", "404", "409", "410", "412", "413", "415", "422", "500"),
+        *(
+            "200",
+            "400",
+            "401",
+            "403",
+            "404",
+            "409",
+            "410",
+            "412",
+            "413",
+            "415",
+            "422",
+            "500",
+            "503",
+        ),
     },
     ("delete", "/v1/me/cart/items/{sku}"): {
-        *("200", "400", "401", "403", "404", "409", "410", "412", "422", "500"),
+        *("200", "400", "401", "403", "404", "409", "410", "412", "422", "500", "503"),
     },
     ("post", "/v1/me/cart/checkout"): {
-        *("200", "400", "401", "403", "404", "409", "410", "412", "422", "500"),
+        *("200", "400", "401", "403", "404", "409", "410", "412", "422", "500", "503"),
     },
-    ("get", "/v1/me/applications"): {"200", "304", "400", "401", "403", "410", "500"},
+    ("get", "/v1/me/applications"): {"200", "304", "400", "401", "403", "410", "500", "503"},
     ("post", "/v1/me/applications"): {
-        *("201", "400", "401", "403", "404", "409", "410", "413", "415", "422", "500"),
+        *("201", "400", "401", "403", "404", "409", "410", "413", "415", "422", "500", "503"),
     },
-    ("get", APPLICATION): {"200", "304", "400", "401", "403", "404", "410", "500"},
+    ("get", APPLICATION): {"200", "304", "400", "401", "403", "404", "410", "500", "503"},
     **{
         ("post" if action != "/steps/{step}/draft" else "patch", APPLICATION + action): {
-            *("200", "400", "401", "403", "404", "409", "410", "412", "413", "415", "422", "500"),
+            *(
+                "200",
+                "400",
+                "401",
+                "403",
+                "404",
+                "409",
+                "410",
+                "412",
+                "413",
+                "415",
+                "422",
+                "500",
+                "503",
+            ),
         }
         for action in ("/steps/{step}/draft", "/steps/{step}/complete", "/back")
     },
     **{
         ("post", APPLICATION + action): {
-            *("200", "400", "401", "403", "404", "409", "410", "412", "422", "500"),
+            *("200", "400", "401", "403", "404", "409", "410", "412", "422", "500", "503"),
         }
         for action in ("/submit", "/withdraw")
     },
     ("get", "/v1/agent/customers/{customer_id}/session"): {
-        *("200", "400", "401", "403", "404", "410", "500"),
+        *("200", "400", "401", "403", "404", "410", "500", "503"),
     },
-    ("get", "/v1/agent/applications"): {"200", "400", "401", "403", "410", "500"},
+    ("get", "/v1/agent/applications"): {"200", "400", "401", "403", "410", "500", "503"},
     ("get", "/v1/agent/applications/{application_id}"): {
-        *("200", "400", "401", "403", "404", "410", "500"),
+        *("200", "400", "401", "403", "404", "410", "500", "503"),
     },
-    ("get", "/v1/me/conversations"): {"200", "304", "400", "401", "403", "410", "500"},
+    ("get", "/v1/me/conversations"): {"200", "304", "400", "401", "403", "410", "500", "503"},
     ("post", "/v1/me/conversations"): {*WRITE_WITH_BODY, "201"} - {"200", "404"},
     **{(m, p): READ_ONE for m, p in CONVERSATION_READS},
     **{("post", p): WRITE_WITH_BODY for p in CONVERSATION_WRITES_WITH_BODY},
     **{("post", p): WRITE_WITH_BODY - {"413", "415"} for p in CONVERSATION_WRITES},
     **{("post", p): WRITE_WITH_BODY - {"404"} for p in REGISTRATIONS},
     ("post", "/v1/agent/customers/{customer_id}/identifiers"): WRITE_WITH_BODY,
-    ("get", "/v1/agent/conversations"): {"200", "400", "401", "403", "410", "500"},
+    ("get", "/v1/agent/conversations"): {"200", "400", "401", "403", "410", "500", "503"},
     ("get", "/v1/agent/customers/{customer_id}/timeline"): {
-        *("200", "400", "401", "403", "404", "410", "500"),
+        *("200", "400", "401", "403", "404", "410", "500", "503"),
     },
-    ("get", "/v1/me/timeline"): {"200", "304", "400", "401", "403", "410", "500"},
+    ("get", "/v1/me/timeline"): {"200", "304", "400", "401", "403", "410", "500", "503"},
     ("post", "/v1/me/activity"): WRITE_WITH_BODY - {"404"},
-    ("get", "/v1/me/preferences"): {"200", "304", "400", "401", "403", "410", "500"},
+    ("get", "/v1/me/preferences"): {"200", "304", "400", "401", "403", "410", "500", "503"},
     ("put", "/v1/me/preferences"): WRITE_WITH_BODY - {"404"},
-    ("get", "/v1/me/consents"): {"200", "304", "400", "401", "403", "410", "500"},
+    ("get", "/v1/me/consents"): {"200", "304", "400", "401", "403", "410", "500", "503"},
     ("put", "/v1/me/consents"): (WRITE_WITH_BODY - {"404"}) | {"412"},
-    ("get", "/v1/me/consents/{purpose}"): {"200", "304", "400", "401", "403", "404", "410", "500"},
+    ("get", "/v1/me/consents/{purpose}"): {
+        "200",
+        "304",
+        "400",
+        "401",
+        "403",
+        "404",
+        "410",
+        "500",
+        "503",
+    },
     ("put", "/v1/me/consents/{purpose}"): WRITE_WITH_BODY | {"412"},
     ("get", "/v1/privacy/subjects/{subject_id}/consents"): {
-        *("200", "400", "401", "403", "404", "410", "500"),
+        *("200", "400", "401", "403", "404", "410", "500", "503"),
     },
-    ("get", "/v1/analytics/daily"): {"200", "400", "401", "403", "410", "500"},
-    ("get", "/v1/me/session/events"): {"200", "400", "401", "403", "410", "500"},
-    ("get", "/v1/agent/conversations/events"): {"200", "400", "401", "403", "410", "500"},
+    ("get", "/v1/analytics/daily"): {"200", "400", "401", "403", "410", "500", "503"},
+    ("get", "/v1/me/session/events"): {"200", "400", "401", "403", "410", "500", "503"},
+    ("get", "/v1/agent/conversations/events"): {"200", "400", "401", "403", "410", "500", "503"},
     ("get", "/v1/agent/customers/{customer_id}/events"): {
-        *("200", "400", "401", "403", "404", "410", "500"),
+        *("200", "400", "401", "403", "404", "410", "500", "503"),
     },
     ("get", "/health"): {"200", "429", "500", "503"},
     ("get", "/ready"): {"200", "429", "500", "503"},
-    ("get", "/metrics"): {"200", "429", "500"},
-    ("post", "/v1/sessions"): {"201", "400", "413", "415", "422", "429", "500"},
+    ("get", "/metrics"): {"200", "429", "500", "503"},
+    ("post", "/v1/sessions"): {"201", "400", "413", "415", "422", "429", "500", "503"},
     ("post", "/v1/sessions/redeem"): {
-        *("201", "400", "409", "410", "413", "415", "422", "429", "500"),
+        *("201", "400", "409", "410", "413", "415", "422", "429", "500", "503"),
     },
-    ("post", "/v1/me/handoff"): {"201", "401", "403", "410", "500"},
-    ("get", "/v1/me/devices"): {"200", "304", "400", "401", "403", "410", "500"},
-    ("delete", "/v1/me/devices/{device_id}"): {"204", "400", "401", "403", "404", "410", "500"},
+    ("post", "/v1/me/handoff"): {"201", "401", "403", "410", "500", "503"},
+    ("get", "/v1/me/devices"): {"200", "304", "400", "401", "403", "410", "500", "503"},
+    ("delete", "/v1/me/devices/{device_id}"): {
+        "204",
+        "400",
+        "401",
+        "403",
+        "404",
+        "410",
+        "500",
+        "503",
+    },
     ("post", "/v1/me/link"): {
-        *("200", "400", "401", "403", "409", "410", "413", "415", "422", "500"),
+        *("200", "400", "401", "403", "409", "410", "413", "415", "422", "500", "503"),
     },
-    ("get", "/.well-known/continuity-signing-key"): {"200", "429", "500"},
+    ("get", "/.well-known/continuity-signing-key"): {"200", "429", "500", "503"},
     ("get", "/v1/privacy/subjects/{subject_id}/export"): {
-        *("200", "400", "401", "403", "404", "410", "500"),
+        *("200", "400", "401", "403", "404", "410", "500", "503"),
     },
-    ("get", "/v1/me/export"): {"200", "304", "400", "401", "403", "410", "500"},
-    ("get", "/v1/privacy/audit"): {"200", "400", "401", "403", "410", "500"},
+    ("get", "/v1/me/export"): {"200", "304", "400", "401", "403", "410", "500", "503"},
+    ("get", "/v1/privacy/audit"): {"200", "400", "401", "403", "410", "500", "503"},
     ("post", "/v1/privacy/erasures"): {*WRITE_WITH_BODY, "201"} - {"409"},
-    ("get", "/v1/privacy/erasures"): {"200", "400", "401", "403", "410", "500"},
+    ("get", "/v1/privacy/erasures"): {"200", "400", "401", "403", "410", "500", "503"},
     ("get", "/v1/privacy/erasures/{request_id}"): READ_ONE,
     ("get", "/v1/privacy/erasures/{request_id}/certificate"): {*READ_ONE, "409"},
     ("get", "/v1/privacy/subjects/{subject_id}/hold"): READ_ONE,
     ("put", "/v1/privacy/subjects/{subject_id}/hold"): WRITE_WITH_BODY,
     ("delete", "/v1/privacy/subjects/{subject_id}/hold"): READ_ONE,
     ("delete", "/v1/privacy/suppressions"): {*WRITE_WITH_BODY, "204"} - {"200", "409"},
-    ("post", "/v1/me/erasure"): {"202", "401", "403", "410", "500"},
+    ("post", "/v1/me/erasure"): {"202", "401", "403", "410", "500", "503"},
 }
 
 
@@ -219,6 +279,9 @@ async def test_specific_problems_are_where_they_apply(openapi: dict[str, Any]) -
     unauthorized = openapi["paths"]["/v1/me/cart"]["get"]["responses"]["401"]
     assert "WWW-Authenticate" in unauthorized["headers"]
     assert "Retry-After" in openapi["paths"]["/health"]["get"]["responses"]["429"]["headers"]
+    assert types("post", "/v1/me/cart/items", "503") == {"database-unavailable"}
+    unavailable = openapi["paths"]["/v1/me/cart/items"]["post"]["responses"]["503"]
+    assert "Retry-After" in unavailable["headers"]
 
 
 @pytest.mark.anyio
