@@ -70,19 +70,22 @@ async def create_pool(
         server_settings["statement_timeout"] = f"{round(statement_timeout * 1000)}ms"
     if acquire_timeout is not None:
         kwargs.setdefault("timeout", acquire_timeout)  # asyncpg's connect timeout
+    options: dict[str, Any] = {
+        "max_queries": 50_000,
+        "max_inactive_connection_lifetime": 0.0,
+        "reset": _keep_session,
+        "loop": None,
+        "connection_class": asyncpg.Connection,
+        "record_class": asyncpg.Record,
+        **kwargs,
+    }
     pool = BoundedPool(
         dsn,
         acquire_timeout=acquire_timeout,
         min_size=min_size,
         max_size=max_size,
-        max_queries=50_000,
-        max_inactive_connection_lifetime=0.0,
         server_settings=server_settings,
-        reset=_keep_session,
-        loop=None,
-        connection_class=asyncpg.Connection,
-        record_class=asyncpg.Record,
-        **kwargs,
+        **options,
     )
     await pool
     return pool
