@@ -149,6 +149,7 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
     TimeoutError,  # no pooled connection, or no connection made, within the pool's timeout
     asyncpg.PostgresConnectionError,  # class 08: the connection failed or was lost mid-query
     asyncpg.exceptions.OperatorInterventionError,  # class 57: statement timeout, shutting down
+    asyncpg.exceptions.InternalClientError,  # a pooled connection the server cut while idle
 )
 
 

@@ -127,7 +127,6 @@ class Tally:
 
     def summary(self) -> dict[str, Any]:
         return {
-            "acknowledged": self.total,
             "retried": len(self.retried),
             "failed attempts": dict(self.failures),
             "slowest failure s": round(self.slowest_failure, 2),

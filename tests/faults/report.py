@@ -8,13 +8,18 @@ from tests.faults.cluster import Counts, Tally
 FIGURES: list[str] = []
 
 
-def report(title: str, counts: Counts, tally: Tally, **more: object) -> None:
-    figures = {
-        "acknowledged": counts.acknowledged,
-        "stored": counts.stored,
-        "duplicates": counts.duplicates,
-        "lost": counts.lost,
+def report(title: str, **figures: object) -> None:
+    FIGURES.append(f"{title}: " + ", ".join(f"{name} {value}" for name, value in figures.items()))
+
+
+def report_load(title: str, counts: Counts, tally: Tally, **more: object) -> None:
+    """A load's counts against what its clients saw."""
+    report(
+        title,
+        acknowledged=counts.acknowledged,
+        stored=counts.stored,
+        duplicates=counts.duplicates,
+        lost=counts.lost,
         **tally.summary(),
         **more,
-    }
-    FIGURES.append(f"{title}: " + ", ".join(f"{name} {value}" for name, value in figures.items()))
+    )

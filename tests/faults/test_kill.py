@@ -16,7 +16,7 @@ import pytest
 from privacy.master_key import MasterKey
 from tests.continuity.test_cli import drop_schema
 from tests.faults.cluster import Server, Tally, add_items, bearer, count
-from tests.faults.report import report
+from tests.faults.report import report_load
 from tests.helpers import SECRET
 
 pytestmark = pytest.mark.anyio
@@ -73,7 +73,8 @@ async def test_kill_9_under_load_loses_and_doubles_nothing(
     )
     counts = await count(database_url, schema, both[0], tally, customers)
     cut_off = sum(n for outcome, n in tally.failures.items() if outcome != "ConnectError")
-    report(f"kill -9 of an API process, {KILLS} times, under load", counts, tally, cut_off=cut_off)
+    title = f"kill -9 of an API process, {KILLS} times, under load"
+    report_load(title, counts, tally, cut_off_mid_request=cut_off)
     assert tally.unexpected == []
     assert tally.failures, "the kill met no request: it proved nothing"
     assert counts.acknowledged == CUSTOMERS * ACTIONS  # every action ended acknowledged
