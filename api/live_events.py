@@ -142,8 +142,9 @@ async def event_stream(
 ) -> AsyncIterator[ServerSentEventMessage]:
     """The messages of a subscription: subscribed first, then what was missed after `after`
     (read from the database), then live events; a comment line whenever `keepalive` seconds
-    pass without one. It ends when the feed stops or the subject is erased (a stream of topics
-    passes over erased subjects' placeholders).
+    pass without one. It ends when the feed stops (its last message a `retry:` hint and a
+    comment saying to reconnect) or the subject is erased (a stream of topics passes over
+    erased subjects' placeholders).
 
     The subscription is made when the response starts streaming, not when the handler runs, so
     a response that never starts leaves nothing behind; a client that disconnects cancels the
@@ -168,6 +169,8 @@ async def event_stream(
             else:
                 yield render(envelope)
     except StreamEnded:
-        return
+        # The server is stopping, or the log could not be read: the client should come back
+        # (to this server or another) from the last id it received.
+        yield ServerSentEventMessage(data=None, comment="ended: reconnect", retry=RETRY_MS)
     finally:
         stream.close()

@@ -35,6 +35,7 @@ from litestar.params import JSONBody, Parameter
 
 from api.schemas import AddItem
 from continuity.db import check_schema_name
+from continuity.settings import Settings
 
 EVENT_PAYLOAD_BYTES = 117
 """A sealed ItemAdded of ours as `bench.http` sends it (nonce, tag, msgpack of the event and
@@ -42,8 +43,8 @@ its metadata), measured on the log it seeds."""
 SESSION_BODY_BYTES = 690
 """A sealed session document of a cart with four lines and one device (688-694 bytes, measured
 the same way)."""
-POOL_MIN_SIZE = 2
-POOL_MAX_SIZE = 20
+POOL_MIN_SIZE = Settings.pool_min_size
+POOL_MAX_SIZE = Settings.pool_max_size
 """Our settings' defaults (`CONTINUITY_POOL_MIN_SIZE`, `CONTINUITY_POOL_MAX_SIZE`)."""
 
 ENV_URL = "BENCH_BARE_DATABASE_URL"

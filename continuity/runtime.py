@@ -317,6 +317,12 @@ class Runtime:
             raise
         return runtime
 
+    @property
+    def dedicated_connections(self) -> int:
+        """Connections the process holds besides its pool: the live feed's LISTEN, the
+        broadcasts' one, and a lease per async projection's runner."""
+        return 2 + sum(p.mode == "async" for p in self.projections)
+
     async def follow_async_projections(self, stop: asyncio.Event) -> None:
         """Run a runner for each async projection until `stop` is set (one process at a time
         applies each, by lease: other processes' runners wait as standbys)."""

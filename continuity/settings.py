@@ -64,7 +64,9 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     pool_min_size: int = 2
-    pool_max_size: int = 20
+    pool_max_size: int = 16
+    """With the six connections each process holds outside its pool, four workers fit in
+    PostgreSQL's default `max_connections` of 100 (`continuity.workers`)."""
     pool_timeout: float = 5.0
     """Seconds a request waits for a pooled connection (making one included) before it is
     answered 503 `database-unavailable`."""

@@ -50,14 +50,15 @@ async def _prepare_database(settings: Settings, url: str, keyring: Keyring, work
         limit = None
     finally:
         await runtime.close()
-    wanted = workers * settings.pool_max_size
+    wanted = workers * (settings.pool_max_size + runtime.dedicated_connections)
     if limit is not None and wanted + SPARE_CONNECTIONS > limit:
         log.warning(
-            "%d workers with pools of up to %d connections may open %d connections; the"
-            " database allows %d (max_connections): lower CONTINUITY_WORKERS or"
-            " CONTINUITY_POOL_MAX_SIZE, or raise max_connections",
+            "%d workers with pools of up to %d connections (and %d of their own each) may"
+            " open %d connections; the database allows %d (max_connections): lower"
+            " CONTINUITY_WORKERS or CONTINUITY_POOL_MAX_SIZE, or raise max_connections",
             workers,
             settings.pool_max_size,
+            runtime.dedicated_connections,
             wanted,
             limit,
         )

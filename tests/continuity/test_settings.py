@@ -35,6 +35,18 @@ def test_nothing_set_means_the_embedded_defaults() -> None:
 def test_the_keep_alive_interval_is_read_in_seconds() -> None:
     assert Settings.from_env({}).sse_keepalive == 15.0
     assert Settings.from_env({"CONTINUITY_SSE_KEEPALIVE": "0.25"}).sse_keepalive == 0.25
+    timeouts = Settings.from_env(
+        {
+            "CONTINUITY_POOL_TIMEOUT": "1.5",
+            "CONTINUITY_STATEMENT_TIMEOUT": "30",
+            "CONTINUITY_SHUTDOWN_GRACE": "2",
+        }
+    )
+    assert (timeouts.pool_timeout, timeouts.statement_timeout, timeouts.shutdown_grace) == (
+        1.5,
+        30,
+        2,
+    )
 
 
 def test_values_are_read() -> None:
@@ -63,6 +75,9 @@ def test_values_are_read() -> None:
         ("CONTINUITY_LOG_LEVEL", "LOUD", "CONTINUITY_LOG_LEVEL"),
         ("CONTINUITY_SSE_KEEPALIVE", "soon", "CONTINUITY_SSE_KEEPALIVE must be a number"),
         ("CONTINUITY_SSE_KEEPALIVE", "0", "CONTINUITY_SSE_KEEPALIVE must be more than 0"),
+        ("CONTINUITY_POOL_TIMEOUT", "0", "CONTINUITY_POOL_TIMEOUT must be more than 0"),
+        ("CONTINUITY_STATEMENT_TIMEOUT", "x", "CONTINUITY_STATEMENT_TIMEOUT must be a number"),
+        ("CONTINUITY_SHUTDOWN_GRACE", "-1", "CONTINUITY_SHUTDOWN_GRACE must be more than 0"),
         ("CONTINUITY_SSE_KEEPALIVE", "-1", "CONTINUITY_SSE_KEEPALIVE must be more than 0"),
         ("CONTINUITY_SSE_KEEPALIVE", "nan", "CONTINUITY_SSE_KEEPALIVE must be more than 0"),
     ],
