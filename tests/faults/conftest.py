@@ -1,10 +1,18 @@
-"""Print the fault tests' figures after the run."""
+"""Two API processes on the test database, and the fault tests' figures after the run."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+from uuid import uuid4
+
 import pytest
 
+from privacy.master_key import MasterKey
+from tests.continuity.test_cli import drop_schema
+from tests.faults.cluster import Server
 from tests.faults.report import FIGURES
+from tests.helpers import SECRET
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -12,3 +20,26 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.section("fault suite figures")
         for line in FIGURES:
             terminalreporter.write_line(line)
+
+
+@pytest.fixture
+def servers(database_url: str, tmp_path: Path) -> Iterator[tuple[str, list[Server]]]:
+    """(schema, [a, b]): two `continuity run` processes on a fresh schema of the test database."""
+    schema = f"test_faults_{uuid4().hex[:12]}"
+    env = {
+        "CONTINUITY_DATABASE_URL": database_url,
+        "CONTINUITY_DATABASE_SCHEMA": schema,
+        "CONTINUITY_MASTER_KEY": MasterKey.generate().to_text(),
+        "CONTINUITY_JWT_SECRET": SECRET,
+        "CONTINUITY_DATA_DIR": str(tmp_path / "data"),
+        "CONTINUITY_LOG_LEVEL": "WARNING",
+    }
+    both = [Server(env, tmp_path, "a"), Server(env, tmp_path, "b")]
+    try:
+        for server in both:
+            server.start()
+        yield schema, both
+    finally:
+        for server in both:
+            server.stop()
+        drop_schema(database_url, schema)

@@ -6,18 +6,13 @@ mid-request (committed or not) is sent again to the other process with its key."
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from pathlib import Path
 from uuid import UUID, uuid4
 
 import httpx
 import pytest
 
-from privacy.master_key import MasterKey
-from tests.continuity.test_cli import drop_schema
 from tests.faults.cluster import Server, Tally, add_items, bearer, count
 from tests.faults.report import report_load
-from tests.helpers import SECRET
 
 pytestmark = pytest.mark.anyio
 
@@ -25,28 +20,6 @@ CUSTOMERS = 16
 KILLS = 3
 ACTIONS = 40
 """Cart adds per customer (a cart holds at most 100 lines)."""
-
-
-@pytest.fixture
-def servers(database_url: str, tmp_path: Path) -> Iterator[tuple[str, list[Server]]]:
-    schema = f"test_kill_{uuid4().hex[:12]}"
-    env = {
-        "CONTINUITY_DATABASE_URL": database_url,
-        "CONTINUITY_DATABASE_SCHEMA": schema,
-        "CONTINUITY_MASTER_KEY": MasterKey.generate().to_text(),
-        "CONTINUITY_JWT_SECRET": SECRET,
-        "CONTINUITY_DATA_DIR": str(tmp_path / "data"),
-        "CONTINUITY_LOG_LEVEL": "WARNING",
-    }
-    both = [Server(env, tmp_path, "a"), Server(env, tmp_path, "b")]
-    try:
-        for server in both:
-            server.start()
-        yield schema, both
-    finally:
-        for server in both:
-            server.stop()
-        drop_schema(database_url, schema)
 
 
 async def test_kill_9_under_load_loses_and_doubles_nothing(
