@@ -144,6 +144,15 @@ async def migrate(conn: asyncpg.Connection, schema: str) -> list[str]:
     return applied
 
 
+DATABASE_ERRORS: tuple[type[Exception], ...] = (
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,  # a pooled connection the server cut while idle
+)
+"""What a loop that follows the database (a runner, a listener, a sweep) survives: it logs the
+error and tries again later. Narrower than `Exception`, so that a bug still stops it loudly."""
+
 _UNAVAILABLE: tuple[type[BaseException], ...] = (
     OSError,  # refused, reset, unreachable: no server to talk to
     TimeoutError,  # no pooled connection, or no connection made, within the pool's timeout

@@ -29,7 +29,7 @@ import msgspec
 
 from aggregates.errors import DomainError, InvalidValue, NotFound
 from continuity import cursors
-from continuity.db import Queryable
+from continuity.db import DATABASE_ERRORS, Queryable
 from continuity.erasure import shred_subject
 from continuity.identifiers import Identifiers, Kind
 from continuity.legal_holds import LegalHolds, lock_subject, subject_known
@@ -338,7 +338,7 @@ class ErasureRequests:
                 resumed = await self.resume_stale()
                 if resumed:
                     log.warning("took up %d unfinished erasure requests", resumed)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except DATABASE_ERRORS as exc:
                 log.warning(
                     "the look for unfinished erasure requests failed (%s)", type(exc).__name__
                 )

@@ -29,6 +29,7 @@ from uuid import UUID
 
 import asyncpg
 
+from continuity.db import DATABASE_ERRORS
 from continuity.errors import IntegrityViolation
 from continuity.mapper import EventMapper
 from continuity.store import EventStore, RecordedEvent
@@ -51,7 +52,6 @@ POLL_INTERVAL = 1.0
 """Seconds between two reads of the log with no NOTIFY in between."""
 IN_FLIGHT_POLL = 0.02
 """Seconds between reads while a newer event waits behind a transaction in flight."""
-DATABASE_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 K = TypeVar("K")
 
 
@@ -499,7 +499,7 @@ class LiveFeed:
             try:
                 await asyncio.wait_for(listener.close(), self.probe_timeout)
                 return
-            except (*DATABASE_ERRORS, TimeoutError):
+            except DATABASE_ERRORS:  # a timeout is an OSError
                 pass
         listener.terminate()
 

@@ -32,6 +32,7 @@ from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
+from continuity.db import DATABASE_ERRORS
 from continuity.projection import Projection
 from continuity.projection_status import lag
 
@@ -177,7 +178,7 @@ class Metrics:
                     self.log_head.set(found.head)
                     self.projection_position.labels(projection.name).set(found.position)
                     self.projection_behind.labels(projection.name).set(found.behind)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except DATABASE_ERRORS as exc:
             self.scrape_errors.inc()
             log.warning("metrics: the database could not be read (%s)", type(exc).__name__)
 

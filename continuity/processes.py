@@ -30,7 +30,7 @@ from uuid import UUID, uuid4
 
 import asyncpg
 
-from continuity.db import Conn, Queryable
+from continuity.db import DATABASE_ERRORS, Conn, Queryable
 
 log = logging.getLogger("continuity.processes")
 
@@ -187,7 +187,7 @@ class Process:
             try:
                 await self._beat()
                 retry = RETRY
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            except DATABASE_ERRORS as exc:
                 self._lose()
                 log.warning(
                     "process %s: lost its broadcasts connection (%s); caches off until back",

@@ -31,6 +31,7 @@ from projections.envelope import Envelope
 
 log = logging.getLogger("continuity.projections")
 
+_LOCK_RETRY = 0.2
 _REBUILD_CLASS = 0x72626C64  # "rbld"
 
 PAGE_SIZE = 5000
@@ -104,10 +105,16 @@ class Rebuilder:
 
     @contextlib.asynccontextmanager
     async def _exclusive(self, projection: Projection) -> AsyncIterator[None]:
-        """A session advisory lock per projection and schema, on a connection of its own."""
+        """A session advisory lock per projection and schema, on a connection of its own; tried
+        again every `_LOCK_RETRY` seconds while another rebuild holds it, not waited for in one
+        statement, which the pool's statement timeout would cancel."""
         key = f"{self.store.schema}.{projection.name}"
         async with self.store.pool.acquire() as conn:
-            await conn.execute("SELECT pg_advisory_lock($1, hashtext($2))", _REBUILD_CLASS, key)
+            lock = "SELECT pg_try_advisory_lock($1, hashtext($2))"
+            while True:
+                if await conn.fetchval(lock, _REBUILD_CLASS, key):
+                    break
+                await asyncio.sleep(_LOCK_RETRY)
             try:
                 yield
             finally:

@@ -29,7 +29,7 @@ from continuity.consent_proofs import ConsentProofs
 from continuity.consents import ConsentService
 from continuity.conversation_queue import ConversationQueue
 from continuity.conversations import ConversationService
-from continuity.db import close_pool, create_pool, migrate, migrations
+from continuity.db import DATABASE_ERRORS, close_pool, create_pool, migrate, migrations
 from continuity.devices import Devices
 from continuity.embedded import start_embedded
 from continuity.erasure_requests import ErasureRequests
@@ -333,7 +333,7 @@ class Runtime:
                     await ProjectionRunner(
                         self.store, self.mapper, projection, connect=self.connect_lease
                     ).run(stop)
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                except DATABASE_ERRORS as exc:
                     log.warning(
                         "projection %s: its runner stopped (%s); starting again",
                         projection.name,
@@ -355,7 +355,7 @@ class Runtime:
                 expired = await self.applications.sweep()
                 if expired:
                     log.info("expired %d idle applications", expired)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except DATABASE_ERRORS as exc:
                 log.warning("the idle applications' sweep failed (%s)", type(exc).__name__)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), SWEEP_INTERVAL)
@@ -381,7 +381,7 @@ class Runtime:
                 )
             except RetentionBusy:
                 continue
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except DATABASE_ERRORS as exc:
                 log.warning("the retention run failed (%s)", type(exc).__name__)
                 continue
             for outcome in report.policies:
@@ -396,7 +396,7 @@ class Runtime:
     async def database_reachable(self) -> bool:
         try:
             await self.pool.fetchval("SELECT 1")
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        except DATABASE_ERRORS:
             return False
         return True
 

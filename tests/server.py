@@ -13,6 +13,23 @@ from pathlib import Path
 
 import httpx
 
+from privacy.master_key import MasterKey
+from tests.helpers import SECRET
+
+
+def server_env(database_url: str, schema: str, data_dir: Path, **more: str) -> dict[str, str]:
+    """What `continuity run` needs to serve `schema` of the test database: a master key of its
+    own, the tests' JWT secret and `data_dir`; each of `more` is a `CONTINUITY_<NAME>` setting
+    (`log_level="WARNING"`)."""
+    return {
+        "CONTINUITY_DATABASE_URL": database_url,
+        "CONTINUITY_DATABASE_SCHEMA": schema,
+        "CONTINUITY_MASTER_KEY": MasterKey.generate().to_text(),
+        "CONTINUITY_JWT_SECRET": SECRET,
+        "CONTINUITY_DATA_DIR": str(data_dir),
+        **{f"CONTINUITY_{name.upper()}": value for name, value in more.items()},
+    }
+
 
 def free_port() -> int:
     with socket.socket() as sock:

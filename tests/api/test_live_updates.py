@@ -28,10 +28,9 @@ import httpx
 import pytest
 
 from api.auth import Role, issue_token
-from privacy.master_key import MasterKey
 from tests.continuity.test_cli import drop_schema
 from tests.helpers import MUG, SECRET
-from tests.server import server_process
+from tests.server import server_env, server_process
 
 KEEPALIVE = 0.5
 READ_TIMEOUT = 10.0
@@ -126,18 +125,16 @@ def servers(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 
 def environment(database_url: str, schema: str, tmp: Path) -> dict[str, str]:
-    return {
-        "CONTINUITY_DATABASE_URL": database_url,
-        "CONTINUITY_DATABASE_SCHEMA": schema,
-        "CONTINUITY_MASTER_KEY": MasterKey.generate().to_text(),
-        "CONTINUITY_JWT_SECRET": SECRET,
-        "CONTINUITY_DATA_DIR": str(tmp / "data"),
-        "CONTINUITY_RATE_LIMIT": "0",
-        "CONTINUITY_SSE_KEEPALIVE": str(KEEPALIVE),
-        "CONTINUITY_POOL_MAX_SIZE": str(POOL_MAX),
-        "CONTINUITY_POOL_MIN_SIZE": "1",
-        "CONTINUITY_LOG_LEVEL": "WARNING",
-    }
+    return server_env(
+        database_url,
+        schema,
+        tmp / "data",
+        rate_limit="0",
+        sse_keepalive=str(KEEPALIVE),
+        pool_max_size=str(POOL_MAX),
+        pool_min_size="1",
+        log_level="WARNING",
+    )
 
 
 @contextmanager

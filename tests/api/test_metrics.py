@@ -9,6 +9,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from continuity.settings import Settings
 from tests.helpers import TokenFactory
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -53,7 +54,7 @@ async def test_metrics_count_requests_appends_pool_and_lag(
     assert value(samples, "continuity_appends_total", outcome="committed") == 3
     assert value(samples, "continuity_appended_events_total") == 4  # opened + added, 2 changes
     assert value(samples, "continuity_append_duration_seconds_count", outcome="committed") == 3
-    assert value(samples, "continuity_db_pool_max_connections") == 20
+    assert value(samples, "continuity_db_pool_max_connections") == Settings.pool_max_size
     pool = {
         state: samples[("continuity_db_pool_connections", frozenset({("state", state)}))]
         for state in ("idle", "in_use")

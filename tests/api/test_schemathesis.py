@@ -26,10 +26,9 @@ from api.app import create_app
 from api.auth import issue_token
 from api.openapi import ENTITY_TAGS, IF_MATCH
 from continuity.settings import Settings
-from privacy.master_key import MasterKey
 from tests.continuity.test_cli import drop_schema
 from tests.helpers import SECRET
-from tests.server import running_server
+from tests.server import running_server, server_env
 
 CASES = 250
 """Examples per operation and generation mode, with a valid token."""
@@ -52,14 +51,7 @@ FUZZED_REFUSED = settings(FUZZED, max_examples=REFUSED_CASES)
 def server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     schema = f"test_fuzz_{uuid4().hex[:12]}"
     logs: Path = tmp_path_factory.mktemp("fuzz")
-    env = {
-        "CONTINUITY_DATABASE_URL": database_url,
-        "CONTINUITY_DATABASE_SCHEMA": schema,
-        "CONTINUITY_MASTER_KEY": MasterKey.generate().to_text(),
-        "CONTINUITY_JWT_SECRET": SECRET,
-        "CONTINUITY_DATA_DIR": str(logs / "data"),
-        "CONTINUITY_LOG_LEVEL": "WARNING",
-    }
+    env = server_env(database_url, schema, logs / "data", log_level="WARNING")
     try:
         with running_server(env, logs / "server.log") as base:
             yield base

@@ -31,10 +31,9 @@ from uvicorn.config import STARTUP_FAILURE
 from api.auth import issue_token
 from continuity import logs, metrics
 from continuity.cli import main
-from privacy.master_key import MasterKey
 from tests.continuity.test_cli import drop_schema
 from tests.helpers import MUG, SECRET
-from tests.server import server_process
+from tests.server import server_env, server_process
 
 WORKERS = 2
 BATCH = 16
@@ -112,16 +111,14 @@ class Workers:
 def workers(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workers]:
     tmp = tmp_path_factory.mktemp("workers")
     schema = f"test_workers_{uuid4().hex[:12]}"
-    env = {
-        "CONTINUITY_DATABASE_URL": database_url,
-        "CONTINUITY_DATABASE_SCHEMA": schema,
-        "CONTINUITY_MASTER_KEY": MasterKey.generate().to_text(),
-        "CONTINUITY_JWT_SECRET": SECRET,
-        "CONTINUITY_DATA_DIR": str(tmp / "data"),
-        "CONTINUITY_WORKERS": str(WORKERS),
-        "CONTINUITY_LOG_FORMAT": "json",
-        "CONTINUITY_RATE_LIMIT": "0",
-    }
+    env = server_env(
+        database_url,
+        schema,
+        tmp / "data",
+        workers=str(WORKERS),
+        log_format="json",
+        rate_limit="0",
+    )
     out = tmp / "out.txt"
     try:
         with server_process(env, out) as (base, process):

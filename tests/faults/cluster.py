@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -168,6 +169,23 @@ async def add_items(
                 await asyncio.sleep(RETRY_PAUSE)
             else:
                 raise AssertionError(f"{sku} of {customer} was never acknowledged")
+
+
+async def under_load(
+    servers: list[Server],
+    customers: list[UUID],
+    actions: int,
+    tally: Tally,
+    fault: Awaitable[None],
+) -> None:
+    """`actions` cart adds for each of `customers` over `servers`, while `fault` happens."""
+    await asyncio.gather(
+        fault,
+        *(
+            add_items(servers, customer, actions, tally, offset=n)
+            for n, customer in enumerate(customers)
+        ),
+    )
 
 
 def _unavailable(answer: httpx.Response) -> bool:

@@ -8,11 +8,10 @@ from uuid import uuid4
 
 import pytest
 
-from privacy.master_key import MasterKey
 from tests.continuity.test_cli import drop_schema
 from tests.faults.cluster import Server
 from tests.faults.report import FIGURES
-from tests.helpers import SECRET
+from tests.server import server_env
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -26,14 +25,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 def servers(database_url: str, tmp_path: Path) -> Iterator[tuple[str, list[Server]]]:
     """(schema, [a, b]): two `continuity run` processes on a fresh schema of the test database."""
     schema = f"test_faults_{uuid4().hex[:12]}"
-    env = {
-        "CONTINUITY_DATABASE_URL": database_url,
-        "CONTINUITY_DATABASE_SCHEMA": schema,
-        "CONTINUITY_MASTER_KEY": MasterKey.generate().to_text(),
-        "CONTINUITY_JWT_SECRET": SECRET,
-        "CONTINUITY_DATA_DIR": str(tmp_path / "data"),
-        "CONTINUITY_LOG_LEVEL": "WARNING",
-    }
+    env = server_env(database_url, schema, tmp_path / "data", log_level="WARNING")
     both = [Server(env, tmp_path, "a"), Server(env, tmp_path, "b")]
     try:
         for server in both:

@@ -11,7 +11,7 @@ from uuid import UUID, uuid4
 import httpx
 import pytest
 
-from tests.faults.cluster import Server, Tally, add_items, bearer, count
+from tests.faults.cluster import Server, Tally, bearer, count, under_load
 from tests.faults.report import report_load
 
 pytestmark = pytest.mark.anyio
@@ -37,13 +37,7 @@ async def test_kill_9_under_load_loses_and_doubles_nothing(
             await asyncio.sleep(0.3)  # requests meanwhile meet a closed port, and go elsewhere
             await asyncio.to_thread(victim.start)
 
-    await asyncio.gather(
-        kill_and_restart(),
-        *(
-            add_items(both, customer, ACTIONS, tally, offset=n)
-            for n, customer in enumerate(customers)
-        ),
-    )
+    await under_load(both, customers, ACTIONS, tally, kill_and_restart())
     counts = await count(database_url, schema, both[0], tally, customers)
     cut_off = sum(n for outcome, n in tally.failures.items() if outcome != "ConnectError")
     title = f"kill -9 of an API process, {KILLS} times, under load"

@@ -14,7 +14,7 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.faults.cluster import Server, Tally, add_items, bearer, count
+from tests.faults.cluster import Server, Tally, bearer, count, under_load
 from tests.faults.report import report, report_load
 from tests.helpers import MUG, SECRET
 
@@ -91,13 +91,7 @@ async def test_sigterm_under_load_loses_nothing(
         exit_codes.append(await asyncio.to_thread(stopping.process.wait, GRACE + 5))
         await asyncio.to_thread(stopping.start)
 
-    await asyncio.gather(
-        stop_and_restart(),
-        *(
-            add_items(both, customer, actions, tally, offset=n)
-            for n, customer in enumerate(customers)
-        ),
-    )
+    await under_load(both, customers, actions, tally, stop_and_restart())
     counts = await count(database_url, schema, both[1], tally, customers)
     report_load("SIGTERM of an API process under load", counts, tally)
     assert exit_codes[0] in STOPPED
