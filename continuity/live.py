@@ -198,7 +198,7 @@ class LiveFeed:
         liveness_interval: float = 10.0,
         probe_timeout: float = 5.0,
         retry_delay: float = 0.5,
-        retry_max_delay: float = 30.0,
+        retry_max_delay: float = 2.0,
         observe: ObserveStreams | None = None,
     ) -> None:
         self.store = store

@@ -40,7 +40,8 @@ LIVE = timedelta(seconds=5)
 """A process whose last heartbeat is older is not waited for."""
 RETRY = 0.5
 """Seconds before a lost connection is tried again (doubling, up to `RETRY_MAX`)."""
-RETRY_MAX = 10.0
+RETRY_MAX = 2.0
+"""Short: a database back from a restart is heard within it, and a refused connect costs nothing."""
 PROBE_TIMEOUT = 5.0
 _LOCK = 0x62726F61  # "broa": serialises broadcasts, so their numbers are their commit order
 

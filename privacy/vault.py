@@ -105,8 +105,10 @@ class KeyVault:
     `cache_size` bounds the cached subjects; `erased_memory` bounds the erased subjects kept in
     memory (forgetting an old one is safe: its keys are gone from the database, and a fetch
     that read them before the erasure cannot cache them, by the epoch). `retry_delay` starts
-    the LISTEN reconnect back-off, doubling up to `retry_max_delay`; every `liveness_interval`
-    seconds a probe that takes more than `probe_timeout` counts the LISTEN connection as lost.
+    the LISTEN reconnect back-off, doubling up to `retry_max_delay` (short: a database back
+    from a restart is heard within it, and a refused connect costs nothing); every
+    `liveness_interval` seconds a probe that takes more than `probe_timeout` counts the LISTEN
+    connection as lost.
     `period` is how long a key is written with before the next one is created (None: keys do
     not roll over); `clock` says when now is (tests move it).
     """
@@ -120,7 +122,7 @@ class KeyVault:
         *,
         erased_memory: int = 100_000,
         retry_delay: float = 0.5,
-        retry_max_delay: float = 30.0,
+        retry_max_delay: float = 2.0,
         liveness_interval: float = 10.0,
         probe_timeout: float = 5.0,
         period: timedelta | None = None,

@@ -64,7 +64,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         "CONTINUITY_MASTER_KEY": MasterKey.generate().to_text(),
         "CONTINUITY_JWT_SECRET": SECRET,
         "CONTINUITY_DATA_DIR": str(root / "data"),
-        "CONTINUITY_LOG_LEVEL": "WARNING",
+        "CONTINUITY_LOG_LEVEL": "INFO",  # the listeners say when they are back
         "CONTINUITY_POOL_TIMEOUT": "1",
         "CONTINUITY_STATEMENT_TIMEOUT": "5",
     }
@@ -253,7 +253,8 @@ async def _analytics(url: str, customer: UUID, positions: list[int]) -> tuple[in
 
 async def test_after_a_restart_every_process_hears_an_erasure(cluster: Cluster) -> None:
     """Both processes' broadcast connections come back by themselves (each heartbeats again),
-    and an erasure made through one is then acknowledged by both; the other answers 410 at
+    and so do their key vault's and live feed's LISTEN connections (each says so in its log);
+    an erasure made through one is then acknowledged by both, and the other answers 410 at
     once (its key cache, off while its LISTEN was lost, started afresh)."""
     customer, officer = uuid4(), bearer(uuid4(), "compliance", None)
     first, second = cluster.servers
@@ -266,8 +267,15 @@ async def test_after_a_restart_every_process_hears_an_erasure(cluster: Cluster) 
         assert (
             await client.get(f"{second.base}/v1/me/cart", headers=bearer(customer))
         ).status_code == 200
+        said_before = [_said(server) for server in cluster.servers]
         await cluster.outage("fast")
         back = await _heard_again(cluster.database.url, len(cluster.servers))
+        await _until(
+            lambda: all(
+                _listening_again(server, before)
+                for server, before in zip(cluster.servers, said_before, strict=True)
+            )
+        )
         erasure = await client.post(
             f"{first.base}/v1/privacy/erasures", json={"subject_id": str(customer)}, headers=officer
         )
@@ -308,3 +316,17 @@ async def _heard_again(url: str, processes: int, seconds: float = 30) -> float:
     finally:
         await conn.close()
     return time.monotonic() - started
+
+
+LISTENING_AGAIN = ("key vault: listening on", "live feed: listening on")
+"""What the key vault's and the live feed's listeners log once their LISTEN is back."""
+
+
+def _listening_again(server: Server, before: tuple[int, ...]) -> bool:
+    return all(now > then for now, then in zip(_said(server), before, strict=True))
+
+
+def _said(server: Server) -> tuple[int, ...]:
+    """How often `server` has logged each of `LISTENING_AGAIN`."""
+    log = server.out.read_text(errors="replace")
+    return tuple(log.count(line) for line in LISTENING_AGAIN)
