@@ -12,7 +12,8 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -198,6 +199,16 @@ def _unavailable(answer: httpx.Response) -> bool:
     )
 
 
+@asynccontextmanager
+async def connected(url: str, schema: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection of the test's own to `schema`, to look at what the servers wrote."""
+    conn = await asyncpg.connect(url, server_settings={"search_path": schema})
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
 @dataclass(frozen=True)
 class Counts:
     acknowledged: int
@@ -212,15 +223,12 @@ async def count(
     """The log against what the clients saw. `stored` counts the item-added events of the
     load's customers; an action applied twice would be a second event and a quantity of 2 in
     the cart (`duplicates`); an acknowledged SKU missing from the cart is `lost`."""
-    conn = await asyncpg.connect(url, server_settings={"search_path": schema})
-    try:
+    async with connected(url, schema) as conn:
         stored = await conn.fetchval(
             "SELECT count(*) FROM events WHERE subject_id = ANY($1::uuid[])"
             " AND topic LIKE '%Cart.ItemAdded'",
             customers,
         )
-    finally:
-        await conn.close()
     duplicates = lost = 0
     async with httpx.AsyncClient(timeout=30) as client:
         for customer in customers:

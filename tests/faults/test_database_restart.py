@@ -12,16 +12,24 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from uuid import UUID, uuid4
 
-import asyncpg
 import httpx
 import pytest
 
 from continuity.processes import LIVE
 from privacy.master_key import MasterKey
-from tests.faults.cluster import FAIL_FAST, Server, Tally, add_items, bearer, count, under_load
+from tests.faults.cluster import (
+    FAIL_FAST,
+    Server,
+    Tally,
+    add_items,
+    bearer,
+    connected,
+    count,
+    under_load,
+)
 from tests.faults.report import report, report_load
 from tests.faults.throwaway import Throwaway
-from tests.helpers import SECRET
+from tests.helpers import MUG, SECRET
 
 pytestmark = pytest.mark.anyio
 
@@ -217,15 +225,12 @@ async def _messages(answer: httpx.Response) -> AsyncIterator[dict[str, str]]:
 
 
 async def _positions(url: str, customer: UUID) -> list[int]:
-    conn = await asyncpg.connect(url, server_settings={"search_path": SCHEMA})
-    try:
+    async with connected(url, SCHEMA) as conn:
         rows = await conn.fetch(
             "SELECT position FROM events WHERE subject_id = $1 AND topic LIKE '%Cart.ItemAdded'"
             " ORDER BY position",
             customer,
         )
-    finally:
-        await conn.close()
     return [row["position"] for row in rows]
 
 
@@ -233,8 +238,7 @@ async def _analytics(url: str, customer: UUID, positions: list[int]) -> tuple[in
     """(actions the analytics projection counted, the customer's actions in the log), once its
     runner has passed the last of them. The customer is the only one here who consented to
     analytics, so every count is theirs."""
-    conn = await asyncpg.connect(url, server_settings={"search_path": SCHEMA})
-    try:
+    async with connected(url, SCHEMA) as conn:
         deadline = time.monotonic() + 30
         while (
             await conn.fetchval("SELECT position FROM tracking WHERE name = 'analytics'") or 0
@@ -246,8 +250,6 @@ async def _analytics(url: str, customer: UUID, positions: list[int]) -> tuple[in
             "SELECT count(*) FROM events WHERE subject_id = $1 AND topic LIKE 'aggregates.cart%'",
             customer,
         )
-    finally:
-        await conn.close()
     return int(counted), int(actions)
 
 
@@ -258,15 +260,11 @@ async def test_after_a_restart_every_process_hears_an_erasure(cluster: Cluster) 
     once (its key cache, off while its LISTEN was lost, started afresh)."""
     customer, officer = uuid4(), bearer(uuid4(), "compliance", None)
     first, second = cluster.servers
+    mine = bearer(customer)
     async with httpx.AsyncClient(timeout=30) as client:
-        body = {"sku": "MUG-1", "name": "Blue mug", "unit_price": "12.50", "quantity": 1}
-        added = await client.post(
-            f"{second.base}/v1/me/cart/items", json=body, headers=bearer(customer)
-        )
+        added = await client.post(f"{second.base}/v1/me/cart/items", json=MUG, headers=mine)
         assert added.status_code == 200
-        assert (
-            await client.get(f"{second.base}/v1/me/cart", headers=bearer(customer))
-        ).status_code == 200
+        assert (await client.get(f"{second.base}/v1/me/cart", headers=mine)).status_code == 200
         said_before = [_said(server) for server in cluster.servers]
         await cluster.outage("fast")
         back = await _heard_again(cluster.database.url, len(cluster.servers))
@@ -285,7 +283,7 @@ async def test_after_a_restart_every_process_hears_an_erasure(cluster: Cluster) 
         certificate = (
             await client.get(f"{first.base}{request['certificate']}", headers=officer)
         ).json()
-        after = await client.get(f"{second.base}/v1/me/cart", headers=bearer(customer))
+        after = await client.get(f"{second.base}/v1/me/cart", headers=mine)
     shred = certificate["certificate"]["erasure"]
     report(
         "An erasure after a PostgreSQL restart",
@@ -301,8 +299,7 @@ async def _heard_again(url: str, processes: int, seconds: float = 30) -> float:
     """Seconds until `processes` processes heartbeat again (within `continuity.processes.LIVE`)
     after the database came back."""
     started = time.monotonic()
-    conn = await asyncpg.connect(url, server_settings={"search_path": SCHEMA})
-    try:
+    async with connected(url, SCHEMA) as conn:
         while (
             await conn.fetchval(
                 "SELECT count(*) FROM processes"
@@ -313,8 +310,6 @@ async def _heard_again(url: str, processes: int, seconds: float = 30) -> float:
         ):
             assert time.monotonic() - started < seconds, "a process never came back"
             await asyncio.sleep(0.1)
-    finally:
-        await conn.close()
     return time.monotonic() - started
 
 
