@@ -1,5 +1,6 @@
-"""Non-personal analytics, first cut: per day (UTC) and channel, how many customer actions were
-recorded and how many subjects were active, counting only subjects who had consented to
+"""Non-personal analytics: per day (UTC) and channel, how many customer actions were recorded,
+how many subjects were active, how many carts were started and checked out, and how many
+applications were started and submitted, counting only subjects who had consented to
 analytics when they acted. An asynchronous projection: the runner follows the log from its
 checkpoint, a rebuild makes the same rows.
 
@@ -26,6 +27,8 @@ from uuid import UUID
 
 import msgspec
 
+from aggregates.application import Application
+from aggregates.cart import Cart
 from aggregates.consent import ANALYTICS, DEFAULTS, Consent
 from continuity.db import Conn, Queryable
 from continuity.projection import Mode, Placement
@@ -44,6 +47,10 @@ TABLES = (
             " channel text NOT NULL,"
             " actions bigint NOT NULL,"
             " active_subjects bigint NOT NULL,"
+            " carts_started bigint NOT NULL,"
+            " carts_checked_out bigint NOT NULL,"
+            " applications_started bigint NOT NULL,"
+            " applications_submitted bigint NOT NULL,"
             " PRIMARY KEY (day, channel))",
         ),
         subject_column=None,
@@ -72,6 +79,22 @@ class DailyCount(msgspec.Struct, frozen=True, gc=False):
     channel: str
     actions: int
     active_subjects: int
+    carts_started: int
+    carts_checked_out: int
+    applications_started: int
+    applications_submitted: int
+
+
+MILESTONES: dict[type, str] = {
+    Cart.Opened: "carts_started",
+    Cart.CheckedOut: "carts_checked_out",
+    Application.Started: "applications_started",
+    Application.Submitted: "applications_submitted",
+}
+"""The events counted on their own besides as actions, and the column each is counted in. A
+cart or an application moved at sign-in (`Cart.LinesMerged`, `Application.Imported`) is not
+started again."""
+_COUNTS = ("actions", *MILESTONES.values())
 
 
 @dataclass(frozen=True)
@@ -80,7 +103,8 @@ class Analytics:
     topics: tuple[str, ...] = ()
     tables: tuple[Table, ...] = TABLES
     mode: Mode = "async"
-    version: int = 1
+    version: int = 2
+    """Version 2: carts started and checked out, applications started and submitted."""
 
     async def handle(self, conn: Conn, placement: Placement, envelopes: list[Envelope]) -> None:
         """Fold the page in memory (each subject's consent as it stood at each action), then
@@ -95,7 +119,7 @@ class Analytics:
             )
         }
         changed: dict[UUID, bool] = {}
-        actions: Counter[tuple[date, str]] = Counter()
+        counts: dict[str, Counter[tuple[date, str]]] = {name: Counter() for name in _COUNTS}
         seen: set[tuple[UUID, date, str]] = set()
         for envelope in envelopes:
             event = envelope.event
@@ -107,9 +131,11 @@ class Analytics:
             if envelope.meta is None or envelope.meta.actor_type != "customer":
                 continue
             if consent.get(subject, DEFAULTS[ANALYTICS]):
-                day = envelope.recorded_at.date()
-                actions[day, envelope.channel] += 1
-                seen.add((subject, day, envelope.channel))
+                key = day, channel = envelope.recorded_at.date(), envelope.channel
+                counts["actions"][key] += 1
+                if (milestone := MILESTONES.get(type(event))) is not None:
+                    counts[milestone][key] += 1
+                seen.add((subject, day, channel))
         if changed:
             await conn.execute(
                 f"INSERT INTO {placement[CONSENT]} (subject_id, given)"
@@ -118,7 +144,7 @@ class Analytics:
                 list(changed),
                 list(changed.values()),
             )
-        if not actions:
+        if not counts["actions"]:
             return
         active: Counter[tuple[date, str]] = Counter()
         if seen:
@@ -132,16 +158,18 @@ class Analytics:
                 [r[2] for r in rows],
             ):
                 active[row["day"], row["channel"]] += 1
-        keys = sorted(actions)
+        keys = sorted(counts["actions"])
+        columns = ", ".join(_COUNTS)
+        arrays = ", ".join(f"${n}::bigint[]" for n in range(4, 4 + len(_COUNTS)))
+        added = ", ".join(f"{c} = d.{c} + excluded.{c}" for c in ("active_subjects", *_COUNTS))
         await conn.execute(
-            f"INSERT INTO {placement[DAILY]} AS d (day, channel, actions, active_subjects)"
-            " SELECT * FROM unnest($1::date[], $2::text[], $3::bigint[], $4::bigint[])"
-            " ON CONFLICT (day, channel) DO UPDATE SET actions = d.actions + excluded.actions,"
-            " active_subjects = d.active_subjects + excluded.active_subjects",
+            f"INSERT INTO {placement[DAILY]} AS d (day, channel, active_subjects, {columns})"
+            f" SELECT * FROM unnest($1::date[], $2::text[], $3::bigint[], {arrays})"
+            f" ON CONFLICT (day, channel) DO UPDATE SET {added}",
             [k[0] for k in keys],
             [k[1] for k in keys],
-            [actions[k] for k in keys],
             [active[k] for k in keys],
+            *([counts[name][k] for k in keys] for name in _COUNTS),
         )
 
 
@@ -150,7 +178,7 @@ async def daily(
 ) -> list[DailyCount]:
     """The counts of each day from `since` to `until` (both included), by channel."""
     rows = await conn.fetch(
-        f"SELECT day, channel, actions, active_subjects FROM {DAILY}"
+        f"SELECT day, channel, active_subjects, {', '.join(_COUNTS)} FROM {DAILY}"
         " WHERE day BETWEEN $1 AND $2 AND ($3::text IS NULL OR channel = $3)"
         " ORDER BY day, channel",
         since,

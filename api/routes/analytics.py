@@ -1,7 +1,8 @@
 """Non-personal analytics (`/v1/analytics/...`), for agents: counts only, no subject anywhere.
 
-`GET /v1/analytics/daily` gives, per day (UTC) and channel, the customer actions recorded and
-the subjects active, counting only subjects who had consented to analytics when they acted
+`GET /v1/analytics/daily` gives, per day (UTC) and channel, the customer actions recorded, the
+subjects active, carts started and checked out and applications started and submitted,
+counting only subjects who had consented to analytics when they acted
 (`continuity.analytics`). The counts follow the log asynchronously: a few moments behind it.
 """
 
@@ -33,13 +34,18 @@ OnChannel = Annotated[Channel | None, QueryParameter(description="Only this chan
 
 
 class DayCount(msgspec.Struct):
-    """One day on one channel: customer actions recorded, and distinct subjects active
-    (counted, never listed), of subjects who had consented to analytics."""
+    """One day on one channel, of subjects who had consented to analytics: customer actions
+    recorded, distinct subjects active (counted, never listed), carts started (the first item
+    added) and checked out, applications started and submitted, on this channel."""
 
     day: date
     channel: str
     actions: int
     active_subjects: int
+    carts_started: int
+    carts_checked_out: int
+    applications_started: int
+    applications_submitted: int
 
 
 class DailyAnalytics(msgspec.Struct):
@@ -53,7 +59,11 @@ class AnalyticsController(Controller):
     guards = [agent_only]
     tags = ["analytics"]
 
-    @get("/daily", summary="Actions and active subjects per day and channel (non-personal)")
+    @get(
+        "/daily",
+        summary="Actions, active subjects, carts and applications per day and channel"
+        " (non-personal)",
+    )
     async def daily(
         self,
         runtime: NamedDependency[Runtime],
@@ -68,7 +78,7 @@ class AnalyticsController(Controller):
         if (last - first).days >= analytics.MAX_DAYS:
             raise _bad_range("from", f"at most {analytics.MAX_DAYS} days at once")
         counts = await analytics.daily(runtime.pool, first, last, channel)
-        days = [DayCount(c.day, c.channel, c.actions, c.active_subjects) for c in counts]
+        days = [DayCount(**msgspec.structs.asdict(count)) for count in counts]
         return DailyAnalytics(first, last, days)
 
 

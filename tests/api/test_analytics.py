@@ -13,7 +13,8 @@ import pytest
 
 from continuity.erasure import shred_subject
 from continuity.runtime import Runtime
-from tests.helpers import TokenFactory
+from tests.api.test_applications import APPS, EMPLOYMENT, IDENTITY, LOAN, REVIEW
+from tests.helpers import MUG, TokenFactory
 
 pytestmark = pytest.mark.anyio
 
@@ -86,7 +87,75 @@ async def test_only_consenting_subjects_count_and_the_counts_survive_erasure(
         "SELECT column_name FROM information_schema.columns WHERE table_name = 'analytics_daily'"
         " AND table_schema = current_schema()"
     )
-    assert {c["column_name"] for c in columns} == {"day", "channel", "actions", "active_subjects"}
+    assert {c["column_name"] for c in columns} == {
+        "day",
+        "channel",
+        "actions",
+        "active_subjects",
+        "carts_started",
+        "carts_checked_out",
+        "applications_started",
+        "applications_submitted",
+    }
+
+
+async def test_carts_and_applications_count_on_the_channel_where_each_happened(
+    client: httpx.AsyncClient, auth: TokenFactory, runtime: Runtime
+) -> None:
+    """A small journey, counted by hand. Keen (consenting) starts a cart on the web and checks
+    it out in the app, and starts and submits an application in the app; shy (not consenting)
+    does the same and counts nowhere. Each event a customer records is an action: a cart's
+    first item is two (the cart opened, the item added), an application is started, its four
+    steps completed (a retiree skips the employer) and submitted."""
+    agent = auth(uuid4(), None, "agent")
+    keen, shy = uuid4(), uuid4()
+    given = {"given": True, "policy_version": "2026-01"}
+    consented = await client.put(
+        "/v1/me/consents/analytics", json=given, headers=auth(keen, "phone")
+    )
+    assert consented.status_code == 200
+    for subject in (keen, shy):
+        web, app = auth(subject, "laptop"), {**auth(subject, "phone"), "X-Channel": "app"}
+        assert (await client.post("/v1/me/cart/items", json=MUG, headers=web)).status_code == 200
+        assert (await client.post("/v1/me/cart/checkout", headers=app)).status_code == 200
+        started = await client.post(APPS, json={"form_type": "personal-loan"}, headers=app)
+        application = f"{APPS}/{started.json()['application_id']}"
+        retired = {**EMPLOYMENT, "status": "retired"}
+        for step, values in (("identity", IDENTITY), ("employment", retired), ("loan", LOAN)):
+            done = await client.post(
+                f"{application}/steps/{step}/complete", json={"values": values}, headers=app
+            )
+            assert done.status_code == 200, done.text
+        await client.post(
+            f"{application}/steps/review/complete", json={"values": REVIEW}, headers=app
+        )
+        assert (await client.post(f"{application}/submit", headers=app)).status_code == 200
+    await caught_up(runtime)
+    today = datetime.now(UTC).date().isoformat()
+    answer = await client.get(
+        "/v1/analytics/daily", params={"from": today, "to": today}, headers=agent
+    )
+    days = {d.pop("channel"): d for d in answer.json()["days"]}
+    for day in days.values():
+        assert day.pop("day") == today
+    assert days == {
+        "web": {
+            "actions": 2,
+            "active_subjects": 1,
+            "carts_started": 1,
+            "carts_checked_out": 0,
+            "applications_started": 0,
+            "applications_submitted": 0,
+        },
+        "app": {
+            "actions": 1 + 1 + 4 + 1,
+            "active_subjects": 1,
+            "carts_started": 0,
+            "carts_checked_out": 1,
+            "applications_started": 1,
+            "applications_submitted": 1,
+        },
+    }
 
 
 async def test_analytics_are_for_agents_and_check_their_range(
