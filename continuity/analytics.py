@@ -1,13 +1,16 @@
 """Non-personal analytics: per day (UTC) and channel, how many customer actions were recorded,
-how many subjects were active, how many carts were started and checked out, and how many
-applications were started and submitted, counting only subjects who had consented to
-analytics when they acted. An asynchronous projection: the runner follows the log from its
+how many subjects were active, how many carts were started and checked out, how many
+applications were started and submitted, and how many conversations were opened, handed off to
+an agent, resolved and rated (with the ratings' sum), counting only subjects who had consented
+to analytics when they acted. An asynchronous projection: the runner follows the log from its
 checkpoint, a rebuild makes the same rows.
 
 At the time of the action is the rule: consent given later does not reach back to actions
 recorded before it, and a withdrawal stops the counting from then on, not for what was counted
 already (that was lawful when it was counted). An action is an event a customer's device
-recorded (actor `customer`); the consent ledger's own events are not actions.
+recorded (actor `customer`); the consent ledger's own events are not actions. A milestone (a
+cart started, a conversation resolved...) counts whoever recorded it (the customer, a bot, an
+agent), but not the system's own moves (expiry, a guest's data moved at sign-in).
 
 `analytics_daily` holds counts only: no subject id, nothing that erasure needs to touch, so
 the counts survive it. Two tables keyed by the subject's pseudonym serve the fold and are
@@ -30,6 +33,7 @@ import msgspec
 from aggregates.application import Application
 from aggregates.cart import Cart
 from aggregates.consent import ANALYTICS, DEFAULTS, Consent
+from aggregates.conversation import Conversation
 from continuity.db import Conn, Queryable
 from continuity.projection import Mode, Placement
 from projections.envelope import Envelope
@@ -51,6 +55,11 @@ TABLES = (
             " carts_checked_out bigint NOT NULL,"
             " applications_started bigint NOT NULL,"
             " applications_submitted bigint NOT NULL,"
+            " conversations_opened bigint NOT NULL,"
+            " handoffs_requested bigint NOT NULL,"
+            " conversations_resolved bigint NOT NULL,"
+            " ratings bigint NOT NULL,"
+            " rating_sum bigint NOT NULL,"
             " PRIMARY KEY (day, channel))",
         ),
         subject_column=None,
@@ -83,6 +92,12 @@ class DailyCount(msgspec.Struct, frozen=True, gc=False):
     carts_checked_out: int
     applications_started: int
     applications_submitted: int
+    conversations_opened: int
+    handoffs_requested: int
+    conversations_resolved: int
+    ratings: int
+    rating_sum: int
+    """Of the ratings (1 to 5): their average is `rating_sum / ratings`."""
 
 
 MILESTONES: dict[type, str] = {
@@ -90,11 +105,15 @@ MILESTONES: dict[type, str] = {
     Cart.CheckedOut: "carts_checked_out",
     Application.Started: "applications_started",
     Application.Submitted: "applications_submitted",
+    Conversation.Opened: "conversations_opened",
+    Conversation.HandoffRequested: "handoffs_requested",
+    Conversation.Resolved: "conversations_resolved",
+    Conversation.Rated: "ratings",
 }
 """The events counted on their own besides as actions, and the column each is counted in. A
 cart or an application moved at sign-in (`Cart.LinesMerged`, `Application.Imported`) is not
 started again."""
-_COUNTS = ("actions", *MILESTONES.values())
+_COUNTS = ("actions", *MILESTONES.values(), "rating_sum")
 
 
 @dataclass(frozen=True)
@@ -103,8 +122,9 @@ class Analytics:
     topics: tuple[str, ...] = ()
     tables: tuple[Table, ...] = TABLES
     mode: Mode = "async"
-    version: int = 2
-    """Version 2: carts started and checked out, applications started and submitted."""
+    version: int = 3
+    """Version 2: carts started and checked out, applications started and submitted. Version 3:
+    conversations opened, handed off, resolved and rated."""
 
     async def handle(self, conn: Conn, placement: Placement, envelopes: list[Envelope]) -> None:
         """Fold the page in memory (each subject's consent as it stood at each action), then
@@ -128,13 +148,16 @@ class Analytics:
                 if isinstance(event, Consent.Recorded) and event.purpose == ANALYTICS:
                     consent[subject] = changed[subject] = event.given
                 continue
-            if envelope.meta is None or envelope.meta.actor_type != "customer":
+            actor = envelope.meta.actor_type if envelope.meta is not None else "system"
+            if actor == "system" or not consent.get(subject, DEFAULTS[ANALYTICS]):
                 continue
-            if consent.get(subject, DEFAULTS[ANALYTICS]):
-                key = day, channel = envelope.recorded_at.date(), envelope.channel
+            key = day, channel = envelope.recorded_at.date(), envelope.channel
+            if (milestone := MILESTONES.get(type(event))) is not None:
+                counts[milestone][key] += 1
+                if isinstance(event, Conversation.Rated):
+                    counts["rating_sum"][key] += event.rating
+            if actor == "customer":
                 counts["actions"][key] += 1
-                if (milestone := MILESTONES.get(type(event))) is not None:
-                    counts[milestone][key] += 1
                 seen.add((subject, day, channel))
         if changed:
             await conn.execute(
@@ -144,7 +167,8 @@ class Analytics:
                 list(changed),
                 list(changed.values()),
             )
-        if not counts["actions"]:
+        keys = sorted(set().union(*counts.values()))
+        if not keys:
             return
         active: Counter[tuple[date, str]] = Counter()
         if seen:
@@ -158,7 +182,6 @@ class Analytics:
                 [r[2] for r in rows],
             ):
                 active[row["day"], row["channel"]] += 1
-        keys = sorted(counts["actions"])
         columns = ", ".join(_COUNTS)
         arrays = ", ".join(f"${n}::bigint[]" for n in range(4, 4 + len(_COUNTS)))
         added = ", ".join(f"{c} = d.{c} + excluded.{c}" for c in ("active_subjects", *_COUNTS))

@@ -1,7 +1,8 @@
 """Non-personal analytics (`/v1/analytics/...`), for agents: counts only, no subject anywhere.
 
 `GET /v1/analytics/daily` gives, per day (UTC) and channel, the customer actions recorded, the
-subjects active, carts started and checked out and applications started and submitted,
+subjects active, carts started and checked out, applications started and submitted, and
+conversations opened, handed off, resolved and rated,
 counting only subjects who had consented to analytics when they acted
 (`continuity.analytics`). The counts follow the log asynchronously: a few moments behind it.
 """
@@ -36,7 +37,9 @@ OnChannel = Annotated[Channel | None, QueryParameter(description="Only this chan
 class DayCount(msgspec.Struct):
     """One day on one channel, of subjects who had consented to analytics: customer actions
     recorded, distinct subjects active (counted, never listed), carts started (the first item
-    added) and checked out, applications started and submitted, on this channel."""
+    added) and checked out, applications started and submitted, conversations opened, handed
+    off to an agent, resolved and rated (satisfaction: `rating_sum / ratings`), each counted
+    on the channel where it happened (an agent's resolution on `agent`)."""
 
     day: date
     channel: str
@@ -46,6 +49,11 @@ class DayCount(msgspec.Struct):
     carts_checked_out: int
     applications_started: int
     applications_submitted: int
+    conversations_opened: int
+    handoffs_requested: int
+    conversations_resolved: int
+    ratings: int
+    rating_sum: int
 
 
 class DailyAnalytics(msgspec.Struct):
@@ -61,8 +69,8 @@ class AnalyticsController(Controller):
 
     @get(
         "/daily",
-        summary="Actions, active subjects, carts and applications per day and channel"
-        " (non-personal)",
+        summary="Actions, active subjects, carts, applications and conversations per day and"
+        " channel (non-personal)",
     )
     async def daily(
         self,

@@ -13,6 +13,7 @@ import pytest
 
 from continuity.erasure import shred_subject
 from continuity.runtime import Runtime
+from tests.api.test_agent_views import agent_headers
 from tests.api.test_applications import APPS, EMPLOYMENT, IDENTITY, LOAN, REVIEW
 from tests.helpers import MUG, TokenFactory
 
@@ -96,6 +97,11 @@ async def test_only_consenting_subjects_count_and_the_counts_survive_erasure(
         "carts_checked_out",
         "applications_started",
         "applications_submitted",
+        "conversations_opened",
+        "handoffs_requested",
+        "conversations_resolved",
+        "ratings",
+        "rating_sum",
     }
 
 
@@ -131,30 +137,65 @@ async def test_carts_and_applications_count_on_the_channel_where_each_happened(
         )
         assert (await client.post(f"{application}/submit", headers=app)).status_code == 200
     await caught_up(runtime)
-    today = datetime.now(UTC).date().isoformat()
-    answer = await client.get(
-        "/v1/analytics/daily", params={"from": today, "to": today}, headers=agent
-    )
-    days = {d.pop("channel"): d for d in answer.json()["days"]}
-    for day in days.values():
-        assert day.pop("day") == today
-    assert days == {
-        "web": {
-            "actions": 2,
-            "active_subjects": 1,
-            "carts_started": 1,
-            "carts_checked_out": 0,
-            "applications_started": 0,
-            "applications_submitted": 0,
-        },
+    assert await counted_today(client, agent) == {
+        "web": {"actions": 2, "active_subjects": 1, "carts_started": 1},
         "app": {
             "actions": 1 + 1 + 4 + 1,
             "active_subjects": 1,
-            "carts_started": 0,
             "carts_checked_out": 1,
             "applications_started": 1,
             "applications_submitted": 1,
         },
+    }
+
+
+async def test_conversations_count_who_ever_moved_them(
+    client: httpx.AsyncClient, auth: TokenFactory, runtime: Runtime
+) -> None:
+    """Keen (consenting) and shy (not) each open a chat on the web, ask for a human, have an
+    agent take it over and resolve it, and rate it 4. The customer's four events are actions
+    on the web (opened, the first turn, the handoff, the rating); the agent's resolution
+    counts on the agent's channel, as a milestone, not as a customer action."""
+    keen, shy = uuid4(), uuid4()
+    given = {"given": True, "policy_version": "2026-01"}
+    consented = await client.put("/v1/me/consents/analytics", json=given, headers=auth(keen))
+    assert consented.status_code == 200
+    for subject in (keen, shy):
+        me, agent = auth(subject, "laptop"), agent_headers(auth, uuid4())
+        chat = {"medium": "web_chat", "text": "Where is my parcel?"}
+        conversation = (await client.post("/v1/me/conversations", json=chat, headers=me)).json()
+        url = f"/v1/me/conversations/{conversation['conversation_id']}"
+        handoff = {"reason": "a human, please"}
+        assert (await client.post(f"{url}/handoff", json=handoff, headers=me)).status_code == 200
+        taken = url.replace("/v1/me/", "/v1/agent/")
+        assert (await client.post(f"{taken}/accept", headers=agent)).status_code == 200
+        assert (await client.post(f"{taken}/resolve", headers=agent)).status_code == 200
+        rated = await client.post(f"{url}/rating", json={"rating": 4}, headers=me)
+        assert rated.status_code == 200, rated.text
+    await caught_up(runtime)
+    assert await counted_today(client, auth(uuid4(), None, "agent")) == {
+        "web": {
+            "actions": 4,
+            "active_subjects": 1,
+            "conversations_opened": 1,
+            "handoffs_requested": 1,
+            "ratings": 1,
+            "rating_sum": 4,
+        },
+        "agent": {"conversations_resolved": 1},
+    }
+
+
+async def counted_today(client: httpx.AsyncClient, agent: dict[str, str]) -> dict[str, Any]:
+    """Today's counts by channel, each with its counts that are not zero."""
+    today = datetime.now(UTC).date().isoformat()
+    answer = await client.get(
+        "/v1/analytics/daily", params={"from": today, "to": today}, headers=agent
+    )
+    assert answer.status_code == 200, answer.text
+    return {
+        day["channel"]: {k: v for k, v in day.items() if k not in ("day", "channel") and v}
+        for day in answer.json()["days"]
     }
 
 
