@@ -10,7 +10,7 @@ recorded before it, and a withdrawal stops the counting from then on, not for wh
 already (that was lawful when it was counted). An action is an event a customer's device
 recorded (actor `customer`); the consent ledger's own events are not actions. A milestone (a
 cart started, a conversation resolved...) counts whoever recorded it (the customer, a bot, an
-agent), but not the system's own moves (expiry, a guest's data moved at sign-in).
+agent), but not the system's own (an application expiring).
 
 `analytics_daily` holds counts only: no subject id, nothing that erasure needs to touch, so
 the counts survive it. Two tables keyed by the subject's pseudonym serve the fold and are
@@ -110,9 +110,10 @@ MILESTONES: dict[type, str] = {
     Conversation.Resolved: "conversations_resolved",
     Conversation.Rated: "ratings",
 }
-"""The events counted on their own besides as actions, and the column each is counted in. A
-cart or an application moved at sign-in (`Cart.LinesMerged`, `Application.Imported`) is not
-started again."""
+"""The events counted on their own besides as actions, and the column each is counted in. An
+application or conversation moved at sign-in (`Application.Imported`, `Conversation.Imported`)
+is not started again; a guest's cart merged into a customer with no open cart opens theirs
+(`Cart.Opened`, then `Cart.LinesMerged`), which counts."""
 _COUNTS = ("actions", *MILESTONES.values(), "rating_sum")
 
 
