@@ -84,6 +84,12 @@ MAX_DAYS = 366
 
 
 class DailyCount(msgspec.Struct, frozen=True, gc=False):
+    """One day on one channel, of subjects who had consented to analytics: customer actions
+    recorded, distinct subjects active (counted, never listed), carts started (the first item
+    added) and checked out, applications started and submitted, conversations opened, handed
+    off to an agent, resolved and rated, each counted on the channel where it happened (an
+    agent's resolution on `agent`). Also the body of `GET /v1/analytics/daily`."""
+
     day: date
     channel: str
     actions: int

@@ -34,32 +34,10 @@ Until = Annotated[date | None, QueryParameter(name="to", description="Last day (
 OnChannel = Annotated[Channel | None, QueryParameter(description="Only this channel.")]
 
 
-class DayCount(msgspec.Struct):
-    """One day on one channel, of subjects who had consented to analytics: customer actions
-    recorded, distinct subjects active (counted, never listed), carts started (the first item
-    added) and checked out, applications started and submitted, conversations opened, handed
-    off to an agent, resolved and rated (satisfaction: `rating_sum / ratings`), each counted
-    on the channel where it happened (an agent's resolution on `agent`)."""
-
-    day: date
-    channel: str
-    actions: int
-    active_subjects: int
-    carts_started: int
-    carts_checked_out: int
-    applications_started: int
-    applications_submitted: int
-    conversations_opened: int
-    handoffs_requested: int
-    conversations_resolved: int
-    ratings: int
-    rating_sum: int
-
-
 class DailyAnalytics(msgspec.Struct):
     since: date
     until: date
-    days: list[DayCount]
+    days: list[analytics.DailyCount]
 
 
 class AnalyticsController(Controller):
@@ -86,8 +64,7 @@ class AnalyticsController(Controller):
         if (last - first).days >= analytics.MAX_DAYS:
             raise _bad_range("from", f"at most {analytics.MAX_DAYS} days at once")
         counts = await analytics.daily(runtime.pool, first, last, channel)
-        days = [DayCount(**msgspec.structs.asdict(count)) for count in counts]
-        return DailyAnalytics(first, last, days)
+        return DailyAnalytics(first, last, counts)
 
 
 def _bad_range(field: str, message: str) -> ValidationException:
