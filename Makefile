@@ -8,7 +8,7 @@ PEERS := bench/peers
 STAMP_PEERS := $(PEERS)/node_modules/.package-lock.json
 NPM := $(shell command -v npm 2>/dev/null)
 
-.PHONY: run test lint typecheck check bench bench-peers clean
+.PHONY: run test test-browser chromium lint typecheck check bench bench-peers clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,7 +40,21 @@ typecheck: $(STAMP_DEV)
 	$(BIN)/mypy
 
 test: $(STAMP_DEV) lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --ignore=tests/browser
+
+# Debian's Chromium, which the console's browser tests drive with Playwright (Playwright's own
+# browser download needs the open internet; Debian's package comes from the registry).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      --no-install-recommends chromium fonts-liberation >/dev/null; \
+	  else echo "install Chromium first: sudo apt-get install chromium fonts-liberation" >&2; \
+	    exit 1; fi; }
+
+# The console in headless Chromium: CI's second stage, after `make test`.
+test-browser: $(STAMP_DEV) chromium
+	$(BIN)/python -m pytest tests/browser
 
 bench: $(STAMP_DEV) $(if $(NPM),$(STAMP_PEERS))
 	$(BIN)/python -m bench

@@ -16,6 +16,9 @@ from litestar.openapi import OpenAPIConfig
 from api.allow import complete_allow
 from api.auth import DeviceTokens, jwt_auth
 from api.body import ApiRequest
+from api.console.cookies import in_console
+from api.console.errors import error_page
+from api.console.routes import console_routes, console_templates
 from api.cors import Cors, cors_config
 from api.docs_ui import docs_asset, render_plugins
 from api.draining import on_stop_signal
@@ -23,7 +26,7 @@ from api.etags import NotModified, not_modified
 from api.limits import MAX_BODY_BYTES
 from api.log_config import ContinuityLogging
 from api.openapi import document_lazily
-from api.problems import exception_handlers, refuse_preflight
+from api.problems import handle, refuse_preflight
 from api.rate_limits import rate_limit_config
 from api.request_context import RequestContext
 from api.routes.access_audit import AccessAuditController
@@ -59,6 +62,13 @@ RUNNERS_GRACE = 10.0
 
 def _not_modified(_: Request[Any, Any, Any], exc: NotModified) -> Response[None]:
     return not_modified(exc.etag)
+
+
+def _answer_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """A problem for the API; a page for the console's pages, where the console is served."""
+    if in_console(request.scope["path"]) and request.app.template_engine is not None:
+        return error_page(request, exc)
+    return handle(request, exc)
 
 
 def _runtime(state: State) -> Runtime:
@@ -160,6 +170,7 @@ def create_app(
             metrics,
             signing_key,
             docs_asset,
+            *(console_routes(secret, settings.console_secure_cookies) if settings.console else ()),
         ],
         dependencies={
             "runtime": Provide(_runtime, sync_to_thread=False),
@@ -171,7 +182,8 @@ def create_app(
         request_class=ApiRequest,
         request_max_body_size=MAX_BODY_BYTES,
         middleware=[limits.middleware] if limits else [],
-        exception_handlers={**exception_handlers(), NotModified: _not_modified},
+        exception_handlers={Exception: _answer_error, NotModified: _not_modified},
+        template_config=console_templates() if settings.console else None,
         # api.problems logs each error answered (4xx at INFO, 5xx at ERROR with a traceback).
         logging_config=ContinuityLogging(
             level=settings.log_level, format=settings.log_format, log_exceptions="never"

@@ -27,6 +27,7 @@ from litestar.openapi.spec import SecurityRequirement
 from litestar.security.jwt import JWTAuth, JWTAuthenticationMiddleware, Token
 
 from aggregates.metadata import CHANNELS, EventMeta
+from api.console.cookies import OPEN_PATHS, SESSION_COOKIE, in_console
 from api.issuers import (
     BUILT_IN_ALGORITHM,
     BuiltInIssuer,
@@ -198,6 +199,18 @@ class ContinuityAuthenticationMiddleware(JWTAuthenticationMiddleware):
         super().__init__(**kwargs)
         self.issuers = issuers
 
+    async def authenticate_request(
+        self, connection: ASGIConnection[Any, Any, Any, Any]
+    ) -> AuthenticationResult:
+        """The console's pages take the token from the console's cookie, and only from it: a
+        page is opened by a browser, which sends no `Authorization` header of its own."""
+        if in_console(connection.scope["path"]):
+            token = connection.cookies.get(SESSION_COOKIE)
+            if not token:
+                raise NotAuthorizedException("sign in to the console")
+            return await self.authenticate_token(token, connection)
+        return await super().authenticate_request(connection)
+
     async def authenticate_token(
         self, encoded_token: str, connection: ASGIConnection[Any, Any, Any, Any]
     ) -> AuthenticationResult:
@@ -247,6 +260,7 @@ def jwt_auth(
             "^/schema",
             "^/v1/sessions",
             "^/.well-known/",
+            *OPEN_PATHS,
         ],
         exclude_http_methods=["OPTIONS"],
         description=(

@@ -20,7 +20,6 @@ from litestar.exceptions import HTTPException, NotAuthorizedException, Validatio
 from litestar.params import HeaderParameter, QueryParameter
 from litestar.plugins.problem_details import ProblemDetailsException
 from litestar.types import (
-    ExceptionHandlersMap,
     HTTPResponseBodyEvent,
     HTTPResponseStartEvent,
     Receive,
@@ -505,12 +504,11 @@ def _route(request: Request[Any, Any, Any]) -> str:
     return str(request.scope.get("path_template") or "(no route)")
 
 
-def handle(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    """Answer `exc` as a problem, and log it: 4xx at INFO in one line, 5xx at ERROR with the
-    traceback (whose text stays in the log, never in the answer). Every problem names the
-    request it answers: `instance` is `urn:request:<id>`, the id also sent in `X-Request-ID`
-    and on every log line of the request, so a client's report leads to the logs."""
-    problem = to_problem(request, exc)
+def log_problem(
+    request: Request[Any, Any, Any], exc: Exception, problem: ProblemDetailsException
+) -> None:
+    """One line per error answered: 4xx at INFO, a 503 at WARNING, any other 5xx at ERROR with
+    the traceback."""
     kind = problem.type_.removeprefix(PROBLEM_BASE) if problem.type_ else "about:blank"
     args = (request.method, _route(request), problem.status_code, kind)
     if problem.status_code == DATABASE_UNAVAILABLE.status:
@@ -519,14 +517,19 @@ def handle(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
         log.error("%s %s answered %s %s", *args, exc_info=exc)
     else:
         log.info("%s %s answered %s %s", *args)
+
+
+def handle(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """Answer `exc` as a problem, and log it: 4xx at INFO in one line, 5xx at ERROR with the
+    traceback (whose text stays in the log, never in the answer). Every problem names the
+    request it answers: `instance` is `urn:request:<id>`, the id also sent in `X-Request-ID`
+    and on every log line of the request, so a client's report leads to the logs."""
+    problem = to_problem(request, exc)
+    log_problem(request, exc, problem)
     response = problem.to_response(request)
     if (urn := request_urn()) and isinstance(response.content, dict):
         response.content.setdefault("instance", urn)
     return response
-
-
-def exception_handlers() -> ExceptionHandlersMap:
-    return {Exception: handle}
 
 
 async def refuse_preflight(scope: Scope, receive: Receive, send: Send, refused: str) -> None:

@@ -4,7 +4,8 @@
         [--out docs/bench] [--doc PATH] [--args NAME="OPTIONS"]...
 
 Each scenario module (`bench.appends`, `bench.http`, `bench.rebuild`, `bench.scale`,
-`bench.applications`, `bench.conversations`, `bench.timeline`, `bench.activity`, `bench.live`) is
+`bench.applications`, `bench.conversations`, `bench.timeline`, `bench.analytics`,
+`bench.activity`, `bench.live`) is
 imported only when its turn comes and exposes
 `measure(argv, *, progress=None) -> list[ScenarioResult]`;
 one that is not there yet is reported as not available and skipped. Every ScenarioResult is
@@ -68,6 +69,7 @@ SCENARIOS = (
     Scenario("applications", "bench.applications", quick=("--quick",)),
     Scenario("conversations", "bench.conversations", quick=("--quick",)),
     Scenario("timeline", "bench.timeline", quick=("--quick",)),
+    Scenario("analytics", "bench.analytics", quick=("--quick",)),
     Scenario("activity", "bench.activity", quick=("--quick",)),
     Scenario("live", "bench.live", quick=("--quick",)),
     Scenario("sync", "bench.sync", quick=("--quick",)),

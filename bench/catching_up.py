@@ -32,7 +32,7 @@ async def catch_up(
 ) -> float:
     """`projection` from nothing to the head of the log (`events` of its events): events/s.
     With `rows`, the table (named as the projection) must hold that many rows after."""
-    await runtime.pool.execute(f"TRUNCATE {projection.name}")
+    await runtime.pool.execute(f"TRUNCATE {', '.join(t.name for t in projection.tables)}")
     await runtime.pool.execute(
         "INSERT INTO tracking (name, position) VALUES ($1, 0)"
         " ON CONFLICT (name) DO UPDATE SET position = 0",
@@ -62,6 +62,24 @@ async def feed_only(runtime: Runtime, topics: Sequence[str]) -> float:
         events += len(await runtime.mapper.to_envelopes(page))
         position = page[-1].position
     return events / (time.perf_counter() - started)
+
+
+def customer_args(module: str, each: str) -> Callable[[Sequence[str] | None], argparse.Namespace]:
+    """The command line of a scenario seeded customer by customer: `--customers` (`each` says
+    how many events each makes), `--rounds`, `--quick` (100 customers, one round), `--json`."""
+
+    def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+        parser = argparse.ArgumentParser(prog=f"python -m {module}")
+        parser.add_argument("--customers", type=int, default=1_000, help=each)
+        parser.add_argument("--rounds", type=int, default=3)
+        parser.add_argument("--quick", action="store_true", help="a smoke run")
+        parser.add_argument("--json", type=str, default=None)
+        args = parser.parse_args(argv)
+        if args.quick:
+            args.customers, args.rounds = 100, 1
+        return args
+
+    return parse_args
 
 
 Measure = Callable[..., list[ScenarioResult]]

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
 from uuid import UUID, uuid4
@@ -58,16 +58,7 @@ IDENTITY: dict[str, Answer] = {
 }
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.timeline")
-    parser.add_argument("--customers", type=int, default=1_000, help="22 events each")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="a smoke run")
-    parser.add_argument("--json", type=str, default=None)
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.customers, args.rounds = 100, 1
-    return args
+parse_args = catching_up.customer_args("bench.timeline", "22 events each")
 
 
 async def _save(runtime: Runtime, aggregate: Aggregate, subject: UUID, meta: EventMeta) -> None:
@@ -75,10 +66,10 @@ async def _save(runtime: Runtime, aggregate: Aggregate, subject: UUID, meta: Eve
     await runtime.repository.save(aggregate, subject, meta, key, b"bench")
 
 
-async def seed_customer(runtime: Runtime) -> None:
+async def seed_customer(runtime: Runtime, subject: UUID | None = None) -> None:
     """One customer's cart, application and conversation: 22 timeline events (and the cart's
-    opening, which the timeline does not list)."""
-    subject = uuid4()
+    opening, which the timeline does not list); a new customer unless `subject` is given."""
+    subject = subject or uuid4()
     cart = Cart(subject_id=subject)
     cart.add_item("MUG-1", "Blue mug", Decimal("12.50"), 1)
     cart.add_item("TEA-1", "Green tea", Decimal("4.20"), 2)

@@ -12,6 +12,9 @@ recorded (actor `customer`); the consent ledger's own events are not actions. A 
 cart started, a conversation resolved...) counts whoever recorded it (the customer, a bot, an
 agent), but not the system's own (an application expiring).
 
+Journeys across channels, each application form's funnel and how conversations end are folded
+by `continuity.analytics_journeys` from the same events.
+
 `analytics_daily` holds counts only: no subject id, nothing that erasure needs to touch, so
 the counts survive it. Two tables keyed by the subject's pseudonym serve the fold and are
 deleted with the subject at erasure (`continuity.catalog.forget`): whether each subject
@@ -34,6 +37,7 @@ from aggregates.application import Application
 from aggregates.cart import Cart
 from aggregates.consent import ANALYTICS, DEFAULTS, Consent
 from aggregates.conversation import Conversation
+from continuity import analytics_journeys
 from continuity.db import Conn, Queryable
 from continuity.projection import Mode, Placement
 from projections.envelope import Envelope
@@ -127,11 +131,12 @@ _COUNTS = ("actions", *MILESTONES.values(), "rating_sum")
 class Analytics:
     name: str = "analytics"
     topics: tuple[str, ...] = ()
-    tables: tuple[Table, ...] = TABLES
+    tables: tuple[Table, ...] = (*TABLES, *analytics_journeys.TABLES)
     mode: Mode = "async"
-    version: int = 3
+    version: int = 4
     """Version 2: carts started and checked out, applications started and submitted. Version 3:
-    conversations opened, handed off, resolved and rated."""
+    conversations opened, handed off, resolved and rated. Version 4: journeys across channels,
+    each form's funnel, and how conversations end (`continuity.analytics_journeys`)."""
 
     async def handle(self, conn: Conn, placement: Placement, envelopes: list[Envelope]) -> None:
         """Fold the page in memory (each subject's consent as it stood at each action), then
@@ -148,6 +153,7 @@ class Analytics:
         changed: dict[UUID, bool] = {}
         counts: dict[str, Counter[tuple[date, str]]] = {name: Counter() for name in _COUNTS}
         seen: set[tuple[UUID, date, str]] = set()
+        counted: list[Envelope] = []
         for envelope in envelopes:
             event = envelope.event
             subject = envelope.subject_id
@@ -158,6 +164,7 @@ class Analytics:
             actor = envelope.meta.actor_type if envelope.meta is not None else "system"
             if actor == "system" or not consent.get(subject, DEFAULTS[ANALYTICS]):
                 continue
+            counted.append(envelope)
             key = day, channel = envelope.recorded_at.date(), envelope.channel
             if (milestone := MILESTONES.get(type(event))) is not None:
                 counts[milestone][key] += 1
@@ -174,6 +181,7 @@ class Analytics:
                 list(changed),
                 list(changed.values()),
             )
+        await analytics_journeys.fold(conn, placement, counted)
         keys = sorted(set().union(*counts.values()))
         if not keys:
             return

@@ -220,6 +220,29 @@ def token(
     click.echo(text)
 
 
+CONSOLE_TOKEN_HOURS = 8
+"""A working day: how long `console-tokens` tokens last."""
+
+
+@main.command("console-tokens")
+def console_tokens() -> None:
+    """Print where to sign in to the console, and a token for a new agent and a new compliance
+    officer (eight hours each), signed with this server's JWT secret."""
+    from uuid import uuid4
+
+    from api.auth import issue_token
+    from continuity.runtime import resolve_jwt_secret
+
+    settings = _settings()
+    secret = resolve_jwt_secret(settings)
+    ttl = timedelta(hours=CONSOLE_TOKEN_HOURS)
+    click.echo(f"Sign in at http://{settings.host}:{settings.port}/console/sign-in with:")
+    for role, title in (("agent", "agent"), ("compliance", "compliance officer")):
+        subject = uuid4()
+        text = issue_token(secret, subject, role, None, ttl, settings.jwt_audience)  # type: ignore[arg-type]
+        click.echo(f"\n{title} {subject}:\n{text}")
+
+
 @main.command("erase-subject")
 @click.argument("subject", type=click.UUID)
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")

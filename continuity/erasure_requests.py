@@ -368,14 +368,23 @@ class ErasureRequests:
         return msgspec.json.decode(row["certificate"], type=SignedCertificate)
 
     async def page(
-        self, state: State | None = None, *, limit: int = 20, cursor: str | None = None
+        self,
+        state: State | None = None,
+        *,
+        subject_id: UUID | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
     ) -> RequestPage:
-        """Requests newest first, after `cursor` (the previous page's `next_cursor`)."""
+        """Requests newest first (only `subject_id`'s, if given), after `cursor` (the previous
+        page's `next_cursor`)."""
         conditions: list[str] = []
         args: list[object] = []
         if state is not None:
             args.append(state)
             conditions.append(f"state = ${len(args)}")
+        if subject_id is not None:
+            args.append(subject_id)
+            conditions.append(f"subject_id = ${len(args)}")
         if cursor is not None:
             at, request_id = cursors.decode(cursor, tuple[datetime, UUID])
             args.extend([at, request_id])

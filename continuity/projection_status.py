@@ -90,3 +90,20 @@ async def status(conn: Queryable, projection: Projection) -> Status:
         behind=behind,
         rows=rows,
     )
+
+
+async def reached(conn: Queryable, projection: Projection, position: int) -> bool:
+    """Whether `projection`'s rows reflect every event of its topics up to `position`: an
+    inline one always does once built; an async one when its checkpoint is there, or no event
+    it consumes lies between the two."""
+    if projection.mode == "inline":
+        return True
+    answer: bool = await conn.fetchval(
+        "SELECT NOT EXISTS (SELECT 1 FROM events WHERE position <= $2 AND position >"
+        " (SELECT coalesce(max(position), 0) FROM tracking WHERE name = $1)"
+        " AND (cardinality($3::text[]) = 0 OR topic = ANY($3::text[])))",
+        projection.name,
+        position,
+        list(projection.topics),
+    )
+    return answer

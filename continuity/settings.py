@@ -110,6 +110,11 @@ class Settings:
     retention_interval: float | None = None
     """Seconds between two retention runs inside the server (None: only `continuity
     retention run` applies the policies)."""
+    console: bool = True
+    """Serve the console at `/console`; off, the process serves the API alone."""
+    console_secure_cookies: bool = False
+    """Mark the console's cookies `Secure` even on plain HTTP: behind a proxy that ends TLS
+    without saying so (they are `Secure` whenever the request itself came over HTTPS)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -148,6 +153,16 @@ class Settings:
                     f"CONTINUITY_{name} must be more than 0 and at most {high:g} seconds"
                 )
             return value
+
+        def flag(name: str, default: bool = False) -> bool:
+            raw = text(name)
+            if raw is None:
+                return default
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            raise SettingsError(f"CONTINUITY_{name} must be true or false, got {raw!r}")
 
         schema = text("DATABASE_SCHEMA") or cls.database_schema
         try:
@@ -217,6 +232,8 @@ class Settings:
                 if text("RETENTION_INTERVAL") is not None
                 else None
             ),
+            console=flag("CONSOLE", default=True),
+            console_secure_cookies=flag("CONSOLE_SECURE_COOKIES"),
         )
 
     @property

@@ -101,11 +101,17 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def started(database_url: str, schema: str, keyring: Keyring, data_dir: Path) -> AppFactory:
-    """The real app with some settings changed (CORS, rate limits, proxies...)."""
+    """The real app with some settings changed (CORS, rate limits, proxies...).
+
+    Without the console unless asked (`console=True`): its routes cost each app about 40 ms to
+    register, some 35 s over the suite. `tests/api/test_console.py` asks, and the browser
+    tests' server serves it as `continuity run` does; the rest of the console's plumbing (its
+    cookie in the auth middleware, its error pages) is in every app either way."""
 
     @asynccontextmanager
     async def start(**changes: object) -> AsyncIterator[Litestar]:
         changes.setdefault("data_dir", data_dir)
+        changes.setdefault("console", False)
         settings = Settings(database_schema=schema, jwt_secret=SECRET, **changes)  # type: ignore[arg-type]
         app = create_app(settings, database_url=database_url, keyring=keyring)
         async with app.lifespan():
@@ -136,7 +142,8 @@ def client_of(app: Litestar, peer: str = "127.0.0.1") -> httpx.AsyncClient:
 async def app(
     database_url: str, schema: str, keyring: Keyring, data_dir: Path
 ) -> AsyncIterator[Litestar]:
-    settings = Settings(database_schema=schema, jwt_secret=SECRET, data_dir=data_dir)
+    """The real app, without the console (as `started`)."""
+    settings = Settings(database_schema=schema, jwt_secret=SECRET, data_dir=data_dir, console=False)
     app = create_app(settings, database_url=database_url, keyring=keyring)
     async with app.lifespan():
         yield app

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import httpx
 import pytest
@@ -213,3 +213,156 @@ async def test_analytics_are_for_agents_and_check_their_range(
     assert reversed_.json()["errors"][0]["field"] == "from"
     bad = await client.get("/v1/analytics/daily", params={"channel": "pigeon"}, headers=agent)
     assert bad.status_code == 400, bad.text
+
+
+async def test_journeys_funnels_and_conversation_endings_match_a_hand_count(
+    client: httpx.AsyncClient, auth: TokenFactory, runtime: Runtime
+) -> None:
+    """Counted by hand. Keen (consenting):
+    - a cart started on the web, continued in the app, checked out there: web → app;
+    - a loan application started in the app (identity there, then back to identity and again),
+      continued on the web (employment, retired: the employer step is skipped, then the loan),
+      never submitted: app → web; identity, employment and loan reached once each;
+    - a web chat handed to a person, answered and resolved by an agent, the customer writing
+      once more from the app before that: web → app; resolved on web, not contained, one
+      first reply, rated 5 from the app;
+    - an app chat the customer resolves themselves: resolved on app, contained.
+    Shy (not consenting) does the cart and the chat the same way and counts nowhere."""
+    keen, shy = uuid4(), uuid4()
+    given = {"given": True, "policy_version": "2026-01"}
+    assert (
+        await client.put("/v1/me/consents/analytics", json=given, headers=auth(keen))
+    ).status_code == 200
+    chats: dict[UUID, str] = {}
+    for subject in (keen, shy):
+        web, app = auth(subject, "laptop"), {**auth(subject, "phone"), "X-Channel": "app"}
+        tea = {**MUG, "sku": "TEA-1", "name": "Tea"}
+        assert (await client.post("/v1/me/cart/items", json=MUG, headers=web)).status_code == 200
+        assert (await client.post("/v1/me/cart/items", json=tea, headers=app)).status_code == 200
+        assert (await client.post("/v1/me/cart/checkout", headers=app)).status_code == 200
+        chat = {"medium": "web_chat", "text": "Where is my parcel?"}
+        opened = await client.post("/v1/me/conversations", json=chat, headers=web)
+        url = f"/v1/me/conversations/{opened.json()['conversation_id']}"
+        chats[subject] = opened.json()["conversation_id"]
+        handoff = {"reason": "a human, please"}
+        assert (await client.post(f"{url}/handoff", json=handoff, headers=web)).status_code == 200
+        agent = agent_headers(auth, uuid4())
+        taken = url.replace("/v1/me/", "/v1/agent/")
+        assert (await client.post(f"{taken}/accept", headers=agent)).status_code == 200
+        answer = {"medium": "web_chat", "text": "Found it: it arrives tomorrow."}
+        assert (await client.post(f"{taken}/turns", json=answer, headers=agent)).status_code == 200
+        more = {"medium": "app_chat", "text": "Thanks!"}
+        assert (await client.post(f"{url}/turns", json=more, headers=app)).status_code == 200
+        assert (await client.post(f"{taken}/resolve", headers=agent)).status_code == 200
+        rated = await client.post(f"{url}/rating", json={"rating": 5}, headers=app)
+        assert rated.status_code == 200, rated.text
+
+    web, app = auth(keen, "laptop"), {**auth(keen, "phone"), "X-Channel": "app"}
+    started = await client.post(APPS, json={"form_type": "personal-loan"}, headers=app)
+    application = f"{APPS}/{started.json()['application_id']}"
+
+    async def complete(step: str, values: dict[str, Any], headers: dict[str, str]) -> None:
+        done = await client.post(
+            f"{application}/steps/{step}/complete", json={"values": values}, headers=headers
+        )
+        assert done.status_code == 200, done.text
+
+    await complete("identity", IDENTITY, app)
+    back = await client.post(f"{application}/back", json={"step": "identity"}, headers=app)
+    assert back.status_code == 200, back.text
+    await complete("identity", IDENTITY, app)
+    await complete("employment", {**EMPLOYMENT, "status": "retired"}, web)
+    await complete("loan", LOAN, web)
+    own = await client.post(
+        "/v1/me/conversations", json={"medium": "app_chat", "text": "Opening hours?"}, headers=app
+    )
+    own_url = f"/v1/me/conversations/{own.json()['conversation_id']}"
+    assert (await client.post(f"{own_url}/resolve", headers=app)).status_code == 200
+    await caught_up(runtime)
+
+    agent = auth(uuid4(), None, "agent")
+    today = datetime.now(UTC).date().isoformat()
+    period = {"from": today, "to": today}
+    journeys = await client.get("/v1/analytics/journeys", params=period, headers=agent)
+    assert journeys.status_code == 200, journeys.text
+    assert journeys.json()["pairs"] == [
+        {"from_channel": "web", "to_channel": "app", "journeys": 2},
+        {"from_channel": "app", "to_channel": "web", "journeys": 1},
+    ]
+    funnels = await client.get("/v1/analytics/funnels", params=period, headers=agent)
+    assert funnels.json()["forms"] == [
+        {
+            "form_type": "personal-loan",
+            "stages": [
+                {"stage": "started", "reached": 1},
+                {"stage": "identity", "reached": 1},
+                {"stage": "employment", "reached": 1},
+                {"stage": "loan", "reached": 1},
+            ],
+        }
+    ]
+
+    times = await _times(runtime, UUID(chats[keen]))
+    own_times = await _times(runtime, UUID(own.json()["conversation_id"]))
+    endings = await client.get("/v1/analytics/conversations", params=period, headers=agent)
+    assert endings.json()["channels"] == [
+        {
+            "channel": "app",
+            "opened": 1,
+            "handed_off": 0,
+            "resolved": 1,
+            "contained": 1,
+            "resolution_seconds": pytest.approx(
+                own_times["Resolved"] - own_times["Opened"], abs=1e-5
+            ),
+            "first_replies": 0,
+            "first_reply_seconds": None,
+            "ratings": 0,
+            "rating_sum": 0,
+        },
+        {
+            "channel": "web",
+            "opened": 1,
+            "handed_off": 1,
+            "resolved": 1,
+            "contained": 0,
+            "resolution_seconds": pytest.approx(times["Resolved"] - times["Opened"], abs=1e-5),
+            "first_replies": 1,
+            "first_reply_seconds": pytest.approx(
+                times["TurnAdded"] - times["HandoffRequested"], abs=1e-5
+            ),
+            "ratings": 1,
+            "rating_sum": 5,
+        },
+    ]
+
+    kept = await runtime.pool.fetchval(
+        "SELECT count(*) FROM analytics_journeys WHERE subject_id = $1", keen
+    )
+    assert kept == 4  # the cart, the application, the two chats
+    await shred_subject(runtime.store, runtime.vault, keen)
+    gone = await runtime.pool.fetchval(
+        "SELECT count(*) FROM analytics_journeys WHERE subject_id = $1", keen
+    )
+    assert gone == 0  # what the fold remembered of keen's journeys went with keen
+    for route, key in (("journeys", "pairs"), ("funnels", "forms")):
+        again = await client.get(f"/v1/analytics/{route}", params=period, headers=agent)
+        assert again.json()[key] == {"journeys": journeys, "funnels": funnels}[route].json()[key]
+
+
+async def _times(runtime: Runtime, conversation: UUID) -> dict[str, float]:
+    """When each kind of event of the conversation was recorded (the first agent turn for a
+    turn: the only one after the handoff that an agent wrote), as seconds since the epoch."""
+    rows = await runtime.pool.fetch(
+        "SELECT topic, recorded_at FROM events WHERE stream_id = $1 ORDER BY version",
+        conversation,
+    )
+    found: dict[str, float] = {}
+    handed = False
+    for row in rows:
+        kind = row["topic"].rpartition(".")[2]
+        handed = handed or kind == "HandoffRequested"
+        if kind == "TurnAdded" and (not handed or "TurnAdded" in found):
+            continue
+        found.setdefault(kind, row["recorded_at"].timestamp())
+    return found

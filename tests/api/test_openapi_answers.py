@@ -147,6 +147,9 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
         *("200", "400", "401", "403", "404", "410", "500", "503"),
     },
     ("get", "/v1/analytics/daily"): {"200", "400", "401", "403", "410", "500", "503"},
+    ("get", "/v1/analytics/journeys"): {"200", "400", "401", "403", "410", "500", "503"},
+    ("get", "/v1/analytics/funnels"): {"200", "400", "401", "403", "410", "500", "503"},
+    ("get", "/v1/analytics/conversations"): {"200", "400", "401", "403", "410", "500", "503"},
     ("get", "/v1/me/session/events"): {"200", "400", "401", "403", "410", "500", "503"},
     ("get", "/v1/agent/conversations/events"): {"200", "400", "401", "403", "410", "500", "503"},
     ("get", "/v1/agent/customers/{customer_id}/events"): {

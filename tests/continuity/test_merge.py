@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from uuid import UUID, uuid4
@@ -24,7 +25,7 @@ from aggregates.errors import InvalidState
 from aggregates.metadata import EventMeta
 from api.conversation_schemas import TranscriptEntry
 from api.live_events import QUEUE_TOPICS, queue_message_of
-from continuity import application_queue, carts, conversation_queue
+from continuity import application_queue, carts, consents, conversation_queue
 from continuity import applications as actions
 from continuity import conversations as talk
 from continuity.carts import CartService
@@ -453,3 +454,47 @@ async def test_nothing_personal_is_left_in_clear_after_a_merge(
         assert value is not None
         for table, data in tables:
             assert value.encode() not in data, f"{value!r} in clear in {table}"
+
+
+async def test_a_moved_conversation_keeps_its_clock_in_the_analytics(runtime: Runtime) -> None:
+    """A consenting guest's chat is handed off, then the guest signs in: the customer's copy is
+    not opened or handed off again in the counts, and the agent's first reply on it is timed
+    from the handoff on the guest's, not from the move."""
+    guest, customer = uuid4(), uuid4()
+    for subject in (guest, customer):
+        choice = consents.one("analytics", True, "2026-01", "device")
+        await runtime.consents.record(subject, PHONE, choice, idempotency_key=uuid4())
+    original = await handed_off(runtime, guest)
+    summary = await runtime.merge.merge(guest, customer, LAPTOP)
+    moved = summary.conversations[original]
+    agent = talk.accept("agent-7")
+    await runtime.conversations.act(moved, AGENT, agent, idempotency_key=uuid4())
+    reply = talk.say("agent", "agent-7", Turn("I am on it", "web_chat"))
+    await runtime.conversations.act(moved, AGENT, reply, idempotency_key=uuid4())
+    analytics = runtime.projections.get("analytics")
+
+    async def caught_up() -> bool:
+        return not (await lag(runtime.pool, analytics)).behind
+
+    await until(caught_up)
+    handoff_at = await _last_recorded(runtime, original, "HandoffRequested")
+    reply_at = await _last_recorded(runtime, moved, "TurnAdded")
+    row = await runtime.pool.fetchrow(
+        "SELECT sum(opened) AS opened, sum(handed_off) AS handed_off,"
+        " sum(first_replies) AS replies, sum(first_reply_seconds) AS waited"
+        " FROM analytics_conversations"
+    )
+    assert row is not None
+    assert (row["opened"], row["handed_off"], row["replies"]) == (1, 1, 1)
+    assert row["waited"] == pytest.approx((reply_at - handoff_at).total_seconds(), abs=1e-5)
+
+
+async def _last_recorded(runtime: Runtime, stream: UUID, event: str) -> datetime:
+    """When the stream's last event of that class was recorded (the log's clear column)."""
+    at: datetime = await runtime.pool.fetchval(
+        "SELECT recorded_at FROM events WHERE stream_id = $1 AND topic LIKE $2"
+        " ORDER BY version DESC LIMIT 1",
+        stream,
+        f"%.{event}",
+    )
+    return at

@@ -32,6 +32,17 @@ def test_nothing_set_means_the_embedded_defaults() -> None:
     assert settings.data_dir == Path(".continuity")
 
 
+def test_the_console_flags_read_true_or_false_and_refuse_anything_else() -> None:
+    default = Settings.from_env({})
+    assert (default.console, default.console_secure_cookies) == (True, False)
+    flipped = Settings.from_env(
+        {"CONTINUITY_CONSOLE": "false", "CONTINUITY_CONSOLE_SECURE_COOKIES": "yes"}
+    )
+    assert (flipped.console, flipped.console_secure_cookies) == (False, True)
+    with pytest.raises(SettingsError, match="CONTINUITY_CONSOLE must be true or false"):
+        Settings.from_env({"CONTINUITY_CONSOLE": "maybe"})
+
+
 def test_the_keep_alive_interval_is_read_in_seconds() -> None:
     assert Settings.from_env({}).sse_keepalive == 15.0
     assert Settings.from_env({"CONTINUITY_SSE_KEEPALIVE": "0.25"}).sse_keepalive == 0.25
